@@ -1,0 +1,65 @@
+# Overseer developer commands. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+include tools/versions.env
+
+# Caches live outside the work tree so later runs (and CI on this machine) reuse them.
+export OVERSEER_CACHE ?= $(HOME)/.cache/overseer
+PYTHON ?= python3
+# One virtualenv per checkout: the package is installed editable, pointing at this tree.
+CHECKOUT_ID := $(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-10)
+VENV ?= $(OVERSEER_CACHE)/venv-$(CHECKOUT_ID)
+TOOLS_BIN := $(OVERSEER_CACHE)/tools/helm-$(HELM_VERSION)-kubeconform-$(KUBECONFORM_VERSION)/bin
+export PATH := $(TOOLS_BIN):$(VENV)/bin:$(PATH)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-10)
+
+-include mk/cluster.mk
+
+.PHONY: help venv tools test-deps demo test lint typecheck check schema bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip==25.3
+	$(VENV)/bin/python -m pip install --quiet -e . --group dev
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## Create the Python environment and install Overseer with its dev tools
+
+$(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform: tools/versions.env tools/install-tools.sh
+	bash tools/install-tools.sh
+
+tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform ## Build the pinned helm and kubeconform (go install, cached)
+
+test-deps: ## Install Debian's PostgreSQL server for the store tests, if missing
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql (the store tests run against it too)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+demo: venv tools ## Embedded Postgres, the example plugin, a deployment, a committed and validated chart
+	bash scripts/demo.sh
+
+test: venv tools test-deps ## Set up what the tests need and run the whole suite
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint and format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check generator tests bench
+
+typecheck: venv ## mypy --strict on the package
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## Everything CI runs
+
+schema: venv ## Regenerate environments/plugin-manifest.schema.json
+	$(VENV)/bin/overseer plugin schema > environments/plugin-manifest.schema.json
+
+bench: venv tools ## Run the render/validate benchmark (takes a few minutes)
+	$(VENV)/bin/python bench/render_bench.py
+
+clean: ## Remove the demo's state (.overseer/ and rendered/)
+	rm -rf .overseer rendered

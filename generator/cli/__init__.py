@@ -1,0 +1,25 @@
+"""The `overseer` command line. Each command parses input and calls one service function."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .common import OverseerGroup
+from .db import db
+from .deployments import deploy
+from .plugins import plugin
+from .render import render, validate
+
+
+@click.group(cls=OverseerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="overseer")
+def main() -> None:
+    """Overseer: plugin deployments rendered into Helm charts and committed to Git."""
+
+
+main.add_command(plugin)
+main.add_command(deploy)
+main.add_command(render)
+main.add_command(validate)
+main.add_command(db)

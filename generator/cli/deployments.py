@@ -1,0 +1,136 @@
+"""`overseer deploy ...`: deployments of registered plugins."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..errors import UserError
+from ..service import deployments as service_deployments
+from ..service import render as service_render
+from ..service.context import Context
+from ..service.deployments import DeploymentRequest, DeploymentView
+from ..store.db import Connection
+from .common import emit_data, output_option, table, with_context
+
+
+@click.group("deploy")
+def deploy() -> None:
+    """Create, inspect and delete deployments."""
+
+
+def _parse_sets(sets: tuple[str, ...], set_env: tuple[str, ...]) -> dict[str, str]:
+    data: dict[str, str] = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"--set {item!r}: expected NAME=VALUE")
+        data[name] = value
+    for name in set_env:
+        if name not in os.environ:
+            raise UserError(f"--set-env {name}: the environment variable {name} is not set")
+        data[name] = os.environ[name]
+    return data
+
+
+def _print_view(d: DeploymentView) -> None:
+    table(
+        ["FIELD", "VALUE"],
+        [
+            ["id", d.id], ["deployment_id", d.deployment_id], ["plugin", d.environment_type],
+            ["namespace", d.namespace], ["status", d.status + (f" ({d.status_reason})" if d.status_reason else "")],
+            ["chart", d.chart], ["tools", ", ".join(d.tools)], ["requirement", d.requirement],
+            *[[f"data.{k}", v] for k, v in d.data.items()],
+            ["ttl_seconds", d.ttl_seconds], ["expires_at", d.expires_at.isoformat() if d.expires_at else ""],
+            ["created_at", d.created_at.isoformat()],
+            ["rendered_commit", d.rendered_commit or ""],
+        ],
+    )
+
+
+@deploy.command("create")
+@click.argument("plugin")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A variable value (repeatable).")
+@click.option(
+    "--set-env", multiple=True, metavar="NAME",
+    help="Take variable NAME from the environment variable of that name, so secrets stay off the command line.",
+)
+@click.option("--tool", "tools", multiple=True, metavar="NAME", help="A tool for the environment (repeatable).")
+@click.option("--requirement", default="", help="What the environment is for.")
+@click.option("--ttl", type=click.IntRange(min=1), default=None, metavar="SECONDS", help="Expire after SECONDS.")
+@click.option("--namespace", default=None, help="Kubernetes namespace [env OVERSEER_NAMESPACE; default a8s].")
+@click.option("--no-render", is_flag=True, help="Only store the deployment; render later.")
+@output_option
+@with_context
+def create(
+    service: Context, plugin: str, sets: tuple[str, ...], set_env: tuple[str, ...],
+    tools: tuple[str, ...], requirement: str, ttl: int | None, namespace: str | None,
+    no_render: bool, output: str,
+) -> None:
+    """Deploy PLUGIN: store the deployment, render its chart and commit it."""
+    try:
+        request = DeploymentRequest(
+            environment_type=plugin, tools=list(tools), data=_parse_sets(sets, set_env),
+            requirement=requirement, ttl_seconds=ttl, namespace=namespace,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    commit: list[str | None] = []
+
+    def render_now(conn: Connection) -> None:
+        commit.append(service_render.render(service, conn).commit)
+
+    view = service_deployments.create(service, request, after_insert=None if no_render else render_now)
+    if output != "table":
+        emit_data(view, output)
+        return
+    _print_view(view)
+    if commit and commit[0]:
+        click.echo(f"\ncommitted {commit[0][:12]}: {service.settings.repo / view.chart}")
+
+
+@deploy.command("list")
+@click.option("--all", "include_gone", is_flag=True, help="Include deleted deployments.")
+@output_option
+@with_context
+def list_(service: Context, include_gone: bool, output: str) -> None:
+    """List deployments."""
+    views = service_deployments.list_deployments(service, include_gone=include_gone)
+    if output != "table":
+        emit_data(views, output)
+        return
+    table(
+        ["DEPLOYMENT_ID", "PLUGIN", "NAMESPACE", "STATUS", "CREATED", "ID"],
+        [[d.deployment_id, d.environment_type, d.namespace, d.status, d.created_at.strftime("%Y-%m-%d %H:%M:%S"), d.id] for d in views],
+    )
+
+
+@deploy.command("show")
+@click.argument("ident", metavar="ID")
+@output_option
+@with_context
+def show(service: Context, ident: str, output: str) -> None:
+    """Show one deployment (by id or deployment_id); secret values are redacted."""
+    view = service_deployments.get(service, ident)
+    if output != "table":
+        emit_data(view, output)
+        return
+    _print_view(view)
+
+
+@deploy.command("delete")
+@click.argument("ident", metavar="ID")
+@click.option("--no-render", is_flag=True, help="Only mark it deleted; the next render removes the chart.")
+@with_context
+def delete(service: Context, ident: str, no_render: bool) -> None:
+    """Delete a deployment and remove its chart (a commit)."""
+    commit: list[str | None] = []
+
+    def render_now(conn: Connection) -> None:
+        commit.append(service_render.render(service, conn).commit)
+
+    view = service_deployments.delete(service, ident, after_delete=None if no_render else render_now)
+    click.echo(f"deleted: {view.deployment_id}")
+    if commit and commit[0]:
+        click.echo(f"committed {commit[0][:12]}: removed {view.chart}")

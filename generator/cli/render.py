@@ -1,0 +1,77 @@
+"""`overseer render` and `overseer validate`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import Settings
+from ..service import render as service_render
+from ..service.context import Context
+from ..validate import validate as run_validate
+from .common import progress_bar, with_context
+
+
+@click.command("render")
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 and list the charts that differ from a fresh render.")
+@click.option("--offline", is_flag=True, help="With --check: re-render each chart from its own inputs record, without the database.")
+@click.option("--force", is_flag=True, help="Allow removing most charts at once.")
+@click.option("--full", is_flag=True, help="Re-render every chart, not only those whose inputs changed (repairs hand edits).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@with_context
+def render(service: Context, check: bool, offline: bool, force: bool, full: bool, progress: bool) -> None:
+    """Render every live deployment into the GitOps repository and commit the changes."""
+    if check:
+        drifts = service_render.check(service, offline=offline)
+        for d in drifts:
+            click.echo(f"{d.path}: {d.reason}")
+        if drifts:
+            click.echo(f"{len(drifts)} chart(s) differ from a fresh render", err=True)
+            sys.exit(1)
+        click.echo("all charts match a fresh render")
+        return
+    if offline:
+        raise click.UsageError("--offline only applies to --check")
+    bar = progress_bar("rendering", progress)
+    if bar is None:
+        result = service_render.render(service, force=force, full=full)
+    else:
+        with bar:
+            task = bar.add_task("render", total=None)
+            result = service_render.render(
+                service, force=force, full=full,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    summary = f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed, {result.unchanged} unchanged"
+    if result.commit:
+        click.echo(f"committed {result.commit[:12]}: {summary}")
+    else:
+        click.echo(f"nothing to commit: {summary}")
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+def validate(paths: tuple[Path, ...], progress: bool) -> None:
+    """Run helm lint --strict and helm template | kubeconform -strict on every chart under PATHS.
+
+    PATHS default to the GitOps repository.
+    """
+    targets = list(paths) or [Settings.from_env().repo]
+    bar = progress_bar("validating", progress)
+    if bar is None:
+        reports = run_validate(targets)
+    else:
+        with bar:
+            task = bar.add_task("validate", total=None)
+            reports = run_validate(targets, progress=lambda d, t: bar.update(task, completed=d, total=t))
+    failed = [r for r in reports if r.problems]
+    for r in failed:
+        click.echo(f"FAIL {r.chart}")
+        for problem in r.problems:
+            click.echo(f"  {problem}")
+    click.echo(f"{len(reports) - len(failed)} of {len(reports)} chart(s) valid")
+    if failed:
+        sys.exit(1)

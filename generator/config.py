@@ -1,0 +1,50 @@
+"""Where Overseer keeps its state, read once from the environment.
+
+Every location has a default relative to the working directory, so a clone works with no setup:
+`.overseer/` holds the embedded database and the secret key, `rendered/` is the GitOps repository.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+DEFAULT_NAMESPACE = "a8s"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build it with `Settings.from_env()` and override with `with_()`."""
+
+    home: Path
+    repo: Path
+    database_url: str | None
+    secret_key: str | None
+    namespace: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read OVERSEER_HOME, OVERSEER_REPO, DATABASE_URL, OVERSEER_SECRET_KEY, OVERSEER_NAMESPACE."""
+        env = os.environ
+        return cls(
+            home=Path(env.get("OVERSEER_HOME", ".overseer")).absolute(),
+            repo=Path(env.get("OVERSEER_REPO", "rendered")).absolute(),
+            database_url=env.get("DATABASE_URL") or None,
+            secret_key=env.get("OVERSEER_SECRET_KEY") or None,
+            namespace=env.get("OVERSEER_NAMESPACE", DEFAULT_NAMESPACE),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """Return a copy with some fields replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+    @property
+    def pgdata(self) -> Path:
+        """Data directory of the embedded PostgreSQL server."""
+        return self.home / "pgdata"
+
+    @property
+    def secret_key_file(self) -> Path:
+        """Generated Fernet key used when OVERSEER_SECRET_KEY is not set."""
+        return self.home / "secret.key"

@@ -1,0 +1,145 @@
+"""The error hierarchy shared by every stage.
+
+`UserError` and its subclasses carry a message meant for a person: the CLI prints it and exits
+with `exit_code`, the HTTP API returns it with `http_status`. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class OverseerError(Exception):
+    """Base of every error Overseer raises on purpose."""
+
+
+class UserError(OverseerError):
+    """An error caused by input or environment that the user can fix."""
+
+    exit_code = 1
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding: where it is and what is wrong."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.path or "(top level)"
+        if self.line is not None:
+            where = f"{where} (line {self.line})"
+        return f"{where}: {self.message}"
+
+
+class ValidationFailed(UserError):
+    """Several problems found in one pass; all of them are reported."""
+
+    exit_code = 2
+    http_status = 422
+
+    def __init__(self, subject: str, problems: Sequence[Problem]) -> None:
+        self.subject = subject
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{subject}: validation failed:\n{lines}")
+
+
+class ManifestInputError(UserError):
+    """The manifest bytes cannot be read as a YAML mapping (size, encoding, aliases, syntax)."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class ManifestTooLarge(ManifestInputError):
+    """The manifest is over the size cap."""
+
+    http_status = 413
+
+    def __init__(self, source: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{source}: manifest is {size} bytes, over the {limit}-byte limit; "
+            "split it or remove embedded data"
+        )
+
+
+class NotFound(UserError):
+    """A named object does not exist (or is not active)."""
+
+    exit_code = 3
+    http_status = 404
+
+
+class Conflict(UserError):
+    """The request contradicts what is already stored."""
+
+    exit_code = 4
+    http_status = 409
+
+
+class MissingVariables(UserError):
+    """A deployment request lacks required variables."""
+
+    exit_code = 2
+    http_status = 400
+
+    def __init__(self, plugin: str, missing: Sequence[str]) -> None:
+        self.missing = list(missing)
+        names = ", ".join(self.missing)
+        super().__init__(
+            f'plugin "{plugin}": missing required variable(s): {names}; '
+            f"pass each with --set NAME=VALUE (API: in \"data\")"
+        )
+
+
+class UnknownVariables(UserError):
+    """A deployment request names variables the manifest does not declare."""
+
+    exit_code = 2
+    http_status = 400
+
+    def __init__(self, plugin: str, unknown: Sequence[str], known: Sequence[str]) -> None:
+        self.unknown = list(unknown)
+        super().__init__(
+            f'plugin "{plugin}": unknown variable(s): {", ".join(unknown)}; '
+            f"known variables are: {', '.join(known) or '(none)'}"
+        )
+
+
+class MassDeletionRefused(UserError):
+    """A render would remove most charts at once, which usually means the wrong database."""
+
+    exit_code = 5
+    http_status = 409
+
+    def __init__(self, removing: int, total: int) -> None:
+        super().__init__(
+            f"render would remove {removing} of {total} charts; this usually means DATABASE_URL "
+            "points at the wrong database. Check it, or pass --force to remove them"
+        )
+
+
+class ToolMissing(UserError):
+    """An external binary (helm, kubeconform, git) is not installed."""
+
+    exit_code = 6
+    http_status = 503
+
+    def __init__(self, tool: str, hint: str) -> None:
+        super().__init__(f"{tool} not found: {hint}")
+
+
+class DatabaseUnavailable(UserError):
+    """PostgreSQL cannot be reached."""
+
+    exit_code = 7
+    http_status = 503

@@ -1,0 +1,110 @@
+"""The one wrapper around git for the GitOps repository.
+
+Every commit uses a fixed identity. Writers are serialised by an exclusive lock on a file in
+`.git/`, held across write-and-commit, so concurrent renders neither trip over `index.lock` nor
+commit each other's half-written trees.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+
+from .errors import ToolMissing, UserError
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Overseer",
+    "GIT_AUTHOR_EMAIL": "overseer@localhost",
+    "GIT_COMMITTER_NAME": "Overseer",
+    "GIT_COMMITTER_EMAIL": "overseer@localhost",
+}
+# Above this many paths, staging the whole tree is cheaper than naming each path.
+_WHOLE_TREE_THRESHOLD = 500
+
+
+class GitOpsRepo:
+    """A Git repository holding rendered charts."""
+
+    def __init__(self, root: Path) -> None:
+        if shutil.which("git") is None:
+            raise ToolMissing("git", "install git (Debian: apt-get install git)")
+        self.root = root
+        self.repo = self._open_or_init(root)
+        self._git = self.repo.git
+        self._git.update_environment(**IDENTITY, GIT_TERMINAL_PROMPT="0")
+
+    @staticmethod
+    def _open_or_init(root: Path) -> git.Repo:
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            repo = git.Repo(root)
+        except git.InvalidGitRepositoryError:
+            repo = git.Repo.init(root, initial_branch="main")
+        except git.NoSuchPathError as exc:
+            raise UserError(f"GitOps repository {root} cannot be created: {exc}") from None
+        # A repository nested inside another (rendered/ inside a clone) must still be its own.
+        if Path(repo.working_tree_dir or "").resolve() != root.resolve():
+            repo = git.Repo.init(root, initial_branch="main")
+        return repo
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the writer lock of this repository."""
+        lock_path = Path(self.repo.git_dir) / "overseer.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def head(self) -> str | None:
+        """The commit sha of HEAD, or None in an empty repository."""
+        try:
+            return self.repo.head.commit.hexsha
+        except ValueError:
+            return None
+
+    def commit(self, paths: Sequence[str], message: str) -> str | None:
+        """Stage `paths` (additions, changes, removals) and commit; None when nothing changed."""
+        if not paths:
+            return None
+        self._stage(paths)
+        if self.head() is not None and not self._git.diff("--cached", "--name-only", "--no-renames"):
+            return None
+        if self.head() is None and not self._git.ls_files():
+            return None
+        msg_file = Path(self.repo.git_dir) / "OVERSEER_COMMIT_MSG"
+        msg_file.write_text(message, encoding="utf-8")
+        try:
+            self._git.commit("--quiet", "--no-verify", "-F", str(msg_file))
+        finally:
+            msg_file.unlink(missing_ok=True)
+        return self.head()
+
+    def restore(self, paths: Sequence[str]) -> None:
+        """Put `paths` back as HEAD has them (used when a write fails half-way)."""
+        if not paths:
+            return
+        if self.head() is not None:
+            self._git.reset("--quiet", "HEAD", "--", *paths)
+            if self._git.ls_tree("-r", "--name-only", "HEAD", "--", *paths):
+                self._git.checkout("HEAD", "--", *paths)
+        self._git.clean("-fdq", "--", *paths)
+
+    def _stage(self, paths: Sequence[str]) -> None:
+        if len(paths) > _WHOLE_TREE_THRESHOLD:
+            self._git.add("-A", "--", ".")
+        else:
+            self._git.add("-A", "--", *paths)
+
+    def log(self, *args: str) -> str:
+        """`git log` output, for reports and tests."""
+        return str(self._git.log(*args))

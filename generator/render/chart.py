@@ -1,0 +1,304 @@
+"""Pure rendering: (deployment, plugin) -> {relative path: bytes} of one complete Helm chart.
+
+Nothing here touches the disk except reading templates/ once. Everything that depends only on
+the plugin (the Helm templates, values.schema.json, the static parts of values.yaml) is rendered
+once per plugin version and shared by its deployments; per deployment only Chart.yaml,
+values.yaml and the inputs record are rendered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from .. import __version__
+from ..manifest import Manifest
+from ..manifest.model import Variable
+from ..paths import TEMPLATES_DIR
+from .inputs import INPUTS_FILE, DeploymentInput, PluginInput, dump_json, record
+
+try:
+    from yaml import CSafeDumper as _Dumper
+except ImportError:  # pragma: no cover
+    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
+
+Chart = dict[str, bytes]
+
+# Files only present when the manifest has something for them to describe.
+_NEEDS_PORTS = {"templates/service.yaml", "templates/tests/test-connection.yaml"}
+_NEEDS_INGRESS = {"templates/ingress.yaml"}
+_PER_DEPLOYMENT = {"Chart.yaml", "values.yaml"}
+
+
+def _json_filter(value: Any) -> str:
+    # ensure_ascii matters: YAML treats U+0085, U+2028 and U+2029 as line breaks, so a raw one
+    # inside a scalar could start a new key. Escaped, every value stays one scalar.
+    return json.dumps(value, ensure_ascii=True, sort_keys=True)
+
+
+def _yaml_filter(value: Any, indent: str = "") -> str:
+    text = yaml.dump(
+        value, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=False,
+        width=100000,
+    )
+    text = text.removesuffix("...\n")
+    return "\n".join(indent + line for line in text.rstrip("\n").split("\n"))
+
+
+def _comment_filter(value: Any, indent: str = "") -> str:
+    # splitlines() knows every line break YAML knows, so nothing escapes the comment.
+    lines = str(value).splitlines() or [""]
+    clean = ("".join(ch if ch.isprintable() else " " for ch in line).rstrip() for line in lines)
+    return "\n".join(f"{indent}# {line}".rstrip() for line in clean)
+
+
+def _environment(root: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        block_start_string="[%",
+        block_end_string="%]",
+        variable_start_string="[[",
+        variable_end_string="]]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - output is YAML and Go templates, not HTML
+    )
+    env.filters.update(json=_json_filter, yaml=_yaml_filter, comment=_comment_filter)
+    return env
+
+
+@dataclass
+class TemplateSet:
+    """The chart templates on disk, loaded once."""
+
+    root: Path = TEMPLATES_DIR / "chart"
+    files: dict[str, bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.files = {
+            p.relative_to(self.root).as_posix(): p.read_bytes()
+            for p in sorted(self.root.rglob("*"))
+            if p.is_file()
+        }
+        self.env = _environment(self.root)
+
+    @cached_property
+    def generator(self) -> dict[str, str]:
+        """Identifies this generator and template set in every inputs record."""
+        digest = hashlib.sha256()
+        for path, data in self.files.items():
+            digest.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+        return {"version": __version__, "templates": "sha256:" + digest.hexdigest()[:16]}
+
+
+@dataclass(frozen=True)
+class PluginBundle:
+    """Everything about a chart that depends only on its plugin."""
+
+    plugin: PluginInput
+    static_files: Chart
+    context: dict[str, Any]
+    variables: dict[str, Variable]
+
+
+def _image(m: Manifest) -> dict[str, str]:
+    repo = m.image.name if m.image.registry == "local" else f"{m.image.registry}/{m.image.name}"
+    return {"repository": repo, "tag": m.image.tag, "pull_policy": m.image.pull_policy}
+
+
+def _resources(m: Manifest) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    res = m.dependencies.resources
+    for kind in ("cpu", "memory"):
+        bounds = getattr(res, kind) if res else None
+        if bounds and bounds.min:
+            out.setdefault("requests", {})[kind] = bounds.min
+        if bounds and bounds.max:
+            out.setdefault("limits", {})[kind] = bounds.max
+    return out
+
+
+def _volumes(m: Manifest) -> list[dict[str, Any]]:
+    out = []
+    for v in m.dependencies.volumes:
+        entry: dict[str, Any] = {"name": v.name, "mountPath": v.mount_path, "type": v.type}
+        if v.type == "secret":
+            entry.update(secretName="", optional=True)
+        elif v.type == "configMap":
+            entry.update(configMapName="", optional=True)
+        out.append(entry)
+    return out
+
+
+def _ingress(m: Manifest) -> dict[str, Any]:
+    ing = m.ingress
+    return {
+        "enabled": bool(ing and ing.enabled),
+        "host": (ing.host or "") if ing else "",
+        "className": (ing.class_name or "") if ing else "",
+        "annotations": {},
+        "paths": [
+            {"path": p.path, "pathType": p.path_type, "servicePort": p.service_port}
+            for p in (ing.paths if ing else [])
+        ],
+    }
+
+
+def _doc(var: Variable) -> str:
+    kind = "required" if var.required else "optional"
+    if not var.required and var.default is not None and not var.secret:
+        kind += f", default {json.dumps(var.default)}"
+    text = f"{var.name} ({kind})"
+    return f"{text}: {var.description}" if var.description else text
+
+
+def values_schema(m: Manifest) -> dict[str, Any]:
+    """values.schema.json: `helm install` without a required value fails and names it."""
+    variables = m.variables()
+    plain = [v for v in variables if not v.secret]
+    secret = [v for v in variables if v.secret]
+
+    def props(vs: list[Variable], **extra: Any) -> dict[str, Any]:
+        return {v.name: {"type": "string", "description": _doc(v), **extra} for v in vs}
+
+    schema: dict[str, Any] = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": f"Values of the {m.name} chart",
+        "type": "object",
+        "required": ["image", "env", "secretEnv", "existingSecret", "deployment"],
+        "properties": {
+            "replicaCount": {"type": "integer", "minimum": 0},
+            "image": {
+                "type": "object",
+                "required": ["repository", "pullPolicy"],
+                "properties": {
+                    "repository": {"type": "string", "minLength": 1},
+                    "tag": {"type": "string"},
+                    "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+                },
+            },
+            "env": {
+                "type": "object",
+                "description": "Non-secret environment variables.",
+                "additionalProperties": False,
+                "required": [v.name for v in plain if v.required],
+                "properties": props(plain),
+            },
+            "secretEnv": {
+                "type": "object",
+                "description": "Secret environment variables; never committed.",
+                "additionalProperties": False,
+                "properties": props(secret, minLength=1),
+            },
+            "existingSecret": {
+                "type": "string",
+                "description": "Name of an existing Secret holding the secret variables.",
+            },
+            "deployment": {
+                "type": "object",
+                "required": ["id", "tools", "requirement"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "tools": {"type": "array", "items": {"type": "string"}},
+                    "requirement": {"type": "string"},
+                },
+            },
+        },
+    }
+    required_secrets = [v.name for v in secret if v.required]
+    if required_secrets:
+        schema["if"] = {"properties": {"existingSecret": {"const": ""}}}
+        schema["then"] = {"properties": {"secretEnv": {"required": required_secrets}}}
+    return schema
+
+
+class Renderer:
+    """Renders charts; caches per-plugin work. Not thread-safe; one per render run."""
+
+    def __init__(self, templates: TemplateSet | None = None) -> None:
+        self.templates = templates or TemplateSet()
+        self._bundles: dict[tuple[str, str, int], PluginBundle] = {}
+
+    def bundle(self, plugin: PluginInput) -> PluginBundle:
+        """Render (once) everything that depends only on the plugin."""
+        key = (plugin.name, plugin.version, id(plugin.manifest))
+        cached = self._bundles.get(key)
+        if cached is not None and cached.plugin.manifest == plugin.manifest:
+            return cached
+        m = plugin.manifest
+        ctx: dict[str, Any] = {
+            "chart": m.name,
+            "plugin": {"name": plugin.name, "version": plugin.version},
+            "description": f"Overseer environment {m.name} {m.version} ({m.image.reference})",
+            "image": _image(m),
+            "volumes": _volumes(m),
+            "resources": _resources(m),
+            "ports": [
+                {"name": p.name, "containerPort": p.container_port, "protocol": p.protocol}
+                for p in m.ports
+            ],
+            "ingress": _ingress(m),
+        }
+        static: Chart = {}
+        for path, data in self.templates.files.items():
+            out_path = path.removesuffix(".jinja")
+            if out_path in _PER_DEPLOYMENT:
+                continue
+            if out_path in _NEEDS_PORTS and not m.ports:
+                continue
+            if out_path in _NEEDS_INGRESS and not (m.ingress and m.ingress.paths):
+                continue
+            if path.endswith(".jinja"):
+                static[out_path] = self.templates.env.get_template(path).render(ctx).encode()
+            else:
+                static[out_path] = data
+        static["values.schema.json"] = dump_json(values_schema(m))
+        bundle = PluginBundle(plugin, static, ctx, {v.name: v for v in m.variables()})
+        self._bundles[key] = bundle
+        return bundle
+
+    def values(self, dep: DeploymentInput, bundle: PluginBundle) -> dict[str, Any]:
+        """The per-deployment part of the chart's values."""
+        return {
+            "env": dict(dep.env),
+            "request": {
+                "id": dep.id,
+                "tools": list(dep.tools),
+                "requirement": dep.requirement,
+            },
+        }
+
+    def render(self, dep: DeploymentInput, plugin: PluginInput) -> Chart:
+        """The complete chart of one deployment."""
+        bundle = self.bundle(plugin)
+        env_docs = [
+            {"name": name, "value": value, "doc": _doc(bundle.variables[name])}
+            for name, value in dep.env
+        ]
+        secrets = [v for v in bundle.variables.values() if v.secret]
+        hint = " ".join(f"--set secretEnv.{v.name}=..." for v in secrets if v.required)
+        ctx = {
+            **bundle.context,
+            "deployment": {"id": dep.id, "release": dep.release},
+            "env": env_docs,
+            "secrets": [{"name": v.name, "doc": _doc(v)} for v in secrets],
+            "install_hint": f"helm install {dep.release} . {hint}".rstrip(),
+            "request": self.values(dep, bundle)["request"],
+        }
+        env = self.templates.env
+        chart = dict(bundle.static_files)
+        chart["Chart.yaml"] = env.get_template("Chart.yaml.jinja").render(ctx).encode()
+        chart["values.yaml"] = env.get_template("values.yaml.jinja").render(ctx).encode()
+        chart[INPUTS_FILE] = dump_json(record(dep, plugin, self.templates.generator))
+        return chart

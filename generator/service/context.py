@@ -1,0 +1,50 @@
+"""What every service call needs: settings, the database, the secret box, the GitOps repo.
+
+The CLI builds one Context per command and the HTTP API one per process; both then call the
+same service functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+from ..config import Settings
+from ..gitops import GitOpsRepo
+from ..store import db, migrate
+from ..store.secrets import SecretBox
+
+
+class Context:
+    """Lazily opened resources for one caller."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def database_url(self) -> str:
+        """The resolved PostgreSQL URL (starts the embedded server when needed)."""
+        return db.database_url(self.settings)
+
+    @contextmanager
+    def transaction(self) -> Iterator[db.Connection]:
+        """A connection in a transaction that commits on success and rolls back on error."""
+        # Autocommit outside the block, so transaction() is a real BEGIN/COMMIT, not a savepoint.
+        conn = db.connect(self.database_url, autocommit=True)
+        try:
+            migrate.require_current(conn)
+            with conn.transaction():
+                yield conn
+        finally:
+            conn.close()
+
+    @cached_property
+    def secrets(self) -> SecretBox:
+        """Seals secret variable values before they reach the database."""
+        return SecretBox.from_config(self.settings.secret_key, self.settings.secret_key_file)
+
+    @cached_property
+    def repo(self) -> GitOpsRepo:
+        """The GitOps repository (created on first use)."""
+        return GitOpsRepo(self.settings.repo)

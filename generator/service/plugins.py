@@ -1,0 +1,122 @@
+"""Registering and managing plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cuid2 import cuid_wrapper
+
+from ..errors import Conflict, NotFound, UserError
+from ..manifest import Manifest, parse_manifest
+from ..manifest.loader import MAX_MANIFEST_BYTES
+from ..manifest.semver import compare
+from ..store import plugins as store
+from ..store.db import Connection
+from ..store.plugins import PluginRecord
+from .context import Context
+
+new_id = cuid_wrapper()
+Outcome = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The result of registering one manifest."""
+
+    plugin: PluginRecord
+    outcome: Outcome
+    previous_version: str | None = None
+
+
+def register_bytes(ctx: Context, data: bytes, source: str) -> Registered:
+    """Validate and register one manifest."""
+    manifest = parse_manifest(data, source)
+    with ctx.transaction() as conn:
+        return _register(conn, manifest, data.decode("utf-8").removeprefix("\ufeff"))
+
+
+def register_files(ctx: Context, paths: Sequence[Path]) -> list[Registered]:
+    """Register several manifests, all or none: every file is validated before any is stored."""
+    parsed: list[tuple[Manifest, str]] = []
+    for path in paths:
+        try:
+            size = path.stat().st_size
+            if size > MAX_MANIFEST_BYTES:
+                data = path.read_bytes()[: MAX_MANIFEST_BYTES + 1]
+            else:
+                data = path.read_bytes()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read the manifest: {exc.strerror}") from None
+        manifest = parse_manifest(data, str(path))
+        parsed.append((manifest, data.decode("utf-8").removeprefix("\ufeff")))
+    names = [m.name for m, _ in parsed]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"plugin(s) {', '.join(dupes)} given more than once; register each once")
+    with ctx.transaction() as conn:
+        return [_register(conn, m, text) for m, text in parsed]
+
+
+def _register(conn: Connection, manifest: Manifest, text: str) -> Registered:
+    row = {
+        "id": new_id(),
+        "name": manifest.name,
+        "version": manifest.version,
+        "manifest": text,
+        "image_name": manifest.image.name,
+        "registry_url": manifest.image.registry,
+    }
+    created = store.insert(conn, row)
+    if created is not None:
+        store.backfill(conn, manifest.name)
+        return Registered(created, "created")
+    current = store.get(conn, manifest.name, for_update=True)
+    assert current is not None  # noqa: S101 - the insert conflicted on this name
+    stored = parse_manifest(current.manifest.encode(), f"stored plugin {manifest.name}")
+    order = compare(manifest.version, current.version)
+    if order == 0:
+        if stored == manifest:
+            return Registered(current, "unchanged")
+        raise Conflict(
+            f'plugin "{manifest.name}": version {manifest.version} is already registered with a '
+            "different manifest; bump the version"
+        )
+    if order < 0:
+        raise Conflict(
+            f'plugin "{manifest.name}": version {manifest.version} is older than the registered '
+            f"{current.version}; register a version above {current.version}"
+        )
+    return Registered(store.update_version(conn, row), "updated", current.version)
+
+
+def list_plugins(ctx: Context) -> list[PluginRecord]:
+    """All plugins, active or not."""
+    with ctx.transaction() as conn:
+        return store.list_all(conn)
+
+
+def show(ctx: Context, name: str) -> PluginRecord:
+    """One plugin by name."""
+    with ctx.transaction() as conn:
+        plugin = store.get(conn, name)
+    if plugin is None:
+        raise NotFound(f'plugin "{name}" is not registered; see `overseer plugin list`')
+    return plugin
+
+
+def set_active(ctx: Context, name: str, active: bool) -> PluginRecord:
+    """Activate or deactivate a plugin; a deactivated one accepts no new deployments."""
+    with ctx.transaction() as conn:
+        plugin = store.set_active(conn, name, active)
+    if plugin is None:
+        raise NotFound(f'plugin "{name}" is not registered; see `overseer plugin list`')
+    return plugin
+
+
+def backfill(ctx: Context) -> int:
+    """Link deployments to plugins by environment_type (the specification's backfill step)."""
+    with ctx.transaction() as conn:
+        return store.backfill(conn)

@@ -1,0 +1,125 @@
+"""SQL for the `deployments` table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from .db import Connection
+
+# secret_data is deliberately absent: it is read only by `secret_data()`.
+COLUMNS = (
+    "d.id, d.deployment_id, d.environment_type, d.plugin_id, d.status, d.status_reason, "
+    "d.config, d.namespace, d.ttl_seconds, d.expires_at, d.deleted_at, d.created_at, "
+    "d.updated_at, d.rendered_commit, d.applied_commit, d.helm_revision"
+)
+LIVE = "d.deleted_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > CURRENT_TIMESTAMP)"
+
+
+class DeploymentRecord(BaseModel):
+    """A row of `deployments`, without its sealed secret values."""
+
+    id: str
+    deployment_id: str
+    environment_type: str
+    plugin_id: str | None
+    status: str
+    status_reason: str | None
+    config: str
+    namespace: str
+    ttl_seconds: int | None
+    expires_at: datetime | None
+    deleted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    rendered_commit: str | None
+    applied_commit: str | None
+    helm_revision: int | None
+
+
+def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
+    """Insert; None when the release name is taken (the caller picks another)."""
+    result = conn.execute(
+        f"""INSERT INTO deployments AS d (id, deployment_id, environment_type, plugin_id, status,
+                config, namespace, secret_data, ttl_seconds, expires_at)
+            VALUES (%(id)s, %(deployment_id)s, %(environment_type)s, %(plugin_id)s, %(status)s,
+                %(config)s, %(namespace)s, %(secret_data)s, %(ttl_seconds)s,
+                CASE WHEN %(ttl_seconds)s::int IS NULL THEN NULL
+                     ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END)
+            ON CONFLICT (deployment_id) DO NOTHING
+            RETURNING {COLUMNS}""",  # noqa: S608
+        row,
+    ).fetchone()
+    return DeploymentRecord.model_validate(result) if result else None
+
+
+def get(conn: Connection, ident: str) -> DeploymentRecord | None:
+    """By `id` or by `deployment_id` (the release name)."""
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM deployments d WHERE d.id = %s OR d.deployment_id = %s",  # noqa: S608
+        (ident, ident),
+    ).fetchone()
+    return DeploymentRecord.model_validate(row) if row else None
+
+
+def list_all(conn: Connection, *, include_gone: bool = False) -> list[DeploymentRecord]:
+    """Deployments, oldest first; deleted ones only when asked."""
+    where = "" if include_gone else "WHERE d.deleted_at IS NULL"
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM deployments d {where} ORDER BY d.created_at, d.id"  # noqa: S608
+    ).fetchall()
+    return [DeploymentRecord.model_validate(r) for r in rows]
+
+
+def iter_live_for_render(conn: Connection) -> Iterator[dict[str, Any]]:
+    """Live deployments joined with their plugin's manifest, streamed in a stable order."""
+    with conn.cursor(name="render_live") as cur:  # server-side: 10,000 rows never sit in memory
+        cur.itersize = 2000
+        cur.execute(
+            f"""SELECT d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
+                       p.name AS plugin_name, p.version AS plugin_version, p.manifest,
+                       p.id AS plugin_id
+                FROM deployments d JOIN plugins p ON p.id = d.plugin_id
+                WHERE {LIVE}
+                ORDER BY d.namespace, d.deployment_id"""  # noqa: S608
+        )
+        yield from cur
+
+
+def gone_release_paths(conn: Connection) -> set[str]:
+    """Chart paths (namespace/release) of deployments known to be deleted or expired."""
+    rows = conn.execute(
+        f"SELECT d.namespace, d.deployment_id FROM deployments d WHERE NOT ({LIVE})"  # noqa: S608
+    ).fetchall()
+    return {f"{r['namespace']}/{r['deployment_id']}" for r in rows}
+
+
+def mark_deleted(conn: Connection, dep_id: str) -> DeploymentRecord | None:
+    """Mark deleted and drop its sealed secrets, which nothing needs any more."""
+    row = conn.execute(
+        f"""UPDATE deployments AS d SET deleted_at = CURRENT_TIMESTAMP, status = 'DELETED',
+                secret_data = NULL, updated_at = CURRENT_TIMESTAMP
+            WHERE d.id = %s AND d.deleted_at IS NULL
+            RETURNING {COLUMNS}""",  # noqa: S608
+        (dep_id,),
+    ).fetchone()
+    return DeploymentRecord.model_validate(row) if row else None
+
+
+def set_rendered(conn: Connection, release_paths: list[str], commit: str) -> None:
+    """Record the commit that last changed these charts."""
+    conn.execute(
+        """UPDATE deployments SET rendered_commit = %s
+           WHERE namespace || '/' || deployment_id = ANY(%s)""",
+        (commit, release_paths),
+    )
+
+
+def secret_data(conn: Connection, dep_id: str) -> bytes | None:
+    """The sealed secret values of one deployment."""
+    row = conn.execute("SELECT secret_data FROM deployments WHERE id = %s", (dep_id,)).fetchone()
+    value = row["secret_data"] if row else None
+    return bytes(value) if value is not None else None  # type: ignore[arg-type]

@@ -1,0 +1,109 @@
+"""Write rendered charts into the GitOps work tree: only what changed, each file atomically.
+
+A chart lives at `<root>/<namespace>/<release>/`. Writing compares bytes first, so a render that
+changes nothing touches no file, and git sees no modification time change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from .render import INPUTS_FILE, Chart
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same directory and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ChartTree:
+    """The rendered charts under one GitOps root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def chart_paths(self) -> set[str]:
+        """`namespace/release` of every chart present (a directory holding Chart.yaml)."""
+        found: set[str] = set()
+        if not self.root.is_dir():
+            return found
+        with os.scandir(self.root) as namespaces:
+            for ns in namespaces:
+                if not ns.is_dir() or ns.name.startswith("."):
+                    continue
+                with os.scandir(ns.path) as releases:
+                    found.update(
+                        f"{ns.name}/{rel.name}"
+                        for rel in releases
+                        if rel.is_dir() and os.path.exists(os.path.join(rel.path, "Chart.yaml"))
+                    )
+        return found
+
+    def read_inputs(self, chart_path: str) -> bytes | None:
+        """The chart's inputs record, or None when absent."""
+        try:
+            return (self.root / chart_path / INPUTS_FILE).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def read_chart(self, chart_path: str) -> Chart:
+        """Every file of a chart, by path relative to the chart."""
+        base = self.root / chart_path
+        return {
+            p.relative_to(base).as_posix(): p.read_bytes()
+            for p in sorted(base.rglob("*"))
+            if p.is_file()
+        }
+
+    def write_chart(self, chart_path: str, files: Chart) -> bool:
+        """Make the chart directory hold exactly `files`; return whether anything changed."""
+        base = self.root / chart_path
+        changed = False
+        for rel, data in files.items():
+            target = base / rel
+            try:
+                if target.read_bytes() == data:
+                    continue
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            atomic_write(target, data)
+            changed = True
+        if base.is_dir():
+            for stale in self._extra_files(base, files.keys()):
+                stale.unlink()
+                changed = True
+            self._prune_empty_dirs(base)
+        return changed
+
+    def remove_chart(self, chart_path: str) -> None:
+        """Delete a chart directory, and its namespace directory once empty."""
+        base = self.root / chart_path
+        shutil.rmtree(base, ignore_errors=True)
+        try:
+            base.parent.rmdir()
+        except OSError:
+            pass  # other charts remain in the namespace
+
+    @staticmethod
+    def _extra_files(base: Path, keep: Iterable[str]) -> list[Path]:
+        wanted = set(keep)
+        return [p for p in base.rglob("*") if p.is_file() and p.relative_to(base).as_posix() not in wanted]
+
+    @staticmethod
+    def _prune_empty_dirs(base: Path) -> None:
+        for d in sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True):
+            if not any(d.iterdir()):
+                d.rmdir()

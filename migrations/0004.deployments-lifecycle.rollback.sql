@@ -1,0 +1,12 @@
+DROP INDEX deployments_plugin_idx;
+DROP INDEX deployments_live_idx;
+ALTER TABLE deployments
+    DROP COLUMN namespace,
+    DROP COLUMN secret_data,
+    DROP COLUMN ttl_seconds,
+    DROP COLUMN expires_at,
+    DROP COLUMN deleted_at,
+    DROP COLUMN status_reason,
+    DROP COLUMN rendered_commit,
+    DROP COLUMN applied_commit,
+    DROP COLUMN helm_revision;

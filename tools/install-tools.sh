@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the pinned helm and kubeconform with `go install` into a versioned cache outside the
+# work tree, so later runs (and CI on the same machine) reuse them. Prints the bin directory.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${OVERSEER_CACHE:-$HOME/.cache/overseer}
+bin="$cache/tools/helm-$HELM_VERSION-kubeconform-$KUBECONFORM_VERSION/bin"
+mkdir -p "$bin"
+command -v go >/dev/null || { echo "go is required to build helm and kubeconform; install Go 1.24+" >&2; exit 1; }
+
+if [ ! -x "$bin/helm" ]; then
+  echo "building helm $HELM_VERSION (first time only, about 3 minutes)..." >&2
+  # The version ldflag makes `helm version` report the pinned version instead of a bare major.
+  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  mv "$bin.tmp/helm" "$bin/helm"
+fi
+if [ ! -x "$bin/kubeconform" ]; then
+  echo "building kubeconform $KUBECONFORM_VERSION..." >&2
+  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install -ldflags "-s -w" \
+    "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  mv "$bin.tmp/kubeconform" "$bin/kubeconform"
+fi
+rmdir "$bin.tmp" 2>/dev/null || true
+echo "$bin"
