@@ -13,6 +13,7 @@ CHECKOUT_ID := $(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-10)
 VENV ?= $(OVERSEER_CACHE)/venv-$(CHECKOUT_ID)
 TOOLS_BIN := $(OVERSEER_CACHE)/tools/helm-$(HELM_VERSION)-kubeconform-$(KUBECONFORM_VERSION)/bin
 export PATH := $(TOOLS_BIN):$(VENV)/bin:$(PATH)
+export OVERSEER_KUBERNETES_VERSION ?= $(KUBERNETES_SCHEMA_VERSION)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-10)
 
 -include mk/cluster.mk

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import yaml
-from cuid2 import Cuid
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ..ids import new_id, short_id
 from ..errors import MissingVariables, NotFound, UnknownVariables, UserError
 from ..manifest import Manifest, parse_stored
 from ..manifest.model import DNS1123_LABEL
@@ -24,8 +24,6 @@ from .context import Context
 REDACTED = "<redacted>"
 MAX_RELEASE = 53
 MAX_VALUE_BYTES = 64 * 1024
-_new_id = Cuid(length=24).generate
-_suffix = Cuid(length=8).generate
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
 
@@ -123,7 +121,7 @@ def release_name(plugin: str) -> str:
     The plugin name may be shortened, never the suffix, so two names never collide by truncation;
     the unique constraint on deployment_id catches the rest.
     """
-    suffix = _suffix()  # CUID2: lower-case, starts with a letter
+    suffix = short_id()  # CUID2: lower-case, starts with a letter
     head = plugin[: MAX_RELEASE - len(suffix) - 1].rstrip("-")
     return f"{head}-{suffix}"
 
@@ -158,7 +156,7 @@ def create(
             "ttl_seconds": request.ttl_seconds,
         }
         row = {
-            "id": _new_id(),
+            "id": new_id(),
             "environment_type": plugin.name,
             "plugin_id": plugin.id,
             "status": "CREATING",

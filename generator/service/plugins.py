@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cuid2 import cuid_wrapper
-
+from ..ids import new_id
 from ..errors import Conflict, NotFound, UserError
 from ..manifest import Manifest, parse_manifest
 from ..manifest.loader import MAX_MANIFEST_BYTES
@@ -18,7 +17,6 @@ from ..store.db import Connection
 from ..store.plugins import PluginRecord
 from .context import Context
 
-new_id = cuid_wrapper()
 Outcome = Literal["created", "updated", "unchanged"]
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from yoyo import get_backend, read_migrations
 
-from ..errors import UserError
+from ..errors import DatabaseUnavailable, UserError
 from ..paths import MIGRATIONS_DIR
-from .db import Connection
+from .db import Connection, redact
 
 
 @dataclass(frozen=True)
@@ -20,19 +22,26 @@ class MigrationState:
     applied: bool
 
 
-def _backend(url: str) -> Any:
+@contextmanager
+def _backend(url: str) -> Iterator[Any]:
     # yoyo picks its driver from the scheme; psycopg 3 is "postgresql+psycopg".
     scheme, sep, rest = url.partition("://")
     if scheme in ("postgres", "postgresql"):
         url = f"postgresql+psycopg{sep}{rest}"
-    return get_backend(url)
+    try:
+        backend = get_backend(url)
+    except Exception as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from None
+    try:
+        yield backend
+    finally:
+        backend.connection.close()
 
 
 def apply(url: str) -> list[str]:
     """Apply every pending migration, under yoyo's lock; return the ids applied."""
-    backend = _backend(url)
     migrations = read_migrations(str(MIGRATIONS_DIR))
-    with backend.lock():
+    with _backend(url) as backend, backend.lock():
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     return [m.id for m in pending]
@@ -40,9 +49,9 @@ def apply(url: str) -> list[str]:
 
 def status(url: str) -> list[MigrationState]:
     """Every known migration, in order, with its applied flag."""
-    backend = _backend(url)
     migrations = read_migrations(str(MIGRATIONS_DIR))
-    pending = {m.id for m in backend.to_apply(migrations)}
+    with _backend(url) as backend:
+        pending = {m.id for m in backend.to_apply(migrations)}
     return [MigrationState(m.id, m.id not in pending) for m in migrations]
 
 

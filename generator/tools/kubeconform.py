@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import UserError
 from .binaries import find
 
-KUBERNETES_VERSION = os.environ.get("OVERSEER_KUBERNETES_VERSION", "1.35.0")
+KUBERNETES_VERSION = os.environ.get("OVERSEER_KUBERNETES_VERSION", "1.36.0")
 
 
 def _cache_root() -> Path:

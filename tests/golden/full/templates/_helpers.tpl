@@ -1,0 +1,54 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "workbench.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name. Overseer's release names are unique per deployment and at most
+53 characters, so the release name alone is the default full name.
+*/}}
+{{- define "workbench.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, as used by the chart label.
+*/}}
+{{- define "workbench.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "workbench.labels" -}}
+helm.sh/chart: {{ include "workbench.chart" . }}
+{{ include "workbench.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+overseer.dev/plugin: {{ .Chart.Name | quote }}
+overseer.dev/deployment-id: {{ .Values.deployment.id | quote }}
+{{- end }}
+
+{{/*
+Selector labels. Kept minimal: selectors are immutable once created.
+*/}}
+{{- define "workbench.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "workbench.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Name of the Secret holding the secret environment variables.
+*/}}
+{{- define "workbench.secretName" -}}
+{{- default (printf "%s-env" (include "workbench.fullname" .)) .Values.existingSecret }}
+{{- end }}

@@ -1,0 +1,292 @@
+"""CLI contract: exit codes, exact output, and nothing left behind by a refused command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import click
+import psycopg
+import pytest
+import yaml
+
+from generator.cli import main
+from tests.conftest import Cli, commit_count, git_log
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rows(url: str, table: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    assert row is not None
+    return int(row[0])
+
+
+def deploy(cli: Cli, *extra: str) -> dict[str, object]:
+    result = cli("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k", *extra, "-o", "json")
+    assert result.exit_code == 0, result.output + result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+@pytest.fixture
+def registered(cli: Cli, claude_manifest: Path) -> Cli:
+    result = cli("plugin", "register", str(claude_manifest))
+    assert result.exit_code == 0, result.stderr
+    return cli
+
+
+def all_commands() -> list[tuple[str, click.Command]]:
+    out: list[tuple[str, click.Command]] = []
+
+    def walk(prefix: str, cmd: click.Command) -> None:
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(f"{prefix} {name}".strip(), sub)
+        out.append((prefix, cmd))
+
+    walk("", main)
+    return [(name, cmd) for name, cmd in out if name]
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, cmd in all_commands():
+        assert cmd.help and len(cmd.help.strip()) > 10, f"`overseer {name}` has no help text"
+        assert f"overseer {name}" in readme, f"`overseer {name}` is not documented in README.md"
+
+
+def test_console_script_runs(settings: object) -> None:
+    proc = subprocess.run(["overseer", "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0
+    for group in ("plugin", "deploy", "render", "validate", "db"):
+        assert group in proc.stdout
+
+
+def test_register_is_idempotent(cli: Cli, claude_manifest: Path) -> None:
+    first = cli("plugin", "register", str(claude_manifest))
+    assert first.exit_code == 0
+    assert re.fullmatch(r"created: claude-environment 1\.0\.0 id=[a-z0-9]{24}\n", first.stdout)
+    again = cli("plugin", "register", str(claude_manifest))
+    assert again.stdout == first.stdout.replace("created", "unchanged")
+
+
+def test_invalid_manifest_exit_code_and_nothing_stored(cli: Cli, tmp_path: Path, settings: object) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: Bad\nversion: 1\nimage: {}\n")
+    result = cli("plugin", "register", str(bad))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f'Error: {bad} (plugin "Bad"): validation failed:\n')
+    for line in ("  - name (line 1): must be a DNS-1123 label", "  - version (line 2): expected a string, got the number 1",
+                 "  - image.name (line 3): required key is missing; add it"):
+        assert line in result.stderr
+    assert rows(cli.env["DATABASE_URL"], "plugins") == 0
+
+
+def test_register_several_is_all_or_nothing(cli: Cli, claude_manifest: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe")
+    result = cli("plugin", "register", str(claude_manifest), str(bad))
+    assert result.exit_code == 2 and "not valid UTF-8" in result.stderr
+    assert rows(cli.env["DATABASE_URL"], "plugins") == 0
+
+
+def test_plugin_list_show_formats(registered: Cli) -> None:
+    table = registered("plugin", "list").stdout.splitlines()
+    assert table[0].split() == ["NAME", "VERSION", "IMAGE", "REGISTRY", "ACTIVE", "ID"]
+    assert table[1].split()[:5] == ["claude-environment", "1.0.0", "a8s-claude", "local", "yes"]
+    as_json = json.loads(registered("plugin", "list", "-o", "json").stdout)
+    assert as_json[0]["name"] == "claude-environment" and as_json[0]["is_active"] is True
+    shown = yaml.safe_load(registered("plugin", "show", "claude-environment", "-o", "yaml").stdout)
+    assert shown["image_name"] == "a8s-claude" and "ANTHROPIC_API_KEY" in shown["manifest"]
+    missing = registered("plugin", "show", "nope")
+    assert missing.exit_code == 3
+    assert missing.stderr == 'Error: plugin "nope" is not registered; see `overseer plugin list`\n'
+    assert registered("plugin", "deactivate", "claude-environment").stdout == "deactivated: claude-environment 1.0.0\n"
+    assert "no" in registered("plugin", "list").stdout.splitlines()[1].split()
+    assert registered("plugin", "activate", "claude-environment").stdout == "activated: claude-environment 1.0.0\n"
+
+
+def test_missing_and_unknown_variables_leave_nothing(registered: Cli, settings: object) -> None:
+    repo = registered.settings.repo
+    url = registered.env["DATABASE_URL"]
+    result = registered("deploy", "create", "claude-environment", "--set", "HEIGHT=1")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        'Error: plugin "claude-environment": missing required variable(s): ANTHROPIC_API_KEY; '
+        'pass each with --set NAME=VALUE (API: in "data")\n'
+    )
+    result = registered("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k", "--set", "COLOR=red", "--set", "ZOOM=2")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        'Error: plugin "claude-environment": unknown variable(s): COLOR, ZOOM; '
+        "known variables are: ANTHROPIC_API_KEY, HEIGHT, WIDTH, DISPLAY_NUM\n"
+    )
+    unknown_plugin = registered("deploy", "create", "nope", "--set", "A=1")
+    assert unknown_plugin.exit_code == 3 and 'plugin "nope" is not registered' in unknown_plugin.stderr
+    bad_ns = registered("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k", "--namespace", "../etc")
+    assert bad_ns.exit_code == 1 and "namespace" in bad_ns.stderr
+    assert rows(url, "deployments") == 0
+    assert not any(repo.glob("*/*/Chart.yaml"))
+    assert commit_count(repo) == 0
+
+
+def test_create_renders_commits_and_redacts(registered: Cli) -> None:
+    repo = registered.settings.repo
+    result = registered("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=sk-abc", "--set", "WIDTH=1280",
+                        "--tool", "git", "--requirement", "demo", "--ttl", "3600")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "sk-abc" not in out
+    assert re.search(r"^data\.ANTHROPIC_API_KEY\s+<redacted>$", out, re.M)
+    assert re.search(r"^data\.HEIGHT\s+768$", out, re.M)  # the manifest default
+    assert re.search(r"^data\.WIDTH\s+1280$", out, re.M)
+    release = re.search(r"^deployment_id\s+(claude-environment-[a-z0-9]{8})$", out, re.M)
+    assert release is not None
+    assert re.search(rf"^committed [0-9a-f]{{12}}: {re.escape(str(repo))}/a8s/{release[1]}$", out, re.M)
+    assert (repo / "a8s" / release[1] / "Chart.yaml").is_file()
+    log = git_log(repo, "-1", "--format=%an <%ae>%n%B")
+    assert log.startswith("Overseer <overseer@localhost>\noverseer: render (1 added, 0 changed, 0 removed)\n")
+    assert f"Overseer-Deployment: " in log and f"a8s/{release[1]} claude-environment@1.0.0" in log
+    shown = json.loads(registered("deploy", "show", release[1], "-o", "json").stdout)
+    assert shown["data"]["ANTHROPIC_API_KEY"] == "<redacted>" and shown["ttl_seconds"] == 3600
+    assert shown["rendered_commit"] == git_log(repo, "-1", "--format=%H").strip()
+    listed = registered("deploy", "list").stdout.splitlines()
+    assert listed[0].split() == ["DEPLOYMENT_ID", "PLUGIN", "NAMESPACE", "STATUS", "CREATED", "ID"]
+    assert listed[1].split()[:4] == [release[1], "claude-environment", "a8s", "CREATING"]
+
+
+def test_noop_render_writes_and_commits_nothing(registered: Cli) -> None:
+    repo = registered.settings.repo
+    deploy(registered)
+    deploy(registered)
+    before = commit_count(repo)
+    mtimes = {p: p.stat().st_mtime_ns for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+    result = registered("render")
+    assert result.exit_code == 0
+    assert result.stdout == "nothing to commit: 0 added, 0 changed, 0 removed, 2 unchanged\n"
+    assert commit_count(repo) == before
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    full = registered("render", "--full")
+    assert full.stdout == "nothing to commit: 0 added, 0 changed, 0 removed, 2 unchanged\n"
+    assert commit_count(repo) == before
+
+
+def test_delete_and_expiry_remove_charts(registered: Cli) -> None:
+    repo = registered.settings.repo
+    a = deploy(registered)
+    b = deploy(registered, "--ttl", "3600")
+    keep = deploy(registered)
+    result = registered("deploy", "delete", str(a["deployment_id"]))
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"deleted: {a['deployment_id']}\ncommitted ")
+    assert not (repo / str(a["chart"])).exists()
+    assert "Removed:\n  " + str(a["chart"]) in git_log(repo, "-1", "--format=%B")
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:  # time passes: b's TTL runs out
+        conn.execute("UPDATE deployments SET expires_at = now() - interval '1 second' WHERE id = %s", (b["id"],))
+    result = registered("render")
+    assert result.stdout.startswith("committed ") and "1 removed" in result.stdout
+    assert not (repo / str(b["chart"])).exists()
+    assert (repo / str(keep["chart"]) / "Chart.yaml").exists()
+    again = registered("deploy", "delete", str(a["id"]))
+    assert again.exit_code == 3 and "already deleted" in again.stderr
+    shown = json.loads(registered("deploy", "show", str(a["id"]), "-o", "json").stdout)
+    assert shown["status"] == "DELETED" and shown["deleted_at"]
+
+
+def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
+    repo = registered.settings.repo
+    dep = deploy(registered)
+    for mode in ([], ["--offline"]):
+        clean = registered("render", "--check", *mode)
+        assert clean.exit_code == 0 and clean.stdout == "all charts match a fresh render\n"
+    values = repo / str(dep["chart"]) / "values.yaml"
+    values.write_text(values.read_text().replace("replicaCount: 1", "replicaCount: 3"))
+    (repo / str(dep["chart"]) / "templates" / "extra.yaml").write_text("kind: ConfigMap\n")
+    for mode in ([], ["--offline"]):
+        drift = registered("render", "--check", *mode)
+        assert drift.exit_code == 1
+        assert drift.stdout == f"{dep['chart']}: differs: templates/extra.yaml, values.yaml\n"
+        assert drift.stderr == "1 chart(s) differ from a fresh render\n"
+    # A hand edit that was committed (say, merged in a pull request) is drift too.
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qm", "hand edit"], check=True)
+    commits = commit_count(repo)
+    assert registered("render").stdout.endswith("1 unchanged\n")  # inputs unchanged: incremental skips it
+    repaired = registered("render", "--full")
+    assert repaired.stdout.startswith("committed ") and "1 changed" in repaired.stdout
+    assert commit_count(repo) == commits + 1
+    assert registered("render", "--check").exit_code == 0
+
+
+def test_check_reports_missing_and_orphaned_charts(registered: Cli) -> None:
+    repo = registered.settings.repo
+    dep = deploy(registered)
+    orphan = repo / "a8s" / "ghost"
+    orphan.mkdir(parents=True)
+    (orphan / "Chart.yaml").write_text("apiVersion: v2\nname: ghost\nversion: 0.1.0\n")
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
+        conn.execute("UPDATE deployments SET namespace = 'moved' WHERE id = %s", (dep["id"],))
+    result = registered("render", "--check")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{dep['chart']}: no live deployment; `overseer render` removes it",
+        "a8s/ghost: no live deployment; `overseer render` removes it",
+        f"moved/{dep['deployment_id']}: missing; run `overseer render`",
+    ]
+
+
+def test_mass_deletion_is_refused_unless_forced(registered: Cli, embedded_pg: object) -> None:
+    repo = registered.settings.repo
+    for _ in range(3):
+        deploy(registered)
+    commits = commit_count(repo)
+    empty_db = embedded_pg.fresh_database()  # type: ignore[attr-defined]
+    wrong = registered("render", env={"DATABASE_URL": empty_db})
+    assert wrong.exit_code == 5
+    assert wrong.stderr == (
+        "Error: render would remove 3 of 3 charts; this usually means DATABASE_URL points at the wrong "
+        "database. Check it, or pass --force to remove them\n"
+    )
+    assert len(list(repo.glob("a8s/*/Chart.yaml"))) == 3 and commit_count(repo) == commits
+    forced = registered("render", "--force", env={"DATABASE_URL": empty_db})
+    assert forced.exit_code == 0 and "3 removed" in forced.stdout
+    assert not list(repo.glob("a8s/*/Chart.yaml"))
+
+
+def test_database_unreachable_is_clear(cli: Cli) -> None:
+    result = cli("plugin", "list", env={"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/x"})
+    assert result.exit_code == 7
+    assert result.stderr.startswith("Error: cannot connect to PostgreSQL at postgresql://u:***@127.0.0.1:1/x: ")
+    assert "hunter2" not in result.stderr
+
+
+def test_db_commands(cli: Cli, embedded_pg: object) -> None:
+    url = embedded_pg.fresh_database(migrated=False)  # type: ignore[attr-defined]
+    pending = cli("db", "status", env={"DATABASE_URL": url})
+    assert pending.stdout.splitlines()[1].split() == ["0001.deployments", "pending"]
+    migrated = cli("db", "migrate", env={"DATABASE_URL": url})
+    assert migrated.stdout.splitlines()[0] == "applied: 0001.deployments"
+    status = cli("db", "status", env={"DATABASE_URL": url})
+    assert all(line.split()[1] == "applied" for line in status.stdout.splitlines()[1:])
+    assert cli("db", "backfill", env={"DATABASE_URL": url}).stdout == "linked 0 deployment(s) to their plugin\n"
+
+
+def test_validate_names_chart_and_resource(registered: Cli, kubeconform_bin: str, helm_bin: str) -> None:
+    repo = registered.settings.repo
+    dep = deploy(registered)
+    ok = registered("validate", str(repo))
+    assert ok.exit_code == 0, ok.stdout
+    assert ok.stdout == "1 of 1 chart(s) valid\n"
+    broken = repo / str(dep["chart"]) / "templates" / "broken.yaml"
+    broken.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  portz: []\n")
+    bad = registered("validate", str(repo))
+    assert bad.exit_code == 1
+    assert bad.stdout.splitlines()[0] == f"FAIL {repo / str(dep['chart'])}"
+    assert "kubeconform: Service/broken:" in bad.stdout and "portz" in bad.stdout
+    assert bad.stdout.endswith("0 of 1 chart(s) valid\n")

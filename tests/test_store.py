@@ -1,0 +1,138 @@
+"""The store against both real servers: embedded PostgreSQL 18 and Debian's packaged one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from generator.config import Settings
+from generator.errors import Conflict, NotFound
+from generator.service import deployments as deployments_service
+from generator.service import plugins as plugins_service
+from generator.service.context import Context
+from generator.service.deployments import DeploymentRequest
+from generator.store import migrate
+from tests.conftest import TEST_KEY, PgServer
+
+pytestmark = pytest.mark.postgres
+
+SPEC_PLUGINS = {
+    "id": ("character varying", 24, "NO", None),
+    "name": ("character varying", 255, "NO", None),
+    "version": ("character varying", 50, "NO", None),
+    "created_at": ("timestamp with time zone", None, "YES", "CURRENT_TIMESTAMP"),
+    "updated_at": ("timestamp with time zone", None, "YES", "CURRENT_TIMESTAMP"),
+    "manifest": ("text", None, "NO", None),
+    "image_name": ("character varying", 255, "NO", None),
+    "registry_url": ("character varying", 255, "NO", None),
+    "is_active": ("boolean", None, "YES", "true"),
+}
+
+
+def make_service(tmp_path: Path, url: str) -> Context:
+    return Context(Settings(home=tmp_path / "home", repo=tmp_path / "gitops", database_url=url, secret_key=TEST_KEY, namespace="a8s"))
+
+
+def test_migrations_apply_and_report(any_pg: PgServer) -> None:
+    url = any_pg.fresh_database(migrated=False)
+    assert all(not s.applied for s in migrate.status(url))
+    applied = migrate.apply(url)
+    assert applied[0] == "0001.deployments" and len(applied) == 5
+    assert all(s.applied for s in migrate.status(url))
+    assert migrate.apply(url) == []
+
+
+def test_plugins_table_is_exactly_the_spec(any_pg: PgServer) -> None:
+    url = any_pg.fresh_database()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT column_name, data_type, character_maximum_length, is_nullable, column_default
+               FROM information_schema.columns WHERE table_name = 'plugins'"""
+        ).fetchall()
+        cols = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+        assert cols == SPEC_PLUGINS
+        constraints = conn.execute(
+            """SELECT tc.constraint_type, kcu.column_name FROM information_schema.table_constraints tc
+               JOIN information_schema.key_column_usage kcu USING (constraint_name)
+               WHERE tc.table_name = 'plugins'"""
+        ).fetchall()
+        assert sorted(constraints) == [("PRIMARY KEY", "id"), ("UNIQUE", "name")]
+        fk = conn.execute(
+            """SELECT ccu.table_name, ccu.column_name FROM information_schema.table_constraints tc
+               JOIN information_schema.key_column_usage kcu USING (constraint_name)
+               JOIN information_schema.constraint_column_usage ccu USING (constraint_name)
+               WHERE tc.table_name = 'deployments' AND tc.constraint_type = 'FOREIGN KEY'
+                 AND kcu.column_name = 'plugin_id'"""
+        ).fetchall()
+        assert fk == [("plugins", "id")]
+
+
+def test_registry_rules(any_pg: PgServer, tmp_path: Path, claude_manifest: Path) -> None:
+    service = make_service(tmp_path, any_pg.fresh_database())
+    data = claude_manifest.read_bytes()
+    first = plugins_service.register_bytes(service, data, "plugin.yaml")
+    assert first.outcome == "created" and len(first.plugin.id) == 24
+    again = plugins_service.register_bytes(service, data + b"\n# a comment changes nothing\n", "plugin.yaml")
+    assert again.outcome == "unchanged" and again.plugin.id == first.plugin.id
+    changed = data.replace(b'default: "768"', b'default: "800"')
+    with pytest.raises(Conflict, match="version 1.0.0 is already registered with a different manifest; bump the version"):
+        plugins_service.register_bytes(service, changed, "plugin.yaml")
+    upgraded = plugins_service.register_bytes(service, changed.replace(b"version: 1.0.0", b"version: 1.1.0"), "p")
+    assert upgraded.outcome == "updated" and upgraded.previous_version == "1.0.0"
+    assert upgraded.plugin.id == first.plugin.id and upgraded.plugin.version == "1.1.0"
+    with pytest.raises(Conflict, match="older than the registered 1.1.0"):
+        plugins_service.register_bytes(service, data, "plugin.yaml")
+    assert [p.version for p in plugins_service.list_plugins(service)] == ["1.1.0"]
+
+
+def test_deactivated_plugin_accepts_no_deployments(any_pg: PgServer, tmp_path: Path, claude_manifest: Path) -> None:
+    service = make_service(tmp_path, any_pg.fresh_database())
+    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
+    plugins_service.set_active(service, "claude-environment", False)
+    request = DeploymentRequest(environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"})
+    with pytest.raises(NotFound, match="is deactivated"):
+        deployments_service.create(service, request)
+    plugins_service.set_active(service, "claude-environment", True)
+    assert deployments_service.create(service, request).status == "CREATING"
+
+
+def test_secret_values_are_encrypted_at_rest(any_pg: PgServer, tmp_path: Path, claude_manifest: Path) -> None:
+    url = any_pg.fresh_database()
+    service = make_service(tmp_path, url)
+    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
+    view = deployments_service.create(
+        service, DeploymentRequest(environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "sk-very-secret-42"})
+    )
+    assert view.data["ANTHROPIC_API_KEY"] == "<redacted>"
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT config, secret_data FROM deployments WHERE id = %s", (view.id,)).fetchone()
+        dump = "\n".join(str(v) for r in conn.execute("SELECT * FROM deployments").fetchall() for v in r)
+    assert row is not None
+    assert "sk-very-secret-42" not in row[0]
+    assert b"sk-very-secret-42" not in bytes(row[1])
+    assert "sk-very-secret-42" not in dump
+    assert service.secrets.open(bytes(row[1])) == {"ANTHROPIC_API_KEY": "sk-very-secret-42"}
+
+
+def test_backfill_links_deployments_by_environment_type(any_pg: PgServer, tmp_path: Path, claude_manifest: Path) -> None:
+    url = any_pg.fresh_database()
+    with psycopg.connect(url) as conn:  # a deployment from before the plugin system
+        conn.execute(
+            """INSERT INTO deployments (id, deployment_id, environment_type, config)
+               VALUES ('legacy00000000000000000a', 'legacy-1', 'claude-environment', '{}'),
+                      ('legacy00000000000000000b', 'legacy-2', 'other-env', '{}')"""
+        )
+    service = make_service(tmp_path, url)
+    plugin = plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p").plugin
+    assert plugins_service.backfill(service) == 0  # registration already linked it
+    with psycopg.connect(url) as conn:
+        links = dict(conn.execute("SELECT deployment_id, plugin_id FROM deployments ORDER BY 1").fetchall())
+    assert links == {"legacy-1": plugin.id, "legacy-2": None}
+
+
+def test_unmigrated_database_names_the_fix(embedded_pg: PgServer, tmp_path: Path) -> None:
+    service = make_service(tmp_path, embedded_pg.fresh_database(migrated=False))
+    with pytest.raises(Exception, match="run `overseer db migrate`"):
+        plugins_service.list_plugins(service)
