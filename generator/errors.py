@@ -97,7 +97,7 @@ class MissingVariables(UserError):
         names = ", ".join(self.missing)
         super().__init__(
             f'plugin "{plugin}": missing required variable(s): {names}; '
-            f"pass each with --set NAME=VALUE (API: in \"data\")"
+            f'pass each with --set NAME=VALUE (API: in "data")'
         )
 
 

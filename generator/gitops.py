@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,34 +38,51 @@ class GitOpsRepo:
             raise ToolMissing("git", "install git (Debian: apt-get install git)")
         self.root = root
         self.repo = self._open_or_init(root)
+        # flock excludes other processes; the thread lock excludes other threads of this one.
+        self._thread_lock = threading.Lock()
+        self._holder: int | None = None
         self._git = self.repo.git
         self._git.update_environment(**IDENTITY, GIT_TERMINAL_PROMPT="0")
 
     @staticmethod
     def _open_or_init(root: Path) -> git.Repo:
         root.mkdir(parents=True, exist_ok=True)
+        if not (root / ".git").exists():
+            # Initialise beside the target and move .git into place: rename is atomic, so of two
+            # processes initialising at once one wins and the other simply opens its repository.
+            staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.init-"))
+            try:
+                git.Repo.init(staging, initial_branch="main")
+                os.rename(staging / ".git", root / ".git")
+            except OSError:
+                if not (root / ".git").is_dir():
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         try:
-            repo = git.Repo(root)
+            return git.Repo(root)
         except git.InvalidGitRepositoryError:
-            repo = git.Repo.init(root, initial_branch="main")
-        except git.NoSuchPathError as exc:
-            raise UserError(f"GitOps repository {root} cannot be created: {exc}") from None
-        # A repository nested inside another (rendered/ inside a clone) must still be its own.
-        if Path(repo.working_tree_dir or "").resolve() != root.resolve():
-            repo = git.Repo.init(root, initial_branch="main")
-        return repo
+            raise UserError(
+                f"{root}/.git exists but is not a Git repository; move it away"
+            ) from None
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the writer lock of this repository."""
-        lock_path = Path(self.repo.git_dir) / "overseer.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        """Hold the writer lock of this repository (re-entrant within one thread)."""
+        if self._holder == threading.get_ident():
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            return
+        with self._thread_lock:
+            lock_path = Path(self.repo.git_dir) / "overseer.lock"
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._holder = threading.get_ident()
+                yield
+            finally:
+                self._holder = None
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def head(self) -> str | None:
         """The commit sha of HEAD, or None in an empty repository."""
@@ -77,7 +96,9 @@ class GitOpsRepo:
         if not paths:
             return None
         self._stage(paths)
-        if self.head() is not None and not self._git.diff("--cached", "--name-only", "--no-renames"):
+        if self.head() is not None and not self._git.diff(
+            "--cached", "--name-only", "--no-renames"
+        ):
             return None
         if self.head() is None and not self._git.ls_files():
             return None

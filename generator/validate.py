@@ -51,7 +51,7 @@ def placeholder_values(chart: Path) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):
         return {}
     required = schema.get("then", {}).get("properties", {}).get("secretEnv", {}).get("required", [])
-    return {"secretEnv": {name: PLACEHOLDER for name in required}} if required else {}
+    return {"secretEnv": dict.fromkeys(required, PLACEHOLDER)} if required else {}
 
 
 def _release_of(chart: Path) -> tuple[str, str]:

@@ -6,6 +6,7 @@ changes nothing touches no file, and git sees no modification time change.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -92,15 +93,17 @@ class ChartTree:
         """Delete a chart directory, and its namespace directory once empty."""
         base = self.root / chart_path
         shutil.rmtree(base, ignore_errors=True)
-        try:
+        with contextlib.suppress(OSError):  # other charts remain in the namespace
             base.parent.rmdir()
-        except OSError:
-            pass  # other charts remain in the namespace
 
     @staticmethod
     def _extra_files(base: Path, keep: Iterable[str]) -> list[Path]:
         wanted = set(keep)
-        return [p for p in base.rglob("*") if p.is_file() and p.relative_to(base).as_posix() not in wanted]
+        return [
+            p
+            for p in base.rglob("*")
+            if p.is_file() and p.relative_to(base).as_posix() not in wanted
+        ]
 
     @staticmethod
     def _prune_empty_dirs(base: Path) -> None:

@@ -17,11 +17,18 @@ CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "plugin.yaml").exists(
 def load_case(case: str) -> tuple[DeploymentInput, PluginInput]:
     manifest = parse_manifest((FIXTURES / case / "plugin.yaml").read_bytes(), case)
     d = yaml.safe_load((FIXTURES / case / "deployment.yaml").read_text())
-    env = {v.name: v.default for v in manifest.variables() if not v.secret and v.default is not None}
+    env = {
+        v.name: v.default for v in manifest.variables() if not v.secret and v.default is not None
+    }
     env.update(d["data"])
     dep = DeploymentInput(
-        id=d["id"], release=d["release"], namespace=d["namespace"], env=tuple(sorted(env.items())),
-        secret_keys=tuple(d["secret_keys"]), tools=tuple(d["tools"]), requirement=d["requirement"],
+        id=d["id"],
+        release=d["release"],
+        namespace=d["namespace"],
+        env=tuple(sorted(env.items())),
+        secret_keys=tuple(d["secret_keys"]),
+        tools=tuple(d["tools"]),
+        requirement=d["requirement"],
     )
     return dep, PluginInput(manifest.name, manifest.version, manifest)
 

@@ -32,7 +32,9 @@ TEST_KEY = "b3ZlcnNlZXItdGVzdHMtZml4ZWQta2V5LTMyYnl0ZXM="  # a fixed Fernet key,
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--update-golden", action="store_true", help="Rewrite tests/golden/ from the current templates."
+        "--update-golden",
+        action="store_true",
+        help="Rewrite tests/golden/ from the current templates.",
     )
 
 
@@ -48,7 +50,9 @@ def _versions() -> dict[str, str]:
 def _tools_on_path() -> None:
     v = _versions()
     cache = Path(os.environ.get("OVERSEER_CACHE", Path.home() / ".cache" / "overseer"))
-    bin_dir = cache / "tools" / f"helm-{v['HELM_VERSION']}-kubeconform-{v['KUBECONFORM_VERSION']}" / "bin"
+    bin_dir = (
+        cache / "tools" / f"helm-{v['HELM_VERSION']}-kubeconform-{v['KUBECONFORM_VERSION']}" / "bin"
+    )
     if bin_dir.is_dir() and str(bin_dir) not in os.environ["PATH"].split(os.pathsep):
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     os.environ.setdefault("OVERSEER_KUBERNETES_VERSION", v["KUBERNETES_SCHEMA_VERSION"])
@@ -75,7 +79,9 @@ def helm_bin() -> str:
 
 @pytest.fixture(scope="session")
 def kubeconform_bin() -> str:
-    return need("kubeconform", "run `make tools` (builds the pinned kubeconform into ~/.cache/overseer)")
+    return need(
+        "kubeconform", "run `make tools` (builds the pinned kubeconform into ~/.cache/overseer)"
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -147,19 +153,36 @@ def debian_pg() -> Iterator[PgServer]:
     run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
     port = 20000 + os.getpid() % 20000
     subprocess.run(
-        [*run_as, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"),
-         "-o", f"-k {data} -p {port} -c listen_addresses=''", "start"],
-        check=True, capture_output=True,
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-w",
+            "-l",
+            str(data / "log"),
+            "-o",
+            f"-k {data} -p {port} -c listen_addresses=''",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield PgServer("debian", str(data), port)
     finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-                       check=False, capture_output=True)
+        subprocess.run(
+            [*run_as, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+        )
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -205,9 +228,13 @@ class Cli:
             "OVERSEER_SECRET_KEY": settings.secret_key or "",
         }
 
-    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
         runner = CliRunner()
-        return runner.invoke(main, list(args), env={**self.env, **(env or {})}, input=input, catch_exceptions=False)
+        return runner.invoke(
+            main, list(args), env={**self.env, **(env or {})}, input=input, catch_exceptions=False
+        )
 
 
 @pytest.fixture
@@ -221,11 +248,15 @@ def claude_manifest() -> Path:
 
 
 def git_log(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "log", *args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), "log", *args], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def commit_count(repo: Path) -> int:
     if not (repo / ".git").exists():
         return 0
-    out = subprocess.run(["git", "-C", str(repo), "rev-list", "--count", "--all"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "-C", str(repo), "rev-list", "--count", "--all"], capture_output=True, text=True
+    )
     return int(out.stdout.strip() or 0) if out.returncode == 0 else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -21,13 +20,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def rows(url: str, table: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     assert row is not None
     return int(row[0])
 
 
 def deploy(cli: Cli, *extra: str) -> dict[str, object]:
-    result = cli("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k", *extra, "-o", "json")
+    result = cli(
+        "deploy",
+        "create",
+        "claude-environment",
+        "--set",
+        "ANTHROPIC_API_KEY=k",
+        *extra,
+        "-o",
+        "json",
+    )
     assert result.exit_code == 0, result.output + result.stderr
     data: dict[str, object] = json.loads(result.stdout)
     return data
@@ -75,20 +83,27 @@ def test_register_is_idempotent(cli: Cli, claude_manifest: Path) -> None:
     assert again.stdout == first.stdout.replace("created", "unchanged")
 
 
-def test_invalid_manifest_exit_code_and_nothing_stored(cli: Cli, tmp_path: Path, settings: object) -> None:
+def test_invalid_manifest_exit_code_and_nothing_stored(
+    cli: Cli, tmp_path: Path, settings: object
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: Bad\nversion: 1\nimage: {}\n")
     result = cli("plugin", "register", str(bad))
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.startswith(f'Error: {bad} (plugin "Bad"): validation failed:\n')
-    for line in ("  - name (line 1): must be a DNS-1123 label", "  - version (line 2): expected a string, got the number 1",
-                 "  - image.name (line 3): required key is missing; add it"):
+    for line in (
+        "  - name (line 1): must be a DNS-1123 label",
+        "  - version (line 2): expected a string, got the number 1",
+        "  - image.name (line 3): required key is missing; add it",
+    ):
         assert line in result.stderr
     assert rows(cli.env["DATABASE_URL"], "plugins") == 0
 
 
-def test_register_several_is_all_or_nothing(cli: Cli, claude_manifest: Path, tmp_path: Path) -> None:
+def test_register_several_is_all_or_nothing(
+    cli: Cli, claude_manifest: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"\xff\xfe")
     result = cli("plugin", "register", str(claude_manifest), str(bad))
@@ -107,9 +122,15 @@ def test_plugin_list_show_formats(registered: Cli) -> None:
     missing = registered("plugin", "show", "nope")
     assert missing.exit_code == 3
     assert missing.stderr == 'Error: plugin "nope" is not registered; see `overseer plugin list`\n'
-    assert registered("plugin", "deactivate", "claude-environment").stdout == "deactivated: claude-environment 1.0.0\n"
+    assert (
+        registered("plugin", "deactivate", "claude-environment").stdout
+        == "deactivated: claude-environment 1.0.0\n"
+    )
     assert "no" in registered("plugin", "list").stdout.splitlines()[1].split()
-    assert registered("plugin", "activate", "claude-environment").stdout == "activated: claude-environment 1.0.0\n"
+    assert (
+        registered("plugin", "activate", "claude-environment").stdout
+        == "activated: claude-environment 1.0.0\n"
+    )
 
 
 def test_missing_and_unknown_variables_leave_nothing(registered: Cli, settings: object) -> None:
@@ -121,15 +142,35 @@ def test_missing_and_unknown_variables_leave_nothing(registered: Cli, settings: 
         'Error: plugin "claude-environment": missing required variable(s): ANTHROPIC_API_KEY; '
         'pass each with --set NAME=VALUE (API: in "data")\n'
     )
-    result = registered("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k", "--set", "COLOR=red", "--set", "ZOOM=2")
+    result = registered(
+        "deploy",
+        "create",
+        "claude-environment",
+        "--set",
+        "ANTHROPIC_API_KEY=k",
+        "--set",
+        "COLOR=red",
+        "--set",
+        "ZOOM=2",
+    )
     assert result.exit_code == 2
     assert result.stderr == (
         'Error: plugin "claude-environment": unknown variable(s): COLOR, ZOOM; '
         "known variables are: ANTHROPIC_API_KEY, HEIGHT, WIDTH, DISPLAY_NUM\n"
     )
     unknown_plugin = registered("deploy", "create", "nope", "--set", "A=1")
-    assert unknown_plugin.exit_code == 3 and 'plugin "nope" is not registered' in unknown_plugin.stderr
-    bad_ns = registered("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k", "--namespace", "../etc")
+    assert (
+        unknown_plugin.exit_code == 3 and 'plugin "nope" is not registered' in unknown_plugin.stderr
+    )
+    bad_ns = registered(
+        "deploy",
+        "create",
+        "claude-environment",
+        "--set",
+        "ANTHROPIC_API_KEY=k",
+        "--namespace",
+        "../etc",
+    )
     assert bad_ns.exit_code == 1 and "namespace" in bad_ns.stderr
     assert rows(url, "deployments") == 0
     assert not any(repo.glob("*/*/Chart.yaml"))
@@ -138,8 +179,21 @@ def test_missing_and_unknown_variables_leave_nothing(registered: Cli, settings: 
 
 def test_create_renders_commits_and_redacts(registered: Cli) -> None:
     repo = registered.settings.repo
-    result = registered("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=sk-abc", "--set", "WIDTH=1280",
-                        "--tool", "git", "--requirement", "demo", "--ttl", "3600")
+    result = registered(
+        "deploy",
+        "create",
+        "claude-environment",
+        "--set",
+        "ANTHROPIC_API_KEY=sk-abc",
+        "--set",
+        "WIDTH=1280",
+        "--tool",
+        "git",
+        "--requirement",
+        "demo",
+        "--ttl",
+        "3600",
+    )
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert "sk-abc" not in out
@@ -148,11 +202,15 @@ def test_create_renders_commits_and_redacts(registered: Cli) -> None:
     assert re.search(r"^data\.WIDTH\s+1280$", out, re.M)
     release = re.search(r"^deployment_id\s+(claude-environment-[a-z0-9]{8})$", out, re.M)
     assert release is not None
-    assert re.search(rf"^committed [0-9a-f]{{12}}: {re.escape(str(repo))}/a8s/{release[1]}$", out, re.M)
+    assert re.search(
+        rf"^committed [0-9a-f]{{12}}: {re.escape(str(repo))}/a8s/{release[1]}$", out, re.M
+    )
     assert (repo / "a8s" / release[1] / "Chart.yaml").is_file()
     log = git_log(repo, "-1", "--format=%an <%ae>%n%B")
-    assert log.startswith("Overseer <overseer@localhost>\noverseer: render (1 added, 0 changed, 0 removed)\n")
-    assert f"Overseer-Deployment: " in log and f"a8s/{release[1]} claude-environment@1.0.0" in log
+    assert log.startswith(
+        "Overseer <overseer@localhost>\noverseer: render (1 added, 0 changed, 0 removed)\n"
+    )
+    assert "Overseer-Deployment: " in log and f"a8s/{release[1]} claude-environment@1.0.0" in log
     shown = json.loads(registered("deploy", "show", release[1], "-o", "json").stdout)
     assert shown["data"]["ANTHROPIC_API_KEY"] == "<redacted>" and shown["ttl_seconds"] == 3600
     assert shown["rendered_commit"] == git_log(repo, "-1", "--format=%H").strip()
@@ -166,7 +224,9 @@ def test_noop_render_writes_and_commits_nothing(registered: Cli) -> None:
     deploy(registered)
     deploy(registered)
     before = commit_count(repo)
-    mtimes = {p: p.stat().st_mtime_ns for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+    mtimes = {
+        p: p.stat().st_mtime_ns for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
     result = registered("render")
     assert result.exit_code == 0
     assert result.stdout == "nothing to commit: 0 added, 0 changed, 0 removed, 2 unchanged\n"
@@ -188,7 +248,10 @@ def test_delete_and_expiry_remove_charts(registered: Cli) -> None:
     assert not (repo / str(a["chart"])).exists()
     assert "Removed:\n  " + str(a["chart"]) in git_log(repo, "-1", "--format=%B")
     with psycopg.connect(registered.env["DATABASE_URL"]) as conn:  # time passes: b's TTL runs out
-        conn.execute("UPDATE deployments SET expires_at = now() - interval '1 second' WHERE id = %s", (b["id"],))
+        conn.execute(
+            "UPDATE deployments SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (b["id"],),
+        )
     result = registered("render")
     assert result.stdout.startswith("committed ") and "1 removed" in result.stdout
     assert not (repo / str(b["chart"])).exists()
@@ -215,9 +278,25 @@ def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
         assert drift.stderr == "1 chart(s) differ from a fresh render\n"
     # A hand edit that was committed (say, merged in a pull request) is drift too.
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qm", "hand edit"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=h",
+            "-c",
+            "user.email=h@h",
+            "commit",
+            "-qm",
+            "hand edit",
+        ],
+        check=True,
+    )
     commits = commit_count(repo)
-    assert registered("render").stdout.endswith("1 unchanged\n")  # inputs unchanged: incremental skips it
+    assert registered("render").stdout.endswith(
+        "1 unchanged\n"
+    )  # inputs unchanged: incremental skips it
     repaired = registered("render", "--full")
     assert repaired.stdout.startswith("committed ") and "1 changed" in repaired.stdout
     assert commit_count(repo) == commits + 1
@@ -262,7 +341,9 @@ def test_mass_deletion_is_refused_unless_forced(registered: Cli, embedded_pg: ob
 def test_database_unreachable_is_clear(cli: Cli) -> None:
     result = cli("plugin", "list", env={"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/x"})
     assert result.exit_code == 7
-    assert result.stderr.startswith("Error: cannot connect to PostgreSQL at postgresql://u:***@127.0.0.1:1/x: ")
+    assert result.stderr.startswith(
+        "Error: cannot connect to PostgreSQL at postgresql://u:***@127.0.0.1:1/x: "
+    )
     assert "hunter2" not in result.stderr
 
 
@@ -274,17 +355,24 @@ def test_db_commands(cli: Cli, embedded_pg: object) -> None:
     assert migrated.stdout.splitlines()[0] == "applied: 0001.deployments"
     status = cli("db", "status", env={"DATABASE_URL": url})
     assert all(line.split()[1] == "applied" for line in status.stdout.splitlines()[1:])
-    assert cli("db", "backfill", env={"DATABASE_URL": url}).stdout == "linked 0 deployment(s) to their plugin\n"
+    assert (
+        cli("db", "backfill", env={"DATABASE_URL": url}).stdout
+        == "linked 0 deployment(s) to their plugin\n"
+    )
 
 
-def test_validate_names_chart_and_resource(registered: Cli, kubeconform_bin: str, helm_bin: str) -> None:
+def test_validate_names_chart_and_resource(
+    registered: Cli, kubeconform_bin: str, helm_bin: str
+) -> None:
     repo = registered.settings.repo
     dep = deploy(registered)
     ok = registered("validate", str(repo))
     assert ok.exit_code == 0, ok.stdout
     assert ok.stdout == "1 of 1 chart(s) valid\n"
     broken = repo / str(dep["chart"]) / "templates" / "broken.yaml"
-    broken.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  portz: []\n")
+    broken.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  portz: []\n"
+    )
     bad = registered("validate", str(repo))
     assert bad.exit_code == 1
     assert bad.stdout.splitlines()[0] == f"FAIL {repo / str(dep['chart'])}"

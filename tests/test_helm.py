@@ -37,8 +37,20 @@ def kubeconform(kubeconform_bin: str, manifests: str) -> subprocess.CompletedPro
     version = "1.36.0"
     location = f"{root}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json"
     return subprocess.run(
-        [kubeconform_bin, "-strict", "-summary", "-kubernetes-version", version, "-schema-location", location, "-"],
-        input=manifests, capture_output=True, text=True, check=False,
+        [
+            kubeconform_bin,
+            "-strict",
+            "-summary",
+            "-kubernetes-version",
+            version,
+            "-schema-location",
+            location,
+            "-",
+        ],
+        input=manifests,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -56,9 +68,20 @@ def test_lint_strict(helm_bin: str, chart_dir: Path) -> None:
         assert "deprecated" not in (proc.stdout + proc.stderr).lower()
 
 
-def test_template_passes_kubeconform_strict(helm_bin: str, kubeconform_bin: str, chart_dir: Path) -> None:
+def test_template_passes_kubeconform_strict(
+    helm_bin: str, kubeconform_bin: str, chart_dir: Path
+) -> None:
     for extra in ([], OPTIONAL_ON):
-        proc = helm(helm_bin, "template", chart_dir.name, str(chart_dir), "-n", chart_dir.parent.name, *set_flags(chart_dir), *extra)
+        proc = helm(
+            helm_bin,
+            "template",
+            chart_dir.name,
+            str(chart_dir),
+            "-n",
+            chart_dir.parent.name,
+            *set_flags(chart_dir),
+            *extra,
+        )
         assert proc.returncode == 0, proc.stderr
         kinds = {d["kind"] for d in yaml.safe_load_all(proc.stdout) if d}
         assert {"Deployment"} <= kinds
@@ -82,34 +105,65 @@ def test_install_by_hand_without_required_secret_names_it(helm_bin: str, tmp_pat
 
 def test_template_resources_match_the_manifest(helm_bin: str, tmp_path: Path) -> None:
     chart = write_chart(render_case("claude"), tmp_path / "c")
-    proc = helm(helm_bin, "template", "rel", str(chart), "-n", "a8s", "--set", "secretEnv.ANTHROPIC_API_KEY=k")
+    proc = helm(
+        helm_bin,
+        "template",
+        "rel",
+        str(chart),
+        "-n",
+        "a8s",
+        "--set",
+        "secretEnv.ANTHROPIC_API_KEY=k",
+    )
     docs = {d["kind"]: d for d in yaml.safe_load_all(proc.stdout) if d}
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "a8s-claude:latest"
     assert container["imagePullPolicy"] == "Never"
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
     assert [p["name"] for p in container["ports"]] == ["vnc", "streamlit", "novnc", "api"]
-    assert {e["name"]: e["value"] for e in container["env"]} == {"DISPLAY_NUM": "1", "HEIGHT": "900", "WIDTH": "1024"}
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        "DISPLAY_NUM": "1",
+        "HEIGHT": "900",
+        "WIDTH": "1024",
+    }
     assert container["envFrom"] == [{"secretRef": {"name": "rel-env"}}]
     assert container["volumeMounts"][0]["mountPath"] == "/home/computeruse/.github-credentials"
     assert docs["Secret"]["data"] == {"ANTHROPIC_API_KEY": "aw=="}
     paths = docs["Ingress"]["spec"]["rules"][0]["http"]["paths"]
     assert [(p["path"], p["backend"]["service"]["port"]["name"]) for p in paths] == [
-        ("/streamlit", "streamlit"), ("/novnc", "novnc"), ("/api", "api"),
+        ("/streamlit", "streamlit"),
+        ("/novnc", "novnc"),
+        ("/api", "api"),
     ]
     annotations = docs["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert json.loads(annotations["overseer.dev/tools"]) == ["git", "browser"]
     assert annotations["overseer.dev/requirement"] == "test deployment"
 
 
-@pytest.mark.parametrize("value", ["{{ .Release.Name }}", "{% raw %}", '"\nkind: Secret', "---", "a\u2028b: c"])
-def test_hostile_values_come_out_literally_in_helm_template(helm_bin: str, tmp_path: Path, value: str) -> None:
+@pytest.mark.parametrize(
+    "value", ["{{ .Release.Name }}", "{% raw %}", '"\nkind: Secret', "---", "a\u2028b: c"]
+)
+def test_hostile_values_come_out_literally_in_helm_template(
+    helm_bin: str, tmp_path: Path, value: str
+) -> None:
     dep, plugin = load_case("claude")
     baseline = write_chart(Renderer().render(dep, plugin), tmp_path / "base")
-    dep = dataclasses.replace(dep, env=(("DISPLAY_NUM", value), ("HEIGHT", "1"), ("WIDTH", "2")), tools=(value,), requirement=value)
+    dep = dataclasses.replace(
+        dep,
+        env=(("DISPLAY_NUM", value), ("HEIGHT", "1"), ("WIDTH", "2")),
+        tools=(value,),
+        requirement=value,
+    )
     chart = write_chart(Renderer().render(dep, plugin), tmp_path / "hostile")
     args = ["-n", "a8s", "--set", "secretEnv.ANTHROPIC_API_KEY=k"]
-    base_docs = [d for d in yaml.safe_load_all(helm(helm_bin, "template", "rel", str(baseline), *args).stdout) if d]
+    base_docs = [
+        d
+        for d in yaml.safe_load_all(helm(helm_bin, "template", "rel", str(baseline), *args).stdout)
+        if d
+    ]
     proc = helm(helm_bin, "template", "rel", str(chart), *args)
     assert proc.returncode == 0, proc.stderr
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
@@ -122,4 +176,6 @@ def test_hostile_values_come_out_literally_in_helm_template(helm_bin: str, tmp_p
     assert json.loads(pod["metadata"]["annotations"]["overseer.dev/tools"]) == [value]
     base_dep = next(d for d in base_docs if d["kind"] == "Deployment")
     assert set(deployment) == set(base_dep)
-    assert set(pod["spec"]["containers"][0]) == set(base_dep["spec"]["template"]["spec"]["containers"][0])
+    assert set(pod["spec"]["containers"][0]) == set(
+        base_dep["spec"]["template"]["spec"]["containers"][0]
+    )

@@ -36,20 +36,31 @@ def test_spec_example_is_accepted_with_every_field() -> None:
     assert m.image.pull_policy == "Never"
     assert [v.name for v in m.dependencies.env_vars.required] == ["ANTHROPIC_API_KEY"]
     assert [(v.name, v.default) for v in m.dependencies.env_vars.optional] == [
-        ("HEIGHT", "768"), ("WIDTH", "1024"), ("DISPLAY_NUM", "1"),
+        ("HEIGHT", "768"),
+        ("WIDTH", "1024"),
+        ("DISPLAY_NUM", "1"),
     ]
     assert m.dependencies.volumes[0].type == "secret"
     assert m.dependencies.resources is not None
     assert m.dependencies.resources.memory is not None
     assert m.dependencies.resources.memory.max == "4Gi"
     assert [p.name for p in m.ports] == ["vnc", "streamlit", "novnc", "api"]
-    assert m.ingress is not None and [p.service_port for p in m.ingress.paths] == ["streamlit", "novnc", "api"]
+    assert m.ingress is not None and [p.service_port for p in m.ingress.paths] == [
+        "streamlit",
+        "novnc",
+        "api",
+    ]
 
 
 def test_secret_variables_follow_flag_then_name() -> None:
     m = parse_manifest(EXAMPLE)
     secrets = {v.name: v.secret for v in m.variables()}
-    assert secrets == {"ANTHROPIC_API_KEY": True, "HEIGHT": False, "WIDTH": False, "DISPLAY_NUM": False}
+    assert secrets == {
+        "ANTHROPIC_API_KEY": True,
+        "HEIGHT": False,
+        "WIDTH": False,
+        "DISPLAY_NUM": False,
+    }
     data = yaml.safe_load(EXAMPLE)
     data["dependencies"]["env_vars"]["required"][0]["secret"] = False
     data["dependencies"]["env_vars"]["optional"][0]["secret"] = True
@@ -67,11 +78,36 @@ def test_secret_variables_follow_flag_then_name() -> None:
         ({"name": "Claude"}, "name", "DNS-1123"),
         ({"name": "../../etc"}, "name", "DNS-1123"),
         ({"name": "a" * 64}, "name", "at most 63"),
-        ({"ports": [{"name": "web", "container_port": 0}]}, "ports[0].container_port", "greater than or equal to 1"),
-        ({"ports": [{"name": "web", "container_port": 65536}]}, "ports[0].container_port", "less than or equal to 65535"),
-        ({"ports": [{"name": "web", "container_port": 80}, {"name": "web", "container_port": 81}]}, "ports[1].name", "duplicate port name"),
-        ({"ingress": {"enabled": True, "paths": [{"path": "/x", "service_port": "nope"}]}}, "ingress.paths[0].service_port", "not declared under ports"),
-        ({"image": {"name": "x", "pull_policy": "Sometimes"}}, "image.pull_policy", "'Always', 'IfNotPresent' or 'Never'"),
+        (
+            {"ports": [{"name": "web", "container_port": 0}]},
+            "ports[0].container_port",
+            "greater than or equal to 1",
+        ),
+        (
+            {"ports": [{"name": "web", "container_port": 65536}]},
+            "ports[0].container_port",
+            "less than or equal to 65535",
+        ),
+        (
+            {
+                "ports": [
+                    {"name": "web", "container_port": 80},
+                    {"name": "web", "container_port": 81},
+                ]
+            },
+            "ports[1].name",
+            "duplicate port name",
+        ),
+        (
+            {"ingress": {"enabled": True, "paths": [{"path": "/x", "service_port": "nope"}]}},
+            "ingress.paths[0].service_port",
+            "not declared under ports",
+        ),
+        (
+            {"image": {"name": "x", "pull_policy": "Sometimes"}},
+            "image.pull_policy",
+            "'Always', 'IfNotPresent' or 'Never'",
+        ),
         ({"image": {"registry": "local"}}, "image.name", "required key is missing"),
         ({"ports": "vnc"}, "ports", "valid list"),
     ],
@@ -83,11 +119,22 @@ def test_invalid_manifest_names_the_key(change: dict[str, object], path: str, wo
 
 def test_resource_quantities_and_bounds() -> None:
     data = yaml.safe_load(EXAMPLE)
-    data["dependencies"]["resources"] = {"cpu": {"min": "4", "max": "2"}, "memory": {"min": "lots", "max": "1Gi"}}
+    data["dependencies"]["resources"] = {
+        "cpu": {"min": "4", "max": "2"},
+        "memory": {"min": "lots", "max": "1Gi"},
+    }
     found = problems(yaml.safe_dump(data).encode())
-    assert any(p.startswith("dependencies.resources.cpu.min") and "greater than max" in p for p in found)
-    assert any(p.startswith("dependencies.resources.memory.min") and "Kubernetes quantity" in p for p in found)
-    data["dependencies"]["resources"] = {"cpu": {"min": "500m", "max": "1"}, "memory": {"min": "512Mi", "max": "1Gi"}}
+    assert any(
+        p.startswith("dependencies.resources.cpu.min") and "greater than max" in p for p in found
+    )
+    assert any(
+        p.startswith("dependencies.resources.memory.min") and "Kubernetes quantity" in p
+        for p in found
+    )
+    data["dependencies"]["resources"] = {
+        "cpu": {"min": "500m", "max": "1"},
+        "memory": {"min": "512Mi", "max": "1Gi"},
+    }
     parse_manifest(yaml.safe_dump(data).encode())
 
 
@@ -113,7 +160,12 @@ ingress:
         parse_manifest(bad, "bad.yaml")
     by_path = {p.path: p for p in info.value.problems}
     assert set(by_path) >= {
-        "name", "version", "image.pull_policy", "extra", "ports[0].container_port", "ports[1].name",
+        "name",
+        "version",
+        "image.pull_policy",
+        "extra",
+        "ports[0].container_port",
+        "ports[1].name",
         "ingress.paths[0].service_port",
     }
     assert by_path["name"].line == 1

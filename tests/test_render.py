@@ -22,8 +22,12 @@ def test_golden_chart(case: str, request: pytest.FixtureRequest) -> None:
         for rel, data in chart.items():
             (golden / rel).parent.mkdir(parents=True, exist_ok=True)
             (golden / rel).write_bytes(data)
-    expected = {p.relative_to(golden).as_posix(): p.read_bytes() for p in golden.rglob("*") if p.is_file()}
-    assert sorted(chart) == sorted(expected), "file set differs; run pytest --update-golden if intended"
+    expected = {
+        p.relative_to(golden).as_posix(): p.read_bytes() for p in golden.rglob("*") if p.is_file()
+    }
+    assert sorted(chart) == sorted(expected), (
+        "file set differs; run pytest --update-golden if intended"
+    )
     for rel in chart:
         assert chart[rel] == expected[rel], f"{case}/{rel} differs from the golden file"
 
@@ -36,10 +40,25 @@ def test_chart_shape_follows_the_manifest() -> None:
     assert values["ingress"]["enabled"] is False
     assert values["volumes"] == []
     full = yaml.safe_load(render_case("full")["values.yaml"])
-    assert full["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1.5", "memory": "1Gi"}}
-    assert full["image"] == {"repository": "ghcr.io/example/team/workbench", "tag": "2.3.1", "pullPolicy": "Always"}
-    assert full["env"] == {"LOG_LEVEL": "debug", "PUBLIC_KEY": "ssh-ed25519 AAAA", "REGION": "eu-west-1"}
-    assert full["deployment"] == {"id": "c0golden0full0fixture000", "tools": ["kubectl", "helm"], "requirement": "Every optional feature on"}
+    assert full["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "1.5", "memory": "1Gi"},
+    }
+    assert full["image"] == {
+        "repository": "ghcr.io/example/team/workbench",
+        "tag": "2.3.1",
+        "pullPolicy": "Always",
+    }
+    assert full["env"] == {
+        "LOG_LEVEL": "debug",
+        "PUBLIC_KEY": "ssh-ed25519 AAAA",
+        "REGION": "eu-west-1",
+    }
+    assert full["deployment"] == {
+        "id": "c0golden0full0fixture000",
+        "tools": ["kubectl", "helm"],
+        "requirement": "Every optional feature on",
+    }
 
 
 def test_output_is_deterministic_and_lf_only() -> None:
@@ -55,7 +74,9 @@ def test_plugin_parts_are_shared_between_deployments() -> None:
     dep, plugin = load_case("claude")
     renderer = Renderer()
     a = renderer.render(dep, plugin)
-    b = renderer.render(dataclasses.replace(dep, id="other", release="claude-environment-other"), plugin)
+    b = renderer.render(
+        dataclasses.replace(dep, id="other", release="claude-environment-other"), plugin
+    )
     assert a["templates/deployment.yaml"] is b["templates/deployment.yaml"]
     assert a["values.yaml"] != b["values.yaml"]
 
@@ -89,8 +110,10 @@ HOSTILE = [
 def test_hostile_values_stay_literal_data(value: str) -> None:
     dep, plugin = load_case("claude")
     dep = dataclasses.replace(
-        dep, env=(("DISPLAY_NUM", value), ("HEIGHT", "768"), ("WIDTH", "1024")),
-        tools=(value,), requirement=value,
+        dep,
+        env=(("DISPLAY_NUM", value), ("HEIGHT", "768"), ("WIDTH", "1024")),
+        tools=(value,),
+        requirement=value,
     )
     chart = Renderer().render(dep, plugin)
     docs = list(yaml.safe_load_all(chart["values.yaml"]))
@@ -114,10 +137,15 @@ def test_hostile_descriptions_stay_comments() -> None:
     )
     env_vars = manifest.dependencies.env_vars.model_copy(update={"required": [required]})
     deps = manifest.dependencies.model_copy(update={"env_vars": env_vars})
-    plugin = dataclasses.replace(plugin, manifest=manifest.model_copy(update={"dependencies": deps}))
+    plugin = dataclasses.replace(
+        plugin, manifest=manifest.model_copy(update={"dependencies": deps})
+    )
     chart = Renderer().render(dep, plugin)
     values = list(yaml.safe_load_all(chart["values.yaml"]))
     assert len(values) == 1
     assert "kind" not in values[0] and "y" not in values[0] and "x" not in values[0]
     schema = json.loads(chart["values.schema.json"])
-    assert "kind: Secret" in schema["properties"]["secretEnv"]["properties"]["ANTHROPIC_API_KEY"]["description"]
+    assert (
+        "kind: Secret"
+        in schema["properties"]["secretEnv"]["properties"]["ANTHROPIC_API_KEY"]["description"]
+    )

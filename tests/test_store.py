@@ -32,7 +32,15 @@ SPEC_PLUGINS = {
 
 
 def make_service(tmp_path: Path, url: str) -> Context:
-    return Context(Settings(home=tmp_path / "home", repo=tmp_path / "gitops", database_url=url, secret_key=TEST_KEY, namespace="a8s"))
+    return Context(
+        Settings(
+            home=tmp_path / "home",
+            repo=tmp_path / "gitops",
+            database_url=url,
+            secret_key=TEST_KEY,
+            namespace="a8s",
+        )
+    )
 
 
 def test_migrations_apply_and_report(any_pg: PgServer) -> None:
@@ -74,41 +82,61 @@ def test_registry_rules(any_pg: PgServer, tmp_path: Path, claude_manifest: Path)
     data = claude_manifest.read_bytes()
     first = plugins_service.register_bytes(service, data, "plugin.yaml")
     assert first.outcome == "created" and len(first.plugin.id) == 24
-    again = plugins_service.register_bytes(service, data + b"\n# a comment changes nothing\n", "plugin.yaml")
+    again = plugins_service.register_bytes(
+        service, data + b"\n# a comment changes nothing\n", "plugin.yaml"
+    )
     assert again.outcome == "unchanged" and again.plugin.id == first.plugin.id
     changed = data.replace(b'default: "768"', b'default: "800"')
-    with pytest.raises(Conflict, match="version 1.0.0 is already registered with a different manifest; bump the version"):
+    with pytest.raises(
+        Conflict,
+        match=r"version 1\.0\.0 is already registered with a different manifest; bump the version",
+    ):
         plugins_service.register_bytes(service, changed, "plugin.yaml")
-    upgraded = plugins_service.register_bytes(service, changed.replace(b"version: 1.0.0", b"version: 1.1.0"), "p")
+    upgraded = plugins_service.register_bytes(
+        service, changed.replace(b"version: 1.0.0", b"version: 1.1.0"), "p"
+    )
     assert upgraded.outcome == "updated" and upgraded.previous_version == "1.0.0"
     assert upgraded.plugin.id == first.plugin.id and upgraded.plugin.version == "1.1.0"
-    with pytest.raises(Conflict, match="older than the registered 1.1.0"):
+    with pytest.raises(Conflict, match=r"older than the registered 1\.1\.0"):
         plugins_service.register_bytes(service, data, "plugin.yaml")
     assert [p.version for p in plugins_service.list_plugins(service)] == ["1.1.0"]
 
 
-def test_deactivated_plugin_accepts_no_deployments(any_pg: PgServer, tmp_path: Path, claude_manifest: Path) -> None:
+def test_deactivated_plugin_accepts_no_deployments(
+    any_pg: PgServer, tmp_path: Path, claude_manifest: Path
+) -> None:
     service = make_service(tmp_path, any_pg.fresh_database())
     plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
     plugins_service.set_active(service, "claude-environment", False)
-    request = DeploymentRequest(environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"})
+    request = DeploymentRequest(
+        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
+    )
     with pytest.raises(NotFound, match="is deactivated"):
         deployments_service.create(service, request)
     plugins_service.set_active(service, "claude-environment", True)
-    assert deployments_service.create(service, request).status == "CREATING"
+    assert deployments_service.create(service, request).deployment.status == "CREATING"
 
 
-def test_secret_values_are_encrypted_at_rest(any_pg: PgServer, tmp_path: Path, claude_manifest: Path) -> None:
+def test_secret_values_are_encrypted_at_rest(
+    any_pg: PgServer, tmp_path: Path, claude_manifest: Path
+) -> None:
     url = any_pg.fresh_database()
     service = make_service(tmp_path, url)
     plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
     view = deployments_service.create(
-        service, DeploymentRequest(environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "sk-very-secret-42"})
-    )
+        service,
+        DeploymentRequest(
+            environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "sk-very-secret-42"}
+        ),
+    ).deployment
     assert view.data["ANTHROPIC_API_KEY"] == "<redacted>"
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT config, secret_data FROM deployments WHERE id = %s", (view.id,)).fetchone()
-        dump = "\n".join(str(v) for r in conn.execute("SELECT * FROM deployments").fetchall() for v in r)
+        row = conn.execute(
+            "SELECT config, secret_data FROM deployments WHERE id = %s", (view.id,)
+        ).fetchone()
+        dump = "\n".join(
+            str(v) for r in conn.execute("SELECT * FROM deployments").fetchall() for v in r
+        )
     assert row is not None
     assert "sk-very-secret-42" not in row[0]
     assert b"sk-very-secret-42" not in bytes(row[1])
@@ -116,7 +144,9 @@ def test_secret_values_are_encrypted_at_rest(any_pg: PgServer, tmp_path: Path, c
     assert service.secrets.open(bytes(row[1])) == {"ANTHROPIC_API_KEY": "sk-very-secret-42"}
 
 
-def test_backfill_links_deployments_by_environment_type(any_pg: PgServer, tmp_path: Path, claude_manifest: Path) -> None:
+def test_backfill_links_deployments_by_environment_type(
+    any_pg: PgServer, tmp_path: Path, claude_manifest: Path
+) -> None:
     url = any_pg.fresh_database()
     with psycopg.connect(url) as conn:  # a deployment from before the plugin system
         conn.execute(
@@ -128,7 +158,9 @@ def test_backfill_links_deployments_by_environment_type(any_pg: PgServer, tmp_pa
     plugin = plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p").plugin
     assert plugins_service.backfill(service) == 0  # registration already linked it
     with psycopg.connect(url) as conn:
-        links = dict(conn.execute("SELECT deployment_id, plugin_id FROM deployments ORDER BY 1").fetchall())
+        links = dict(
+            conn.execute("SELECT deployment_id, plugin_id FROM deployments ORDER BY 1").fetchall()
+        )
     assert links == {"legacy-1": plugin.id, "legacy-2": None}
 
 

@@ -8,10 +8,8 @@ import click
 
 from ..errors import UserError
 from ..service import deployments as service_deployments
-from ..service import render as service_render
 from ..service.context import Context
 from ..service.deployments import DeploymentRequest, DeploymentView
-from ..store.db import Connection
 from .common import emit_data, output_option, table, with_context
 
 
@@ -38,11 +36,17 @@ def _print_view(d: DeploymentView) -> None:
     table(
         ["FIELD", "VALUE"],
         [
-            ["id", d.id], ["deployment_id", d.deployment_id], ["plugin", d.environment_type],
-            ["namespace", d.namespace], ["status", d.status + (f" ({d.status_reason})" if d.status_reason else "")],
-            ["chart", d.chart], ["tools", ", ".join(d.tools)], ["requirement", d.requirement],
+            ["id", d.id],
+            ["deployment_id", d.deployment_id],
+            ["plugin", d.environment_type],
+            ["namespace", d.namespace],
+            ["status", d.status + (f" ({d.status_reason})" if d.status_reason else "")],
+            ["chart", d.chart],
+            ["tools", ", ".join(d.tools)],
+            ["requirement", d.requirement],
             *[[f"data.{k}", v] for k, v in d.data.items()],
-            ["ttl_seconds", d.ttl_seconds], ["expires_at", d.expires_at.isoformat() if d.expires_at else ""],
+            ["ttl_seconds", d.ttl_seconds],
+            ["expires_at", d.expires_at.isoformat() if d.expires_at else ""],
             ["created_at", d.created_at.isoformat()],
             ["rendered_commit", d.rendered_commit or ""],
         ],
@@ -51,43 +55,68 @@ def _print_view(d: DeploymentView) -> None:
 
 @deploy.command("create")
 @click.argument("plugin")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A variable value (repeatable).")
 @click.option(
-    "--set-env", multiple=True, metavar="NAME",
+    "--set", "sets", multiple=True, metavar="NAME=VALUE", help="A variable value (repeatable)."
+)
+@click.option(
+    "--set-env",
+    multiple=True,
+    metavar="NAME",
     help="Take variable NAME from the environment variable of that name, so secrets stay off the command line.",
 )
-@click.option("--tool", "tools", multiple=True, metavar="NAME", help="A tool for the environment (repeatable).")
+@click.option(
+    "--tool",
+    "tools",
+    multiple=True,
+    metavar="NAME",
+    help="A tool for the environment (repeatable).",
+)
 @click.option("--requirement", default="", help="What the environment is for.")
-@click.option("--ttl", type=click.IntRange(min=1), default=None, metavar="SECONDS", help="Expire after SECONDS.")
-@click.option("--namespace", default=None, help="Kubernetes namespace [env OVERSEER_NAMESPACE; default a8s].")
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Expire after SECONDS.",
+)
+@click.option(
+    "--namespace", default=None, help="Kubernetes namespace [env OVERSEER_NAMESPACE; default a8s]."
+)
 @click.option("--no-render", is_flag=True, help="Only store the deployment; render later.")
 @output_option
 @with_context
 def create(
-    service: Context, plugin: str, sets: tuple[str, ...], set_env: tuple[str, ...],
-    tools: tuple[str, ...], requirement: str, ttl: int | None, namespace: str | None,
-    no_render: bool, output: str,
+    service: Context,
+    plugin: str,
+    sets: tuple[str, ...],
+    set_env: tuple[str, ...],
+    tools: tuple[str, ...],
+    requirement: str,
+    ttl: int | None,
+    namespace: str | None,
+    no_render: bool,
+    output: str,
 ) -> None:
     """Deploy PLUGIN: store the deployment, render its chart and commit it."""
     try:
         request = DeploymentRequest(
-            environment_type=plugin, tools=list(tools), data=_parse_sets(sets, set_env),
-            requirement=requirement, ttl_seconds=ttl, namespace=namespace,
+            environment_type=plugin,
+            tools=list(tools),
+            data=_parse_sets(sets, set_env),
+            requirement=requirement,
+            ttl_seconds=ttl,
+            namespace=namespace,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    commit: list[str | None] = []
-
-    def render_now(conn: Connection) -> None:
-        commit.append(service_render.render(service, conn).commit)
-
-    view = service_deployments.create(service, request, after_insert=None if no_render else render_now)
+    change = service_deployments.create(service, request, render=not no_render)
+    view = change.deployment
     if output != "table":
         emit_data(view, output)
         return
     _print_view(view)
-    if commit and commit[0]:
-        click.echo(f"\ncommitted {commit[0][:12]}: {service.settings.repo / view.chart}")
+    if change.commit:
+        click.echo(f"\ncommitted {change.commit[:12]}: {service.settings.repo / view.chart}")
 
 
 @deploy.command("list")
@@ -102,7 +131,17 @@ def list_(service: Context, include_gone: bool, output: str) -> None:
         return
     table(
         ["DEPLOYMENT_ID", "PLUGIN", "NAMESPACE", "STATUS", "CREATED", "ID"],
-        [[d.deployment_id, d.environment_type, d.namespace, d.status, d.created_at.strftime("%Y-%m-%d %H:%M:%S"), d.id] for d in views],
+        [
+            [
+                d.deployment_id,
+                d.environment_type,
+                d.namespace,
+                d.status,
+                d.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                d.id,
+            ]
+            for d in views
+        ],
     )
 
 
@@ -121,16 +160,13 @@ def show(service: Context, ident: str, output: str) -> None:
 
 @deploy.command("delete")
 @click.argument("ident", metavar="ID")
-@click.option("--no-render", is_flag=True, help="Only mark it deleted; the next render removes the chart.")
+@click.option(
+    "--no-render", is_flag=True, help="Only mark it deleted; the next render removes the chart."
+)
 @with_context
 def delete(service: Context, ident: str, no_render: bool) -> None:
     """Delete a deployment and remove its chart (a commit)."""
-    commit: list[str | None] = []
-
-    def render_now(conn: Connection) -> None:
-        commit.append(service_render.render(service, conn).commit)
-
-    view = service_deployments.delete(service, ident, after_delete=None if no_render else render_now)
-    click.echo(f"deleted: {view.deployment_id}")
-    if commit and commit[0]:
-        click.echo(f"committed {commit[0][:12]}: removed {view.chart}")
+    change = service_deployments.delete(service, ident, render=not no_render)
+    click.echo(f"deleted: {change.deployment.deployment_id}")
+    if change.commit:
+        click.echo(f"committed {change.commit[:12]}: removed {change.deployment.chart}")

@@ -26,7 +26,10 @@ def register(service: Context, files: tuple[Path, ...], output: str) -> None:
     """Register plugin manifests (all or none). Re-registering the same manifest is a no-op."""
     results = service_plugins.register_files(service, list(files))
     if output != "table":
-        emit_data([{"outcome": r.outcome, "plugin": r.plugin.model_dump(mode="json")} for r in results], output)
+        emit_data(
+            [{"outcome": r.outcome, "plugin": r.plugin.model_dump(mode="json")} for r in results],
+            output,
+        )
         return
     for r in results:
         extra = f" (was {r.previous_version})" if r.previous_version else ""
@@ -44,7 +47,10 @@ def list_(service: Context, output: str) -> None:
         return
     table(
         ["NAME", "VERSION", "IMAGE", "REGISTRY", "ACTIVE", "ID"],
-        [[p.name, p.version, p.image_name, p.registry_url, "yes" if p.is_active else "no", p.id] for p in plugins],
+        [
+            [p.name, p.version, p.image_name, p.registry_url, "yes" if p.is_active else "no", p.id]
+            for p in plugins
+        ],
     )
 
 
@@ -61,10 +67,14 @@ def show(service: Context, name: str, output: str) -> None:
     table(
         ["FIELD", "VALUE"],
         [
-            ["name", p.name], ["version", p.version], ["id", p.id],
-            ["image", p.image_name], ["registry", p.registry_url],
+            ["name", p.name],
+            ["version", p.version],
+            ["id", p.id],
+            ["image", p.image_name],
+            ["registry", p.registry_url],
             ["active", "yes" if p.is_active else "no"],
-            ["created", p.created_at.isoformat()], ["updated", p.updated_at.isoformat()],
+            ["created", p.created_at.isoformat()],
+            ["updated", p.updated_at.isoformat()],
         ],
     )
     click.echo("")

@@ -15,13 +15,27 @@ from .common import progress_bar, with_context
 
 
 @click.command("render")
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 and list the charts that differ from a fresh render.")
-@click.option("--offline", is_flag=True, help="With --check: re-render each chart from its own inputs record, without the database.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing; exit 1 and list the charts that differ from a fresh render.",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="With --check: re-render each chart from its own inputs record, without the database.",
+)
 @click.option("--force", is_flag=True, help="Allow removing most charts at once.")
-@click.option("--full", is_flag=True, help="Re-render every chart, not only those whose inputs changed (repairs hand edits).")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Re-render every chart, not only those whose inputs changed (repairs hand edits).",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
 @with_context
-def render(service: Context, check: bool, offline: bool, force: bool, full: bool, progress: bool) -> None:
+def render(
+    service: Context, check: bool, offline: bool, force: bool, full: bool, progress: bool
+) -> None:
     """Render every live deployment into the GitOps repository and commit the changes."""
     if check:
         drifts = service_render.check(service, offline=offline)
@@ -41,7 +55,9 @@ def render(service: Context, check: bool, offline: bool, force: bool, full: bool
         with bar:
             task = bar.add_task("render", total=None)
             result = service_render.render(
-                service, force=force, full=full,
+                service,
+                force=force,
+                full=full,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     summary = f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed, {result.unchanged} unchanged"
@@ -66,7 +82,9 @@ def validate(paths: tuple[Path, ...], progress: bool) -> None:
     else:
         with bar:
             task = bar.add_task("validate", total=None)
-            reports = run_validate(targets, progress=lambda d, t: bar.update(task, completed=d, total=t))
+            reports = run_validate(
+                targets, progress=lambda d, t: bar.update(task, completed=d, total=t)
+            )
     failed = [r for r in reports if r.problems]
     for r in failed:
         click.echo(f"FAIL {r.chart}")

@@ -37,7 +37,9 @@ def validate_data(raw: dict[str, Any], source: str, lines: LineMap | None = None
     if found or manifest is None:
         problems = [Problem(dotted(loc), msg, _line(lines, loc)) for loc, msg in found]
         problems.sort(key=lambda p: (p.line or 0, p.path))
-        subject = f"{source}" + (f' (plugin "{raw["name"]}")' if isinstance(raw.get("name"), str) else "")
+        subject = f"{source}" + (
+            f' (plugin "{raw["name"]}")' if isinstance(raw.get("name"), str) else ""
+        )
         raise ValidationFailed(subject, problems)
     return manifest
 
@@ -61,7 +63,7 @@ def _message(err: Any, loc: KeyPath) -> str:
         hint = f"; allowed keys here are: {', '.join(allowed)}" if allowed else ""
         return f"unknown key {loc[-1]!r}{hint}"
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
-        return f"expected a string, got the number {value!r}; quote it: \"{value}\""
+        return f'expected a string, got the number {value!r}; quote it: "{value}"'
     if kind.endswith("_type") or kind in ("model_type", "dict_type", "list_type"):
         return f"{err['msg']}, got {_type_name(value)}"
     return str(err["msg"])

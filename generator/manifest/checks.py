@@ -28,16 +28,17 @@ def _get(data: Any, *keys: str) -> Any:
     return data
 
 
-def _duplicates(
-    entries: list[tuple[KeyPath, Any]], what: str
-) -> Iterator[tuple[KeyPath, str]]:
+def _duplicates(entries: list[tuple[KeyPath, Any]], what: str) -> Iterator[tuple[KeyPath, str]]:
     seen: dict[Any, KeyPath] = {}
     for path, value in entries:
         if value is None or not isinstance(value, str | int) or isinstance(value, bool):
             continue
         if value in seen:
             first = seen[value]
-            yield path, f"duplicate {what} {value!r} (first used at {_show(first)}); use unique {what}s"
+            yield (
+                path,
+                f"duplicate {what} {value!r} (first used at {_show(first)}); use unique {what}s",
+            )
         else:
             seen[value] = path
 
@@ -98,7 +99,10 @@ def cross_field_problems(data: dict[str, Any]) -> list[tuple[KeyPath, str]]:
                 )
             )
     problems += _duplicates(
-        [(("ingress", "paths", i, "path"), p.get("path")) for i, p in _items(_get(data, "ingress", "paths"))],
+        [
+            (("ingress", "paths", i, "path"), p.get("path"))
+            for i, p in _items(_get(data, "ingress", "paths"))
+        ],
         "ingress path",
     )
     if _get(data, "ingress", "enabled") is True and not _items(_get(data, "ingress", "paths")):

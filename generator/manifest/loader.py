@@ -45,7 +45,7 @@ def _reject_anchors(text: str, source: str) -> None:
     for event in yaml.parse(text, Loader=_Loader):
         anchor = getattr(event, "anchor", None)
         if isinstance(event, yaml.AliasEvent) or anchor is not None:
-            line = event.start_mark.line + 1
+            line = event.start_mark.line + 1 if event.start_mark else "?"
             raise ManifestInputError(
                 f"{source}: line {line}: YAML anchors and aliases (&{anchor} / *{anchor}) are "
                 "not allowed in manifests; write the value out in full"
@@ -116,4 +116,3 @@ def dotted(path: KeyPath) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
-

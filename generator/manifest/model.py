@@ -11,8 +11,14 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler
-from pydantic import GetJsonSchemaHandler
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -78,7 +84,7 @@ def _quantity(value: str) -> str:
     except ValueError:
         raise PydanticCustomError(
             "quantity",
-            "not a Kubernetes quantity such as \"500m\", \"2\", \"512Mi\" or \"4Gi\" (got '{value}')",
+            'not a Kubernetes quantity such as "500m", "2", "512Mi" or "4Gi" (got \'{value}\')',
             {"value": value[:80]},
         ) from None
     return value
@@ -96,7 +102,7 @@ DnsLabel = Annotated[
 ]
 SemVer = Annotated[
     str,
-    Text(SEMVER, "semver", "must be a semantic version such as \"1.0.0\"; quote it", 50),
+    Text(SEMVER, "semver", 'must be a semantic version such as "1.0.0"; quote it', 50),
 ]
 EnvName = Annotated[
     str,
@@ -123,15 +129,15 @@ class Image(_Strict):
 
     name: Annotated[
         str,
-        Text(IMAGE_NAME, "image_name", "must be an image repository name such as \"a8s-claude\""),
+        Text(IMAGE_NAME, "image_name", 'must be an image repository name such as "a8s-claude"'),
     ]
     registry: Annotated[
         str,
-        Text(REGISTRY, "registry", "must be \"local\" or a registry host such as ghcr.io/org"),
+        Text(REGISTRY, "registry", 'must be "local" or a registry host such as ghcr.io/org'),
     ] = "local"
     tag: Annotated[
         str,
-        Text(IMAGE_TAG, "image_tag", "must be an image tag such as \"latest\" or \"1.2.3\""),
+        Text(IMAGE_TAG, "image_tag", 'must be an image tag such as "latest" or "1.2.3"'),
     ] = "latest"
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
 
@@ -222,10 +228,13 @@ class Ingress(_Strict):
     """Optional HTTP ingress in front of the Service."""
 
     enabled: bool = False
-    host: Annotated[
-        str,
-        Text(HOSTNAME, "hostname", "must be a DNS host name such as envs.example.com", 253),
-    ] | None = None
+    host: (
+        Annotated[
+            str,
+            Text(HOSTNAME, "hostname", "must be a DNS host name such as envs.example.com", 253),
+        ]
+        | None
+    ) = None
     class_name: DnsLabel | None = None
     paths: list[IngressPath] = Field(default_factory=list)
 
@@ -252,7 +261,9 @@ class Manifest(_Strict):
         """Every declared variable, required ones first, in manifest order."""
         env = self.dependencies.env_vars
         out = [Variable(v.name, v.description, True, is_secret(v), None) for v in env.required]
-        out += [Variable(v.name, v.description, False, is_secret(v), v.default) for v in env.optional]
+        out += [
+            Variable(v.name, v.description, False, is_secret(v), v.default) for v in env.optional
+        ]
         return out
 
 
@@ -267,7 +278,9 @@ class Variable:
     default: str | None
 
 
-_SENSITIVE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIALS?)$|CREDENTIAL|SECRET|PASSWORD")
+_SENSITIVE = re.compile(
+    r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIALS?)$|CREDENTIAL|SECRET|PASSWORD"
+)
 
 
 def is_secret(var: RequiredVar) -> bool:

@@ -45,7 +45,11 @@ def _json_filter(value: Any) -> str:
 
 def _yaml_filter(value: Any, indent: str = "") -> str:
     text = yaml.dump(
-        value, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=False,
+        value,
+        Dumper=_Dumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=False,
         width=100000,
     )
     text = text.removesuffix("...\n")

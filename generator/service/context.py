@@ -39,6 +39,20 @@ class Context:
         finally:
             conn.close()
 
+    @contextmanager
+    def writer(self, *, lock: bool = True) -> Iterator[db.Connection]:
+        """A transaction that commits while the GitOps writer lock is still held.
+
+        Holding the lock until the database commit is what keeps concurrent writers consistent:
+        a render never sees a chart on disk whose row is not yet visible to it.
+        """
+        if not lock:
+            with self.transaction() as conn:
+                yield conn
+            return
+        with self.repo.lock(), self.transaction() as conn:
+            yield conn
+
     @cached_property
     def secrets(self) -> SecretBox:
         """Seals secret variable values before they reach the database."""

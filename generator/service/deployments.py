@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ..ids import new_id, short_id
 from ..errors import MissingVariables, NotFound, UnknownVariables, UserError
+from ..ids import new_id, short_id
 from ..manifest import Manifest, parse_stored
 from ..manifest.model import DNS1123_LABEL
-from ..render import DeploymentInput
 from ..store import deployments as store
 from ..store import plugins as plugin_store
-from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
+from . import render as render_service
 from .context import Context
+from .records import dump_config, load_config
 
 REDACTED = "<redacted>"
 MAX_RELEASE = 53
@@ -65,21 +63,11 @@ class DeploymentView(BaseModel):
     chart: str
 
 
-def load_config(text: str) -> dict[str, Any]:
-    """Parse a deployment's `config` column."""
-    # Written as JSON, which YAML also reads: json.loads is ~10x faster on the render path.
-    try:
-        data: dict[str, Any] = json.loads(text)
-    except ValueError:
-        data = yaml.safe_load(text)
-    return data
-
-
 def view(record: DeploymentRecord) -> DeploymentView:
     """The user-facing form of a stored deployment."""
     config = load_config(record.config)
     data = dict(config.get("data", {}))
-    data.update({name: REDACTED for name in config.get("secret_keys", [])})
+    data.update(dict.fromkeys(config.get("secret_keys", []), REDACTED))
     return DeploymentView(
         **record.model_dump(exclude={"config", "applied_commit", "helm_revision"}),
         tools=config.get("tools", []),
@@ -89,7 +77,9 @@ def view(record: DeploymentRecord) -> DeploymentView:
     )
 
 
-def resolve_variables(manifest: Manifest, data: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+def resolve_variables(
+    manifest: Manifest, data: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
     """Split supplied values into (plain, secret) with defaults applied; raise on bad names."""
     variables = {v.name: v for v in manifest.variables()}
     unknown = sorted(set(data) - set(variables))
@@ -101,17 +91,18 @@ def resolve_variables(manifest: Manifest, data: dict[str, str]) -> tuple[dict[st
     for name, value in data.items():
         if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
             raise UserError(
-                f'variable {name}: value is over {MAX_VALUE_BYTES} bytes; mount large data as a volume'
+                f"variable {name}: value is over {MAX_VALUE_BYTES} bytes; mount large data as a volume"
             )
         if "\x00" in value:
-            raise UserError(f"variable {name}: value contains a NUL byte, which no environment can hold")
+            raise UserError(
+                f"variable {name}: value contains a NUL byte, which no environment can hold"
+            )
     plain: dict[str, str] = {}
     secret: dict[str, str] = {}
     for var in variables.values():
-        value = data.get(var.name, var.default)
-        if value is None:
-            continue
-        (secret if var.secret else plain)[var.name] = value
+        chosen = data.get(var.name, var.default)
+        if chosen is not None:
+            (secret if var.secret else plain)[var.name] = chosen
     return plain, secret
 
 
@@ -126,18 +117,22 @@ def release_name(plugin: str) -> str:
     return f"{head}-{suffix}"
 
 
-def create(
-    ctx: Context,
-    request: DeploymentRequest,
-    *,
-    after_insert: Callable[[Connection], object] | None = None,
-) -> DeploymentView:
-    """Validate the request against the plugin's manifest and store the deployment.
+@dataclass(frozen=True)
+class Change:
+    """A deployment after a create or delete, and the commit that rendered the change (if any)."""
 
-    `after_insert` runs inside the same transaction (the CLI renders and commits there), so a
-    failure after the insert leaves no row behind.
+    deployment: DeploymentView
+    commit: str | None
+
+
+def create(ctx: Context, request: DeploymentRequest, *, render: bool = True) -> Change:
+    """Validate the request against the plugin's manifest, store it, and render and commit it.
+
+    The row is inserted, the charts rendered and committed, and only then the transaction
+    committed, all under the repository's writer lock: a failure anywhere leaves no row and no
+    commit, and no other render can see the chart before it sees the row.
     """
-    with ctx.transaction() as conn:
+    with ctx.writer(lock=render) as conn:
         plugin = plugin_store.get(conn, request.environment_type)
         if plugin is None or not plugin.is_active:
             state = "is deactivated" if plugin else "is not registered"
@@ -160,7 +155,7 @@ def create(
             "environment_type": plugin.name,
             "plugin_id": plugin.id,
             "status": "CREATING",
-            "config": json.dumps(config, sort_keys=True),
+            "config": dump_config(config),
             "namespace": request.namespace or ctx.settings.namespace,
             "secret_data": ctx.secrets.seal(secret),
             "ttl_seconds": request.ttl_seconds,
@@ -172,9 +167,8 @@ def create(
                 break
         if record is None:  # pragma: no cover - five random 8-character suffixes all taken
             raise UserError("could not allocate a unique release name; retry")
-        if after_insert is not None:
-            after_insert(conn)
-        return view(record)
+        commit = render_service.render(ctx, conn).commit if render else None
+        return Change(view(record), commit)
 
 
 def get(ctx: Context, ident: str) -> DeploymentView:
@@ -192,11 +186,9 @@ def list_deployments(ctx: Context, *, include_gone: bool = False) -> list[Deploy
         return [view(r) for r in store.list_all(conn, include_gone=include_gone)]
 
 
-def delete(
-    ctx: Context, ident: str, *, after_delete: Callable[[Connection], object] | None = None
-) -> DeploymentView:
-    """Mark a deployment deleted (its chart goes at the next render, which `after_delete` may run)."""
-    with ctx.transaction() as conn:
+def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
+    """Mark a deployment deleted and (unless `render` is false) remove its chart in a commit."""
+    with ctx.writer(lock=render) as conn:
         record = store.get(conn, ident)
         if record is None:
             raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
@@ -204,20 +196,5 @@ def delete(
             raise NotFound(f'deployment "{ident}" is already deleted')
         deleted = store.mark_deleted(conn, record.id)
         assert deleted is not None  # noqa: S101 - row locked by the update itself
-        if after_delete is not None:
-            after_delete(conn)
-        return view(deleted)
-
-
-def render_input(row: dict[str, Any]) -> DeploymentInput:
-    """Build a render input from a row of `store.iter_live_for_render`."""
-    config = load_config(row["config"])
-    return DeploymentInput(
-        id=row["id"],
-        release=row["deployment_id"],
-        namespace=row["namespace"],
-        env=tuple(sorted(config.get("data", {}).items())),
-        secret_keys=tuple(config.get("secret_keys", [])),
-        tools=tuple(config.get("tools", [])),
-        requirement=config.get("requirement", ""),
-    )
+        commit = render_service.render(ctx, conn).commit if render else None
+        return Change(view(deleted), commit)

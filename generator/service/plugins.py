@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..ids import new_id
 from ..errors import Conflict, NotFound, UserError
+from ..ids import new_id
 from ..manifest import Manifest, parse_manifest
 from ..manifest.loader import MAX_MANIFEST_BYTES
 from ..manifest.semver import compare

@@ -13,13 +13,13 @@ from typing import Any
 
 from ..errors import MassDeletionRefused, UserError
 from ..manifest import parse_stored
-from ..render import INPUTS_FILE, DeploymentInput, PluginInput, Renderer, dump_json, from_record
+from ..render import INPUTS_FILE, PluginInput, Renderer, dump_json, from_record
 from ..render.inputs import record
 from ..store import deployments as store
 from ..store.db import Connection
 from ..write import ChartTree
 from .context import Context
-from .deployments import render_input
+from .records import render_input
 
 Progress = Callable[[int, int], None]
 
@@ -75,7 +75,7 @@ class _Plugins:
 
 def _live_paths(conn: Connection) -> set[str]:
     rows = conn.execute(
-        f"SELECT d.namespace, d.deployment_id FROM deployments d WHERE {store.LIVE}"  # noqa: S608
+        f"SELECT d.namespace, d.deployment_id FROM deployments d WHERE {store.LIVE}"
     ).fetchall()
     return {f"{r['namespace']}/{r['deployment_id']}" for r in rows}
 
@@ -94,10 +94,16 @@ def _removed_change(tree: ChartTree, path: str) -> ChartChange:
 
 def commit_message(result: RenderResult) -> str:
     """Subject, one section per kind of change, and a trailer per deployment."""
-    counts = f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed"
+    counts = (
+        f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed"
+    )
     lines = [f"overseer: render ({counts})", ""]
     trailers = []
-    for title, changes in (("Added", result.added), ("Changed", result.changed), ("Removed", result.removed)):
+    for title, changes in (
+        ("Added", result.added),
+        ("Changed", result.changed),
+        ("Removed", result.removed),
+    ):
         if not changes:
             continue
         lines.append(f"{title}:")
@@ -118,12 +124,12 @@ def render(
 ) -> RenderResult:
     """Render, write and commit; `conn` lets a caller include its own uncommitted changes."""
     if conn is None:
-        with ctx.transaction() as own:
+        with ctx.writer() as own:
             return render(ctx, own, force=force, full=full, progress=progress)
     repo = ctx.repo
     tree = ChartTree(ctx.settings.repo)
     result = RenderResult()
-    with repo.lock():
+    with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
         existing = tree.chart_paths()
         live = _live_paths(conn)
         removed = sorted(existing - live)
@@ -156,8 +162,7 @@ def _write(
     renderer = Renderer()
     plugins = _Plugins()
     generator = renderer.templates.generator
-    done = 0
-    for row in store.iter_live_for_render(conn):
+    for done, row in enumerate(store.iter_live_for_render(conn), start=1):
         dep = render_input(row)
         plugin = plugins.get(row)
         path = dep.chart_path
@@ -172,7 +177,6 @@ def _write(
                 (result.added if is_new else result.changed).append(change)
             else:
                 result.unchanged += 1
-        done += 1
         if progress is not None and (done % 250 == 0 or done == total):
             progress(done, total)
 
@@ -199,12 +203,12 @@ def check(ctx: Context, *, offline: bool = False) -> list[Drift]:
     seen: set[str] = set()
     with ctx.transaction() as conn:
         for row in store.iter_live_for_render(conn):
-            dep: DeploymentInput = render_input(row)
-            seen.add(dep.chart_path)
-            if dep.chart_path not in present:
-                drifts.append(Drift(dep.chart_path, "missing; run `overseer render`"))
+            live = render_input(row)
+            seen.add(live.chart_path)
+            if live.chart_path not in present:
+                drifts.append(Drift(live.chart_path, "missing; run `overseer render`"))
                 continue
-            drifts += _compare(tree, dep.chart_path, renderer.render(dep, plugins.get(row)))
+            drifts += _compare(tree, live.chart_path, renderer.render(live, plugins.get(row)))
     drifts += [
         Drift(p, "no live deployment; `overseer render` removes it") for p in sorted(present - seen)
     ]
@@ -214,9 +218,7 @@ def check(ctx: Context, *, offline: bool = False) -> list[Drift]:
 def _compare(tree: ChartTree, path: str, expected: dict[str, bytes]) -> list[Drift]:
     actual = tree.read_chart(path)
     differing = sorted(
-        name
-        for name in expected.keys() | actual.keys()
-        if expected.get(name) != actual.get(name)
+        name for name in expected.keys() | actual.keys() if expected.get(name) != actual.get(name)
     )
     if not differing:
         return []

@@ -1,0 +1,1 @@
+"""Persistence: PostgreSQL connections, migrations, and the SQL of each table."""

@@ -50,7 +50,7 @@ def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
                 CASE WHEN %(ttl_seconds)s::int IS NULL THEN NULL
                      ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END)
             ON CONFLICT (deployment_id) DO NOTHING
-            RETURNING {COLUMNS}""",  # noqa: S608
+            RETURNING {COLUMNS}""",
         row,
     ).fetchone()
     return DeploymentRecord.model_validate(result) if result else None
@@ -59,7 +59,7 @@ def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
 def get(conn: Connection, ident: str) -> DeploymentRecord | None:
     """By `id` or by `deployment_id` (the release name)."""
     row = conn.execute(
-        f"SELECT {COLUMNS} FROM deployments d WHERE d.id = %s OR d.deployment_id = %s",  # noqa: S608
+        f"SELECT {COLUMNS} FROM deployments d WHERE d.id = %s OR d.deployment_id = %s",
         (ident, ident),
     ).fetchone()
     return DeploymentRecord.model_validate(row) if row else None
@@ -69,7 +69,7 @@ def list_all(conn: Connection, *, include_gone: bool = False) -> list[Deployment
     """Deployments, oldest first; deleted ones only when asked."""
     where = "" if include_gone else "WHERE d.deleted_at IS NULL"
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM deployments d {where} ORDER BY d.created_at, d.id"  # noqa: S608
+        f"SELECT {COLUMNS} FROM deployments d {where} ORDER BY d.created_at, d.id"
     ).fetchall()
     return [DeploymentRecord.model_validate(r) for r in rows]
 
@@ -84,7 +84,7 @@ def iter_live_for_render(conn: Connection) -> Iterator[dict[str, Any]]:
                        p.id AS plugin_id
                 FROM deployments d JOIN plugins p ON p.id = d.plugin_id
                 WHERE {LIVE}
-                ORDER BY d.namespace, d.deployment_id"""  # noqa: S608
+                ORDER BY d.namespace, d.deployment_id"""
         )
         yield from cur
 
@@ -92,7 +92,7 @@ def iter_live_for_render(conn: Connection) -> Iterator[dict[str, Any]]:
 def gone_release_paths(conn: Connection) -> set[str]:
     """Chart paths (namespace/release) of deployments known to be deleted or expired."""
     rows = conn.execute(
-        f"SELECT d.namespace, d.deployment_id FROM deployments d WHERE NOT ({LIVE})"  # noqa: S608
+        f"SELECT d.namespace, d.deployment_id FROM deployments d WHERE NOT ({LIVE})"
     ).fetchall()
     return {f"{r['namespace']}/{r['deployment_id']}" for r in rows}
 
@@ -103,7 +103,7 @@ def mark_deleted(conn: Connection, dep_id: str) -> DeploymentRecord | None:
         f"""UPDATE deployments AS d SET deleted_at = CURRENT_TIMESTAMP, status = 'DELETED',
                 secret_data = NULL, updated_at = CURRENT_TIMESTAMP
             WHERE d.id = %s AND d.deleted_at IS NULL
-            RETURNING {COLUMNS}""",  # noqa: S608
+            RETURNING {COLUMNS}""",
         (dep_id,),
     ).fetchone()
     return DeploymentRecord.model_validate(row) if row else None
@@ -122,4 +122,4 @@ def secret_data(conn: Connection, dep_id: str) -> bytes | None:
     """The sealed secret values of one deployment."""
     row = conn.execute("SELECT secret_data FROM deployments WHERE id = %s", (dep_id,)).fetchone()
     value = row["secret_data"] if row else None
-    return bytes(value) if value is not None else None  # type: ignore[arg-type]
+    return bytes(value) if isinstance(value, bytes | memoryview) else None

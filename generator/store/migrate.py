@@ -57,10 +57,10 @@ def status(url: str) -> list[MigrationState]:
 
 def require_current(conn: Connection) -> None:
     """Raise a UserError naming the fix when the schema is behind the code."""
-    expected = len([p for p in MIGRATIONS_DIR.glob("*.sql") if not p.name.endswith(".rollback.sql")])
-    row = conn.execute(
-        "SELECT to_regclass('_yoyo_migration') IS NOT NULL AS has_table"
-    ).fetchone()
+    expected = len(
+        [p for p in MIGRATIONS_DIR.glob("*.sql") if not p.name.endswith(".rollback.sql")]
+    )
+    row = conn.execute("SELECT to_regclass('_yoyo_migration') IS NOT NULL AS has_table").fetchone()
     applied = 0
     if row and row["has_table"]:
         count = conn.execute("SELECT count(*) AS n FROM _yoyo_migration").fetchone()

@@ -33,17 +33,21 @@ def _one(row: dict[str, Any] | None) -> PluginRecord | None:
 def get(conn: Connection, name: str, *, for_update: bool = False) -> PluginRecord | None:
     """The plugin called `name`, active or not."""
     lock = " FOR UPDATE" if for_update else ""
-    return _one(conn.execute(f"SELECT {COLUMNS} FROM plugins WHERE name = %s{lock}", (name,)).fetchone())  # noqa: S608
+    return _one(
+        conn.execute(f"SELECT {COLUMNS} FROM plugins WHERE name = %s{lock}", (name,)).fetchone()
+    )
 
 
 def get_by_id(conn: Connection, plugin_id: str) -> PluginRecord | None:
     """The plugin with this id."""
-    return _one(conn.execute(f"SELECT {COLUMNS} FROM plugins WHERE id = %s", (plugin_id,)).fetchone())  # noqa: S608
+    return _one(
+        conn.execute(f"SELECT {COLUMNS} FROM plugins WHERE id = %s", (plugin_id,)).fetchone()
+    )
 
 
 def list_all(conn: Connection) -> list[PluginRecord]:
     """Every plugin, by name."""
-    rows = conn.execute(f"SELECT {COLUMNS} FROM plugins ORDER BY name").fetchall()  # noqa: S608
+    rows = conn.execute(f"SELECT {COLUMNS} FROM plugins ORDER BY name").fetchall()
     return [PluginRecord.model_validate(r) for r in rows]
 
 
@@ -53,7 +57,7 @@ def insert(conn: Connection, record: dict[str, Any]) -> PluginRecord | None:
         f"""INSERT INTO plugins (id, name, version, manifest, image_name, registry_url)
             VALUES (%(id)s, %(name)s, %(version)s, %(manifest)s, %(image_name)s, %(registry_url)s)
             ON CONFLICT (name) DO NOTHING
-            RETURNING {COLUMNS}""",  # noqa: S608
+            RETURNING {COLUMNS}""",
         record,
     ).fetchone()
     return _one(row)
@@ -66,7 +70,7 @@ def update_version(conn: Connection, record: dict[str, Any]) -> PluginRecord:
                 image_name = %(image_name)s, registry_url = %(registry_url)s,
                 updated_at = CURRENT_TIMESTAMP
             WHERE name = %(name)s
-            RETURNING {COLUMNS}""",  # noqa: S608
+            RETURNING {COLUMNS}""",
         record,
     ).fetchone()
     assert row is not None  # noqa: S101 - the caller holds the row lock
@@ -77,7 +81,7 @@ def set_active(conn: Connection, name: str, active: bool) -> PluginRecord | None
     """Activate or deactivate; None when no such plugin."""
     row = conn.execute(
         f"""UPDATE plugins SET is_active = %s, updated_at = CURRENT_TIMESTAMP
-            WHERE name = %s RETURNING {COLUMNS}""",  # noqa: S608
+            WHERE name = %s RETURNING {COLUMNS}""",
         (active, name),
     ).fetchone()
     return _one(row)

@@ -1,0 +1,1 @@
+"""Wrappers around external binaries: one module per tool."""

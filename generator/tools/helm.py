@@ -55,7 +55,9 @@ def template(chart: Path, values: dict[str, Any], *, release: str, namespace: st
     return "".join(docs)
 
 
-def cli(*args: str, input_text: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, input_text: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the helm CLI; the caller interprets the exit code."""
     return subprocess.run(
         [find("helm"), *args],

@@ -48,7 +48,9 @@ def schema_root(version: str = KUBERNETES_VERSION) -> Path:
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
     try:
         for src in source.glob("*.json"):
-            text = src.read_text(encoding="utf-8").replace('"/api/_definitions.json#', '"_definitions.json#')
+            text = src.read_text(encoding="utf-8").replace(
+                '"/api/_definitions.json#', '"_definitions.json#'
+            )
             doc = json.loads(text)
             if isinstance(doc, dict):
                 doc.pop("$id", None)
@@ -84,10 +86,14 @@ def validate(files: list[Path], *, version: str = KUBERNETES_VERSION) -> list[Fi
         [
             find("kubeconform"),
             "-strict",
-            "-output", "json",
-            "-kubernetes-version", version,
-            "-schema-location", location,
-            "-n", str(os.cpu_count() or 2),
+            "-output",
+            "json",
+            "-kubernetes-version",
+            version,
+            "-schema-location",
+            location,
+            "-n",
+            str(os.cpu_count() or 2),
             *map(str, files),
         ],
         capture_output=True,
@@ -98,7 +104,9 @@ def validate(files: list[Path], *, version: str = KUBERNETES_VERSION) -> list[Fi
     try:
         report = json.loads(proc.stdout or "{}")
     except ValueError:
-        raise UserError(f"kubeconform failed: {proc.stderr.strip() or proc.stdout.strip()}") from None
+        raise UserError(
+            f"kubeconform failed: {proc.stderr.strip() or proc.stdout.strip()}"
+        ) from None
     return [
         Finding(r.get("filename", ""), r.get("kind", ""), r.get("name", ""), r.get("msg", ""))
         for r in report.get("resources", []) or []

@@ -1,0 +1,1 @@
+"""The core both entry points call: one function per user-visible operation."""
