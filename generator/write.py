@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .render import INPUTS_FILE, Chart
 
+STAGING_PREFIX = ".overseer-staging-"
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory and rename it into place."""
@@ -49,7 +51,9 @@ class ChartTree:
                     found.update(
                         f"{ns.name}/{rel.name}"
                         for rel in releases
-                        if rel.is_dir() and os.path.exists(os.path.join(rel.path, "Chart.yaml"))
+                        if rel.is_dir()
+                        and not rel.name.startswith(".")
+                        and os.path.exists(os.path.join(rel.path, "Chart.yaml"))
                     )
         return found
 
@@ -72,6 +76,9 @@ class ChartTree:
     def write_chart(self, chart_path: str, files: Chart) -> bool:
         """Make the chart directory hold exactly `files`; return whether anything changed."""
         base = self.root / chart_path
+        if not base.is_dir():
+            self._create_chart(base, files)
+            return True
         changed = False
         for rel, data in files.items():
             target = base / rel
@@ -88,6 +95,31 @@ class ChartTree:
                 changed = True
             self._prune_empty_dirs(base)
         return changed
+
+    def _create_chart(self, base: Path, files: Chart) -> None:
+        # A new chart is written whole into a staging directory and renamed into place: one
+        # atomic step instead of one per file, and no reader ever sees half a chart.
+        base.parent.mkdir(parents=True, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=base.parent, prefix=f"{STAGING_PREFIX}{base.name}.")
+        try:
+            made: set[str] = set()
+            for rel, data in files.items():
+                sub = os.path.dirname(rel)
+                if sub and sub not in made:
+                    os.makedirs(os.path.join(staging, sub), exist_ok=True)
+                    made.add(sub)
+                with open(os.path.join(staging, rel), "wb") as fh:
+                    fh.write(data)
+            os.chmod(staging, 0o755)  # noqa: S103 - mkdtemp makes it private; charts are public
+            os.rename(staging, base)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def remove_staging_leftovers(self) -> None:
+        """Remove staging directories a killed render left behind."""
+        for leftover in self.root.glob(f"*/{STAGING_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def remove_chart(self, chart_path: str) -> None:
         """Delete a chart directory, and its namespace directory once empty."""

@@ -149,3 +149,15 @@ def test_hostile_descriptions_stay_comments() -> None:
         "kind: Secret"
         in schema["properties"]["secretEnv"]["properties"]["ANTHROPIC_API_KEY"]["description"]
     )
+
+
+def test_fast_inputs_record_matches_the_plain_serialisation() -> None:
+    from generator.render import dump_json
+    from generator.render.inputs import record
+
+    for case in CASES:
+        dep, plugin = load_case(case)
+        renderer = Renderer()
+        assert renderer.inputs_record(dep, plugin) == dump_json(
+            record(dep, plugin, renderer.templates.generator)
+        )

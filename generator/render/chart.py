@@ -22,7 +22,7 @@ from .. import __version__
 from ..manifest import Manifest
 from ..manifest.model import Variable
 from ..paths import TEMPLATES_DIR
-from .inputs import INPUTS_FILE, DeploymentInput, PluginInput, dump_json, record
+from .inputs import INPUTS_FILE, DeploymentInput, PluginInput, dump_json, dump_record, plugin_record
 
 try:
     from yaml import CSafeDumper as _Dumper
@@ -63,6 +63,13 @@ def _comment_filter(value: Any, indent: str = "") -> str:
     return "\n".join(f"{indent}# {line}".rstrip() for line in clean)
 
 
+def _block(key: str, value: Any) -> str:
+    """`key:` followed by the value as an indented YAML block (or inline when empty)."""
+    if not value:
+        return f"{key}: {_json_filter(value)}"
+    return f"{key}:\n{_yaml_filter(value, '  ')}"
+
+
 def _environment(root: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(root)),
@@ -76,6 +83,7 @@ def _environment(root: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates are read once per process; skip a stat per render
         autoescape=False,  # noqa: S701 - output is YAML and Go templates, not HTML
     )
     env.filters.update(json=_json_filter, yaml=_yaml_filter, comment=_comment_filter)
@@ -114,6 +122,7 @@ class PluginBundle:
     static_files: Chart
     context: dict[str, Any]
     variables: dict[str, Variable]
+    plugin_record: str  # the plugin part of the inputs record, serialised once
 
 
 def _image(m: Manifest) -> dict[str, str]:
@@ -233,6 +242,8 @@ class Renderer:
     def __init__(self, templates: TemplateSet | None = None) -> None:
         self.templates = templates or TemplateSet()
         self._bundles: dict[tuple[str, str, int], PluginBundle] = {}
+        self._chart_yaml = self.templates.env.get_template("Chart.yaml.jinja")
+        self._values_yaml = self.templates.env.get_template("values.yaml.jinja")
 
     def bundle(self, plugin: PluginInput) -> PluginBundle:
         """Render (once) everything that depends only on the plugin."""
@@ -254,6 +265,10 @@ class Renderer:
             ],
             "ingress": _ingress(m),
         }
+        # values.yaml sections that depend only on the plugin, serialised once per plugin.
+        ctx["snippets"] = {
+            key: _block(key, ctx[key]) for key in ("volumes", "resources", "ports", "ingress")
+        }
         static: Chart = {}
         for path, data in self.templates.files.items():
             out_path = path.removesuffix(".jinja")
@@ -268,23 +283,20 @@ class Renderer:
             else:
                 static[out_path] = data
         static["values.schema.json"] = dump_json(values_schema(m))
-        bundle = PluginBundle(plugin, static, ctx, {v.name: v for v in m.variables()})
+        bundle = PluginBundle(
+            plugin, static, ctx, {v.name: v for v in m.variables()}, plugin_record(plugin)
+        )
         self._bundles[key] = bundle
         return bundle
 
-    def values(self, dep: DeploymentInput, bundle: PluginBundle) -> dict[str, Any]:
-        """The per-deployment part of the chart's values."""
-        return {
-            "env": dict(dep.env),
-            "request": {
-                "id": dep.id,
-                "tools": list(dep.tools),
-                "requirement": dep.requirement,
-            },
-        }
+    def inputs_record(self, dep: DeploymentInput, plugin: PluginInput) -> bytes:
+        """The bytes of the chart's inputs record (cheap: compared on every render)."""
+        return dump_record(dep, self.bundle(plugin).plugin_record, self.templates.generator)
 
-    def render(self, dep: DeploymentInput, plugin: PluginInput) -> Chart:
-        """The complete chart of one deployment."""
+    def render(
+        self, dep: DeploymentInput, plugin: PluginInput, inputs: bytes | None = None
+    ) -> Chart:
+        """The complete chart of one deployment (`inputs`: its record, when already made)."""
         bundle = self.bundle(plugin)
         env_docs = [
             {"name": name, "value": value, "doc": _doc(bundle.variables[name])}
@@ -298,11 +310,12 @@ class Renderer:
             "env": env_docs,
             "secrets": [{"name": v.name, "doc": _doc(v)} for v in secrets],
             "install_hint": f"helm install {dep.release} . {hint}".rstrip(),
-            "request": self.values(dep, bundle)["request"],
+            "request": {"id": dep.id, "tools": list(dep.tools), "requirement": dep.requirement},
         }
-        env = self.templates.env
         chart = dict(bundle.static_files)
-        chart["Chart.yaml"] = env.get_template("Chart.yaml.jinja").render(ctx).encode()
-        chart["values.yaml"] = env.get_template("values.yaml.jinja").render(ctx).encode()
-        chart[INPUTS_FILE] = dump_json(record(dep, plugin, self.templates.generator))
+        chart["Chart.yaml"] = self._chart_yaml.render(ctx).encode()
+        chart["values.yaml"] = self._values_yaml.render(ctx).encode()
+        chart[INPUTS_FILE] = inputs or dump_record(
+            dep, bundle.plugin_record, self.templates.generator
+        )
         return chart

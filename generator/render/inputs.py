@@ -49,25 +49,53 @@ def dump_json(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True) + "\n").encode()
 
 
+def _plugin_part(plugin: PluginInput) -> dict[str, Any]:
+    return {
+        "name": plugin.name,
+        "version": plugin.version,
+        "manifest": plugin.manifest.model_dump(mode="json"),
+    }
+
+
+def _deployment_part(dep: DeploymentInput) -> dict[str, Any]:
+    return {
+        "id": dep.id,
+        "release": dep.release,
+        "namespace": dep.namespace,
+        "env": dict(dep.env),
+        "secret_keys": list(dep.secret_keys),
+        "tools": list(dep.tools),
+        "requirement": dep.requirement,
+    }
+
+
+def _nested(data: Any) -> str:
+    # A value as dump_json writes it one level deep inside the record.
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True).replace("\n", "\n  ")
+
+
+def plugin_record(plugin: PluginInput) -> str:
+    """The plugin part of a record, serialised; computed once per plugin and reused."""
+    return _nested(_plugin_part(plugin))
+
+
+def dump_record(dep: DeploymentInput, plugin_part: str, generator: dict[str, str]) -> bytes:
+    """Exactly `dump_json(record(...))`, without re-serialising the plugin for every chart."""
+    return (
+        f'{{\n  "deployment": {_nested(_deployment_part(dep))},\n'
+        f'  "generator": {_nested(generator)},\n'
+        f'  "plugin": {plugin_part},\n'
+        f'  "schema": {RECORD_SCHEMA}\n}}\n'
+    ).encode()
+
+
 def record(dep: DeploymentInput, plugin: PluginInput, generator: dict[str, str]) -> dict[str, Any]:
     """The inputs record of one chart."""
     return {
         "schema": RECORD_SCHEMA,
         "generator": generator,
-        "deployment": {
-            "id": dep.id,
-            "release": dep.release,
-            "namespace": dep.namespace,
-            "env": dict(dep.env),
-            "secret_keys": list(dep.secret_keys),
-            "tools": list(dep.tools),
-            "requirement": dep.requirement,
-        },
-        "plugin": {
-            "name": plugin.name,
-            "version": plugin.version,
-            "manifest": plugin.manifest.model_dump(mode="json"),
-        },
+        "deployment": _deployment_part(dep),
+        "plugin": _plugin_part(plugin),
     }
 
 

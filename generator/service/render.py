@@ -7,14 +7,18 @@ record is byte-identical to the one it would get now is left alone, unread and u
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MassDeletionRefused, UserError
+from ..gitops import BlobPreloader
 from ..manifest import parse_stored
-from ..render import INPUTS_FILE, PluginInput, Renderer, dump_json, from_record
-from ..render.inputs import record
+from ..render import INPUTS_FILE, PluginInput, Renderer, from_record
 from ..store import deployments as store
 from ..store.db import Connection
 from ..write import ChartTree
@@ -22,6 +26,7 @@ from .context import Context
 from .records import render_input
 
 Progress = Callable[[int, int], None]
+_BULK_CHARTS = 100
 
 
 @dataclass(frozen=True)
@@ -130,14 +135,18 @@ def render(
     tree = ChartTree(ctx.settings.repo)
     result = RenderResult()
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
+        tree.remove_staging_leftovers()
         existing = tree.chart_paths()
         live = _live_paths(conn)
         removed = sorted(existing - live)
         unknown = set(removed) - store.gone_release_paths(conn)
         if unknown and len(unknown) * 2 > len(existing) and not force:
             raise MassDeletionRefused(len(removed), len(existing))
+        # Many new files: pre-pack their blobs so `git add` writes no loose objects.
+        bulk = full or len(live - existing) > _BULK_CHARTS
         try:
-            _write(conn, tree, result, existing, len(live), full, progress)
+            with repo.preload() if bulk else contextlib.nullcontext() as preloader:
+                _write(conn, tree, result, existing, len(live), full, progress, preloader)
             for path in removed:
                 result.removed.append(_removed_change(tree, path))
                 tree.remove_chart(path)
@@ -158,27 +167,93 @@ def _write(
     total: int,
     full: bool,
     progress: Progress | None,
+    preloader: BlobPreloader | None,
 ) -> None:
     renderer = Renderer()
+    writer = _ChartWriter(tree, result)
+    try:
+        _render_rows(
+            conn, tree, result, existing, total, full, progress, preloader, renderer, writer
+        )
+    finally:
+        writer.finish()  # also on error: no write may still be running when the caller restores
+
+
+def _render_rows(
+    conn: Connection,
+    tree: ChartTree,
+    result: RenderResult,
+    existing: set[str],
+    total: int,
+    full: bool,
+    progress: Progress | None,
+    preloader: BlobPreloader | None,
+    renderer: Renderer,
+    writer: _ChartWriter,
+) -> None:
     plugins = _Plugins()
-    generator = renderer.templates.generator
     for done, row in enumerate(store.iter_live_for_render(conn), start=1):
         dep = render_input(row)
         plugin = plugins.get(row)
         path = dep.chart_path
-        inputs = dump_json(record(dep, plugin, generator))
+        inputs = renderer.inputs_record(dep, plugin)
         is_new = path not in existing
         if not full and not is_new and tree.read_inputs(path) == inputs:
             result.unchanged += 1
         else:
-            chart = renderer.render(dep, plugin)
+            chart = renderer.render(dep, plugin, inputs)
             change = ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}")
-            if tree.write_chart(path, chart):
-                (result.added if is_new else result.changed).append(change)
-            else:
-                result.unchanged += 1
+            if preloader is not None:
+                for data in chart.values():
+                    preloader.add(data)
+            writer.submit(change, chart, is_new)
         if progress is not None and (done % 250 == 0 or done == total):
             progress(done, total)
+
+
+class _ChartWriter:
+    """Writes charts on a few threads while the main thread renders the next ones.
+
+    Creating files mostly waits on the disk, outside the GIL, so the waits overlap with
+    rendering. At most `window` charts are in flight, which bounds memory.
+    """
+
+    def __init__(
+        self, tree: ChartTree, result: RenderResult, workers: int = 4, window: int = 64
+    ) -> None:
+        self.tree = tree
+        self.result = result
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chart-writer")
+        self.window = window
+        self.pending: deque[Future[None]] = deque()
+        self.lock = threading.Lock()
+
+    def _write(self, change: ChartChange, chart: dict[str, bytes], is_new: bool) -> None:
+        changed = self.tree.write_chart(change.path, chart)
+        with self.lock:
+            if changed:
+                (self.result.added if is_new else self.result.changed).append(change)
+            else:
+                self.result.unchanged += 1
+
+    def submit(self, change: ChartChange, chart: dict[str, bytes], is_new: bool) -> None:
+        """Queue one chart; blocks while the window is full, and re-raises a writer's error."""
+        if len(self.pending) >= self.window:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._write, change, chart, is_new))
+
+    def finish(self) -> None:
+        """Wait for every write, re-raising the first error; results end up in path order."""
+        errors: list[BaseException] = []
+        while self.pending:
+            error = self.pending.popleft().exception()
+            if error is not None:
+                errors.append(error)
+        self.pool.shutdown(wait=True)
+        if errors:
+            raise errors[0]
+        self.result.added.sort(key=lambda c: c.path)
+        self.result.changed.sort(key=lambda c: c.path)
 
 
 def check(ctx: Context, *, offline: bool = False) -> list[Drift]:

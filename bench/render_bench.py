@@ -1,0 +1,256 @@
+"""Render, commit, check and validate benchmarks on synthetic deployments of the claude plugin.
+
+    make bench            # or: python bench/render_bench.py [--quick]
+
+Everything runs against real components: the embedded PostgreSQL (or DATABASE_URL), real git,
+the pinned helm and kubeconform. Each measurement that writes starts from a fresh GitOps repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from generator.config import Settings  # noqa: E402
+from generator.ids import new_id  # noqa: E402
+from generator.service import plugins as plugins_service  # noqa: E402
+from generator.service import render as render_service  # noqa: E402
+from generator.service.context import Context  # noqa: E402
+from generator.service.records import dump_config  # noqa: E402
+from generator.store import db, migrate  # noqa: E402
+from generator.validate import placeholder_values, validate  # noqa: E402
+from generator.write import ChartTree  # noqa: E402
+
+MANIFEST = ROOT / "environments" / "claude" / "plugin.yaml"
+KEY = "YmVuY2htYXJrLWtleS1ub3QtYS1zZWNyZXQtMzJieXQ="
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def make_context(base: Path, url: str, name: str) -> Context:
+    return Context(
+        Settings(
+            home=base / "home",
+            repo=base / name,
+            database_url=url,
+            secret_key=KEY,
+            namespace="bench",
+        )
+    )
+
+
+def seed(url: str, count: int) -> None:
+    """Insert `count` synthetic deployments of claude-environment (secret values sealed once)."""
+    with db.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE deployments")
+        plugin = conn.execute("SELECT id FROM plugins WHERE name = 'claude-environment'").fetchone()
+        assert plugin is not None
+        with conn.cursor().copy(
+            "COPY deployments (id, deployment_id, environment_type, plugin_id, status, config, namespace) FROM STDIN"
+        ) as copy:
+            for i in range(count):
+                config = dump_config(
+                    {
+                        "environment_type": "claude-environment",
+                        "tools": ["git"],
+                        "data": {"DISPLAY_NUM": "1", "HEIGHT": str(600 + i % 400), "WIDTH": "1024"},
+                        "secret_keys": ["ANTHROPIC_API_KEY"],
+                        "requirement": f"synthetic {i}",
+                        "ttl_seconds": None,
+                    }
+                )
+                copy.write_row(
+                    (
+                        new_id(),
+                        f"claude-environment-b{i:07d}",
+                        "claude-environment",
+                        plugin["id"],
+                        "CREATING",
+                        config,
+                        "bench",
+                    )
+                )
+
+
+def files_written_since(root: Path, since: float) -> int:
+    return sum(
+        1
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.parts and p.stat().st_mtime > since
+    )
+
+
+def floor(source: Path, target: Path) -> float:
+    """Write the same chart bytes, already in memory, into a fresh directory and commit with git."""
+    charts = {path: ChartTree(source).read_chart(path) for path in ChartTree(source).chart_paths()}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@b",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b",
+    }
+    start = time.perf_counter()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(target)], check=True, env=env)
+    for chart_path, files in charts.items():
+        for rel, data in files.items():
+            p = target / chart_path / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+    subprocess.run(["git", "-C", str(target), "add", "-A", "."], check=True, env=env)
+    subprocess.run(["git", "-C", str(target), "commit", "-q", "-m", "floor"], check=True, env=env)
+    return time.perf_counter() - start
+
+
+def naive_validate(charts: list[Path]) -> float:
+    """One `helm lint` plus one `helm template | kubeconform` per chart."""
+    from generator.tools.kubeconform import KUBERNETES_VERSION, schema_root
+
+    root = schema_root()
+    location = f"{root}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json"
+    start = time.perf_counter()
+    for chart in charts:
+        sets = [
+            f"secretEnv.{k}={v}" for k, v in placeholder_values(chart).get("secretEnv", {}).items()
+        ]
+        set_args = [a for s in sets for a in ("--set", s)]
+        subprocess.run(
+            ["helm", "lint", "--strict", str(chart), *set_args], check=True, capture_output=True
+        )
+        rendered = subprocess.run(
+            ["helm", "template", chart.name, str(chart), *set_args], check=True, capture_output=True
+        )
+        subprocess.run(
+            [
+                "kubeconform",
+                "-strict",
+                "-kubernetes-version",
+                KUBERNETES_VERSION,
+                "-schema-location",
+                location,
+                "-",
+            ],
+            input=rendered.stdout,
+            check=True,
+            capture_output=True,
+        )
+    return time.perf_counter() - start
+
+
+def child_full_render(url: str, repo: str) -> None:
+    """Run in a subprocess so its peak RSS is measured alone."""
+    ctx = Context(
+        Settings(
+            home=Path(repo).parent / "home",
+            repo=Path(repo),
+            database_url=url,
+            secret_key=KEY,
+            namespace="bench",
+        )
+    )
+    seconds, result = timed(lambda: render_service.render(ctx))
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "added": len(result.added)}))  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="1,000 instead of 10,000 (a smoke run)"
+    )
+    parser.add_argument("--child", nargs=2, metavar=("URL", "REPO"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_full_render(*args.child)
+        return
+    big = 1000 if args.quick else 10_000
+    # Under the cache rather than /tmp: a GitOps repository lives on a project disk, and on this
+    # machine file creation in /tmp is several times slower than elsewhere on the same disk.
+    scratch = Path(os.environ.get("OVERSEER_CACHE", Path.home() / ".cache" / "overseer")) / "bench"
+    scratch.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+    url = os.environ.get("DATABASE_URL") or db.embedded_url(base / "pgdata")
+    migrate.apply(url)
+    rows: list[tuple[str, str, str]] = []
+    try:
+        ctx = make_context(base, url, "scratch")
+        plugins_service.register_bytes(ctx, MANIFEST.read_bytes(), str(MANIFEST))
+
+        seed(url, 1000)
+        t, _ = timed(lambda: render_service.render(make_context(base, url, "repo-1k")))
+        rows.append(("Full render and commit, 1,000", f"{t:.2f} s", "≤ 3 s"))
+
+        seed(url, big)
+        repo_big = base / f"repo-{big}"
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", url, str(repo_big)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        child = json.loads(proc.stdout)
+        floor_s = floor(repo_big, base / "floor")
+        rows.append((f"Full render and commit, {big:,}", f"{child['seconds']:.2f} s", "≤ 40 s"))
+        rows.append(("  floor: write same bytes + git add/commit", f"{floor_s:.2f} s", ""))
+        rows.append(("  ratio to floor", f"{child['seconds'] / floor_s:.2f}×", "≤ 1.5×"))
+        rows.append((f"Peak memory, {big:,}", f"{child['peak_mb']:.0f} MB", "≤ 300 MB"))
+
+        big_ctx = make_context(base, url, repo_big.name)
+        before = time.time()
+        t, result = timed(lambda: render_service.render(big_ctx))
+        assert result.commit is None and result.unchanged == big  # type: ignore[attr-defined]
+        written = files_written_since(repo_big, before)
+        rows.append(
+            (
+                f"No-op re-render, {big:,}",
+                f"{t:.2f} s ({written} files written)",
+                "≤ 3 s, none written",
+            )
+        )
+
+        with db.connect(url, autocommit=True) as conn:
+            conn.execute(
+                """UPDATE deployments SET config = replace(config, '"HEIGHT": "600"', '"HEIGHT": "999"')
+                   WHERE id = (SELECT id FROM deployments ORDER BY deployment_id LIMIT 1)"""
+            )
+        t, result = timed(lambda: render_service.render(big_ctx))
+        assert len(result.changed) == 1 and result.commit  # type: ignore[attr-defined]
+        rows.append((f"Re-render after changing 1 of {big:,}", f"{t:.2f} s", "≤ 0.5 s"))
+
+        t, drifts = timed(lambda: render_service.check(big_ctx))
+        assert drifts == []
+        rows.append((f"render --check, {big:,}", f"{t:.2f} s", ""))
+
+        charts = sorted((repo_big / "bench").iterdir())[:100]
+        t_fast, reports = timed(lambda: validate(charts))
+        assert all(not r.problems for r in reports)  # type: ignore[attr-defined]
+        t_naive = naive_validate(charts)
+        rows.append(("Validate, 100 charts", f"{t_fast:.2f} s", ""))
+        rows.append(("  naive loop (3 processes per chart)", f"{t_naive:.2f} s", ""))
+        rows.append(("  speed-up over the naive loop", f"{t_naive / t_fast:.1f}×", "≥ 5×"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'Measurement':<{width}}  {'Result':<28}  Target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:<28}  {target}")
+
+
+if __name__ == "__main__":
+    main()
