@@ -16,6 +16,7 @@ from pathlib import Path
 from .render import INPUTS_FILE, Chart
 
 STAGING_PREFIX = ".overseer-staging-"
+STATE_FILE = ".overseer/render-state.json"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -63,6 +64,20 @@ class ChartTree:
             return (self.root / chart_path / INPUTS_FILE).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    def read_file(self, rel: str) -> bytes | None:
+        """A file of the repository, or None when absent."""
+        try:
+            return (self.root / rel).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write_file(self, rel: str, data: bytes) -> bool:
+        """Write one file atomically unless it already holds `data`; return whether it changed."""
+        if self.read_file(rel) == data:
+            return False
+        atomic_write(self.root / rel, data)
+        return True
 
     def read_chart(self, chart_path: str) -> Chart:
         """Every file of a chart, by path relative to the chart."""

@@ -378,3 +378,44 @@ def test_validate_names_chart_and_resource(
     assert bad.stdout.splitlines()[0] == f"FAIL {repo / str(dep['chart'])}"
     assert "kubeconform: Service/broken:" in bad.stdout and "portz" in bad.stdout
     assert bad.stdout.endswith("0 of 1 chart(s) valid\n")
+
+
+def test_incremental_render_sees_every_kind_of_change(
+    registered: Cli, claude_manifest: Path
+) -> None:
+    repo = registered.settings.repo
+    a, b = deploy(registered), deploy(registered)
+    state = json.loads((repo / ".overseer" / "render-state.json").read_text())
+    assert state["generation"] > 0 and len(state["plugins"]) == 1
+    assert "render-state.json" in git_log(repo, "-1", "--name-only", "--format=")
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:  # a change made behind its back
+        conn.execute(
+            "UPDATE deployments SET config = replace(config, '\"768\"', '\"999\"') WHERE id = %s",
+            (a["id"],),
+        )
+        conn.execute(
+            "UPDATE deployments SET status = 'READY' WHERE id = %s", (b["id"],)
+        )  # not an input
+    result = registered("render")
+    assert "0 added, 1 changed, 0 removed, 1 unchanged" in result.stdout
+    assert 'HEIGHT: "999"' in (repo / str(a["chart"]) / "values.yaml").read_text()
+    upgraded = claude_manifest.read_text().replace("version: 1.0.0", "version: 1.1.0")
+    new = repo.parent / "plugin-1.1.0.yaml"
+    new.write_text(upgraded)
+    assert registered("plugin", "register", str(new)).exit_code == 0
+    result = registered("render")
+    assert "0 added, 2 changed, 0 removed, 0 unchanged" in result.stdout
+    assert "claude-environment@1.1.0" in git_log(repo, "-1", "--format=%B")
+    # State recorded for another database is not trusted: every chart is compared again.
+    path = repo / ".overseer" / "render-state.json"
+    doctored = json.loads(path.read_text())
+    doctored["database"] = "00000000-0000-0000-0000-000000000000"
+    doctored["generation"] = 10**9
+    path.write_text(json.dumps(doctored))
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
+        conn.execute(
+            "UPDATE deployments SET config = replace(config, '\"999\"', '\"555\"') WHERE id = %s",
+            (a["id"],),
+        )
+    assert "1 changed" in registered("render").stdout
+    assert registered("render", "--check").exit_code == 0

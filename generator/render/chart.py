@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,12 @@ class TemplateSet:
         for path, data in self.files.items():
             digest.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
         return {"version": __version__, "templates": "sha256:" + digest.hexdigest()[:16]}
+
+
+@lru_cache(maxsize=1)
+def _default_templates() -> TemplateSet:
+    # Loaded once per process: a long-running server renders many times.
+    return TemplateSet()
 
 
 @dataclass(frozen=True)
@@ -240,7 +246,7 @@ class Renderer:
     """Renders charts; caches per-plugin work. Not thread-safe; one per render run."""
 
     def __init__(self, templates: TemplateSet | None = None) -> None:
-        self.templates = templates or TemplateSet()
+        self.templates = templates or _default_templates()
         self._bundles: dict[tuple[str, str, int], PluginBundle] = {}
         self._chart_yaml = self.templates.env.get_template("Chart.yaml.jinja")
         self._values_yaml = self.templates.env.get_template("values.yaml.jinja")
@@ -288,6 +294,11 @@ class Renderer:
         )
         self._bundles[key] = bundle
         return bundle
+
+    @staticmethod
+    def generator() -> dict[str, str]:
+        """Identifies this generator and its templates (shared by every renderer)."""
+        return _default_templates().generator
 
     def inputs_record(self, dep: DeploymentInput, plugin: PluginInput) -> bytes:
         """The bytes of the chart's inputs record (cheap: compared on every render)."""

@@ -8,9 +8,10 @@ record is byte-identical to the one it would get now is left alone, unread and u
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +19,10 @@ from typing import Any
 from ..errors import MassDeletionRefused, UserError
 from ..gitops import BlobPreloader
 from ..manifest import parse_stored
-from ..render import INPUTS_FILE, PluginInput, Renderer, from_record
+from ..render import INPUTS_FILE, PluginInput, Renderer, dump_json, from_record
 from ..store import deployments as store
 from ..store.db import Connection
-from ..write import ChartTree
+from ..write import STATE_FILE, ChartTree
 from .context import Context
 from .records import render_input
 
@@ -142,25 +143,75 @@ def render(
         unknown = set(removed) - store.gone_release_paths(conn)
         if unknown and len(unknown) * 2 > len(existing) and not force:
             raise MassDeletionRefused(len(removed), len(existing))
+        fingerprint = store.fingerprint(conn)
+        state = _state(fingerprint, Renderer.generator())
+        previous = _load_state(tree.read_file(STATE_FILE))
+        if not full and previous is not None and _comparable(previous, state):
+            # Incremental: only rows changed since the last render, of changed plugins, or new.
+            rows = store.iter_live_for_render(
+                conn,
+                since=int(previous["generation"]),
+                plugin_ids=sorted(
+                    p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
+                ),
+                paths=sorted(live - existing),
+            )
+        else:
+            rows = store.iter_live_for_render(conn)
         # Many new files: pre-pack their blobs so `git add` writes no loose objects.
         bulk = full or len(live - existing) > _BULK_CHARTS
+        touched: list[str] = []
         try:
             with repo.preload() if bulk else contextlib.nullcontext() as preloader:
-                _write(conn, tree, result, existing, len(live), full, progress, preloader)
+                _write(rows, tree, result, existing, len(live), full, progress, preloader)
             for path in removed:
                 result.removed.append(_removed_change(tree, path))
                 tree.remove_chart(path)
-            result.commit = repo.commit(result.touched, commit_message(result))
+            result.unchanged = len(live) - len(result.added) - len(result.changed)
+            touched = result.touched
+            # The state only moves with a commit, so a render that changes nothing writes nothing.
+            if touched and tree.write_file(STATE_FILE, dump_json(state)):
+                touched.append(STATE_FILE)
+            result.commit = repo.commit(touched, commit_message(result))
         except BaseException:
-            repo.restore(result.touched)
+            repo.restore(touched or result.touched)
             raise
     if result.commit is not None:
         store.set_rendered(conn, [c.path for c in (*result.added, *result.changed)], result.commit)
     return result
 
 
+def _state(fingerprint: store.Fingerprint, generator: dict[str, str]) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "generator": generator,
+        "database": fingerprint.instance,
+        "generation": fingerprint.generation,
+        "plugins": fingerprint.plugins,
+    }
+
+
+def _load_state(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        loaded = json.loads(data)
+    except ValueError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _comparable(previous: dict[str, Any], current: dict[str, Any]) -> bool:
+    # Trust the recorded generation only for the same database and the same templates.
+    return (
+        isinstance(previous.get("generation"), int)
+        and isinstance(previous.get("plugins"), dict)
+        and all(previous.get(k) == current[k] for k in ("schema", "generator", "database"))
+    )
+
+
 def _write(
-    conn: Connection,
+    rows: Iterable[dict[str, Any]],
     tree: ChartTree,
     result: RenderResult,
     existing: set[str],
@@ -173,14 +224,14 @@ def _write(
     writer = _ChartWriter(tree, result)
     try:
         _render_rows(
-            conn, tree, result, existing, total, full, progress, preloader, renderer, writer
+            rows, tree, result, existing, total, full, progress, preloader, renderer, writer
         )
     finally:
         writer.finish()  # also on error: no write may still be running when the caller restores
 
 
 def _render_rows(
-    conn: Connection,
+    rows: Iterable[dict[str, Any]],
     tree: ChartTree,
     result: RenderResult,
     existing: set[str],
@@ -192,15 +243,13 @@ def _render_rows(
     writer: _ChartWriter,
 ) -> None:
     plugins = _Plugins()
-    for done, row in enumerate(store.iter_live_for_render(conn), start=1):
+    for done, row in enumerate(rows, start=1):
         dep = render_input(row)
         plugin = plugins.get(row)
         path = dep.chart_path
         inputs = renderer.inputs_record(dep, plugin)
         is_new = path not in existing
-        if not full and not is_new and tree.read_inputs(path) == inputs:
-            result.unchanged += 1
-        else:
+        if full or is_new or tree.read_inputs(path) != inputs:
             chart = renderer.render(dep, plugin, inputs)
             change = ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}")
             if preloader is not None:
@@ -233,8 +282,6 @@ class _ChartWriter:
         with self.lock:
             if changed:
                 (self.result.added if is_new else self.result.changed).append(change)
-            else:
-                self.result.unchanged += 1
 
     def submit(self, change: ChartChange, chart: dict[str, bytes], is_new: bool) -> None:
         """Queue one chart; blocks while the window is full, and re-raises a writer's error."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -74,8 +75,50 @@ def list_all(conn: Connection, *, include_gone: bool = False) -> list[Deployment
     return [DeploymentRecord.model_validate(r) for r in rows]
 
 
-def iter_live_for_render(conn: Connection) -> Iterator[dict[str, Any]]:
-    """Live deployments joined with their plugin's manifest, streamed in a stable order."""
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a render's output depends on in the database, summarised."""
+
+    instance: str
+    generation: int
+    plugins: dict[str, str]  # plugin id -> "version md5(manifest)"
+
+
+def fingerprint(conn: Connection) -> Fingerprint:
+    """The database identity, the highest generation, and a digest per plugin."""
+    row = conn.execute(
+        """SELECT (SELECT id::text FROM overseer_instance ORDER BY created_at LIMIT 1) AS instance,
+                  (SELECT coalesce(max(generation), 0) FROM deployments) AS generation"""
+    ).fetchone()
+    assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
+    plugins = conn.execute(
+        "SELECT id, version || ' ' || md5(manifest) AS digest FROM plugins"
+    ).fetchall()
+    return Fingerprint(
+        instance=str(row["instance"]),
+        generation=int(str(row["generation"])),
+        plugins={str(p["id"]): str(p["digest"]) for p in plugins},
+    )
+
+
+def iter_live_for_render(
+    conn: Connection,
+    *,
+    since: int | None = None,
+    plugin_ids: Sequence[str] = (),
+    paths: Sequence[str] = (),
+) -> Iterator[dict[str, Any]]:
+    """Live deployments joined with their plugin's manifest, streamed in a stable order.
+
+    With `since`, only rows changed after that generation, of the given plugins, or at the given
+    chart paths: what an incremental render has to look at.
+    """
+    where = LIVE
+    params: dict[str, Any] = {}
+    if since is not None:
+        where += """ AND (d.generation > %(since)s OR d.plugin_id = ANY(%(plugins)s)
+                          OR d.namespace || '/' || d.deployment_id = ANY(%(paths)s))"""
+        params = {"since": since, "plugins": list(plugin_ids), "paths": list(paths)}
     with conn.cursor(name="render_live") as cur:  # server-side: 10,000 rows never sit in memory
         cur.itersize = 2000
         cur.execute(
@@ -83,8 +126,9 @@ def iter_live_for_render(conn: Connection) -> Iterator[dict[str, Any]]:
                        p.name AS plugin_name, p.version AS plugin_version, p.manifest,
                        p.id AS plugin_id
                 FROM deployments d JOIN plugins p ON p.id = d.plugin_id
-                WHERE {LIVE}
-                ORDER BY d.namespace, d.deployment_id"""
+                WHERE {where}
+                ORDER BY d.namespace, d.deployment_id""",
+            params,
         )
         yield from cur
 
