@@ -13,6 +13,10 @@ from pathlib import Path
 DEFAULT_NAMESPACE = "a8s"
 
 
+def _path(value: str | None) -> Path | None:
+    return Path(value).absolute() if value else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration. Build it with `Settings.from_env()` and override with `with_()`."""
@@ -22,10 +26,13 @@ class Settings:
     database_url: str | None
     secret_key: str | None
     namespace: str
+    kubeconfig: Path | None = None
+    helm_timeout: str = "300s"
+    apply_parallel: int = 8
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read OVERSEER_HOME, OVERSEER_REPO, DATABASE_URL, OVERSEER_SECRET_KEY, OVERSEER_NAMESPACE."""
+        """Read the OVERSEER_* variables, DATABASE_URL and KUBECONFIG."""
         env = os.environ
         return cls(
             home=Path(env.get("OVERSEER_HOME", ".overseer")).absolute(),
@@ -33,6 +40,9 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             secret_key=env.get("OVERSEER_SECRET_KEY") or None,
             namespace=env.get("OVERSEER_NAMESPACE", DEFAULT_NAMESPACE),
+            kubeconfig=_path(env.get("OVERSEER_KUBECONFIG") or env.get("KUBECONFIG")),
+            helm_timeout=env.get("OVERSEER_HELM_TIMEOUT", "300s"),
+            apply_parallel=int(env.get("OVERSEER_APPLY_PARALLEL", "8")),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -97,11 +97,18 @@ class GitOpsRepo:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         try:
-            return git.Repo(root)
+            repo = git.Repo(root)
         except git.InvalidGitRepositoryError:
             raise UserError(
                 f"{root}/.git exists but is not a Git repository; move it away"
             ) from None
+        with repo.config_reader() as config:
+            tuned = config.has_option("feature", "manyFiles")
+        if not tuned:
+            # Index v4 and the untracked cache: tens of thousands of files stay quick to stage.
+            with repo.config_writer() as config:
+                config.set_value("feature", "manyFiles", "true")
+        return repo
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -133,19 +140,25 @@ class GitOpsRepo:
         if not paths:
             return None
         self._stage(paths)
-        if self.head() is not None and not self._git.diff(
-            "--cached", "--name-only", "--no-renames"
-        ):
+        # Plumbing rather than `git commit`: porcelain commit re-stats every tracked file (120,000
+        # of them for 10,000 charts) although only the staged paths changed; write-tree reuses
+        # the cached trees of everything untouched.
+        tree = self._git.write_tree()
+        parent = self.head()
+        if parent is not None and tree == self._git.rev_parse("HEAD^{tree}"):
             return None
-        if self.head() is None and not self._git.ls_files():
+        if parent is None and not self._git.ls_files():
             return None
         msg_file = Path(self.repo.git_dir) / "OVERSEER_COMMIT_MSG"
         msg_file.write_text(message, encoding="utf-8")
         try:
-            self._git.commit("--quiet", "--no-verify", "-F", str(msg_file))
+            parents = ["-p", parent] if parent else []
+            commit = str(self._git.commit_tree(tree, *parents, "-F", str(msg_file)))
         finally:
             msg_file.unlink(missing_ok=True)
-        return self.head()
+        # Compare-and-swap: never move a branch another writer moved meanwhile.
+        self._git.update_ref("-m", "overseer: render", "HEAD", commit, parent or "0" * 40)
+        return commit
 
     @contextmanager
     def preload(self) -> Iterator[BlobPreloader]:

@@ -226,6 +226,9 @@ class Cli:
             "OVERSEER_REPO": str(settings.repo),
             "OVERSEER_HOME": str(settings.home),
             "OVERSEER_SECRET_KEY": settings.secret_key or "",
+            "OVERSEER_NAMESPACE": settings.namespace,
+            "OVERSEER_HELM_TIMEOUT": settings.helm_timeout,
+            "OVERSEER_KUBECONFIG": str(settings.kubeconfig or ""),
         }
 
     def __call__(
@@ -260,3 +263,74 @@ def commit_count(repo: Path) -> int:
         ["git", "-C", str(repo), "rev-list", "--count", "--all"], capture_output=True, text=True
     )
     return int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+
+
+# --- Kubernetes (the local kwok control plane) ------------------------------------------------
+
+
+class Kube:
+    """The local control plane: its kubeconfig, and kubectl/helm against it."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["helm", "--kubeconfig", str(self.kubeconfig), *args], capture_output=True, text=True
+        )
+
+    def json(self, *args: str) -> dict[str, object]:
+        import json
+
+        data: dict[str, object] = json.loads(self.kubectl(*args, "-o", "json").stdout)
+        return data
+
+
+@pytest.fixture(scope="session")
+def kube() -> Kube:
+    """The cluster `make cluster-up` started; CI fails and local runs skip when it is not up."""
+    tools = subprocess.run(
+        ["bash", str(ROOT / "tools" / "cluster-tools.sh"), "--bin-dir"],
+        capture_output=True,
+        text=True,
+    )
+    bin_dir = tools.stdout.strip()
+    if tools.returncode == 0 and bin_dir and bin_dir not in os.environ["PATH"].split(os.pathsep):
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    found = subprocess.run(
+        ["bash", str(ROOT / "tools" / "cluster.sh"), "kubeconfig"], capture_output=True, text=True
+    )
+    if found.returncode != 0 or shutil.which("kubectl") is None:
+        message = "the local Kubernetes control plane is not running: run `make cluster-up` (first build ~10 min)"
+        if CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return Kube(Path(found.stdout.strip()))
+
+
+@pytest.fixture
+def kube_settings(settings: Settings, kube: Kube, helm_bin: str) -> Iterator[Settings]:
+    """Settings pointing at the cluster, with a namespace of the test's own."""
+    import dataclasses
+
+    namespace = "t-" + uuid.uuid4().hex[:10]
+    yield dataclasses.replace(
+        settings, kubeconfig=kube.kubeconfig, helm_timeout="60s", namespace=namespace
+    )
+    kube.kubectl(
+        "delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False
+    )
+
+
+@pytest.fixture
+def kcli(kube_settings: Settings) -> Cli:
+    """The CLI, pointed at the cluster."""
+    return Cli(kube_settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .apply import apply, connect, gc, status
 from .common import OverseerGroup
 from .db import db
 from .deployments import deploy
@@ -23,3 +24,7 @@ main.add_command(deploy)
 main.add_command(render)
 main.add_command(validate)
 main.add_command(db)
+main.add_command(apply)
+main.add_command(status)
+main.add_command(gc)
+main.add_command(connect)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -15,6 +15,7 @@ from ..manifest.model import DNS1123_LABEL
 from ..store import deployments as store
 from ..store import plugins as plugin_store
 from ..store.deployments import DeploymentRecord
+from . import apply as apply_service
 from . import render as render_service
 from .context import Context
 from .records import dump_config, load_config
@@ -187,7 +188,10 @@ def list_deployments(ctx: Context, *, include_gone: bool = False) -> list[Deploy
 
 
 def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
-    """Mark a deployment deleted and (unless `render` is false) remove its chart in a commit."""
+    """Mark a deployment deleted, remove its chart in a commit, and uninstall its release.
+
+    With `render` false only the row changes; `overseer render` and `overseer apply` finish later.
+    """
     with ctx.writer(lock=render) as conn:
         record = store.get(conn, ident)
         if record is None:
@@ -197,4 +201,37 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
         deleted = store.mark_deleted(conn, record.id)
         assert deleted is not None  # noqa: S101 - row locked by the update itself
         commit = render_service.render(ctx, conn).commit if render else None
-        return Change(view(deleted), commit)
+    if render and deleted.helm_revision is not None:
+        outcome = apply_service.uninstall(ctx, deleted)
+        with ctx.transaction() as conn:
+            deleted = store.get(conn, deleted.id) or deleted
+        if outcome.action == "failed":
+            raise UserError(
+                f"deployment {deleted.deployment_id} is deleted and its chart removed, but helm could "
+                f"not uninstall the release: {outcome.reason}; `overseer apply` retries"
+            )
+    return Change(view(deleted), commit)
+
+
+def connection_details(ctx: Context, ident: str) -> dict[str, Any]:
+    """How to reach a deployment: `<port>_port` per manifest port, service DNS, namespace, paths."""
+    with ctx.transaction() as conn:
+        record = store.get(conn, ident)
+        plugin = (
+            plugin_store.get_by_id(conn, record.plugin_id) if record and record.plugin_id else None
+        )
+    if record is None or plugin is None:
+        raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+    manifest = parse_stored(plugin.manifest, plugin.name)
+    # The chart's full name is the release name (see templates/chart/templates/_helpers.tpl).
+    details: dict[str, Any] = {f"{p.name}_port": p.container_port for p in manifest.ports}
+    details.update(
+        deployment_id=record.deployment_id,
+        namespace=record.namespace,
+        service=f"{record.deployment_id}.{record.namespace}.svc.cluster.local",
+        status=record.status,
+    )
+    if manifest.ingress is not None and manifest.ingress.enabled:
+        details["ingress_host"] = manifest.ingress.host or ""
+        details["ingress_paths"] = {p.path: p.service_port for p in manifest.ingress.paths}
+    return details

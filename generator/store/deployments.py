@@ -167,3 +167,58 @@ def secret_data(conn: Connection, dep_id: str) -> bytes | None:
     row = conn.execute("SELECT secret_data FROM deployments WHERE id = %s", (dep_id,)).fetchone()
     value = row["secret_data"] if row else None
     return bytes(value) if isinstance(value, bytes | memoryview) else None
+
+
+def set_status(
+    conn: Connection, dep_id: str, status: str, reason: str | None = None, **fields: Any
+) -> None:
+    """Record a lifecycle status (and, e.g., helm_revision or applied_commit) for one deployment."""
+    allowed = {"helm_revision", "applied_commit"}
+    assert set(fields) <= allowed  # noqa: S101 - column names are never user input
+    sets = ", ".join(f"{name} = %({name})s" for name in fields)
+    conn.execute(
+        f"""UPDATE deployments SET status = %(status)s, status_reason = %(reason)s,
+                updated_at = CURRENT_TIMESTAMP{", " + sets if sets else ""}
+            WHERE id = %(id)s""",
+        {"status": status, "reason": reason, "id": dep_id, **fields},
+    )
+
+
+def apply_candidates(conn: Connection, idents: Sequence[str] = ()) -> list[DeploymentRecord]:
+    """Live deployments (or the named ones) whose chart is rendered, oldest first."""
+    where = f"{LIVE} AND d.rendered_commit IS NOT NULL"
+    params: dict[str, Any] = {}
+    if idents:
+        where += " AND (d.id = ANY(%(idents)s) OR d.deployment_id = ANY(%(idents)s))"
+        params["idents"] = list(idents)
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM deployments d WHERE {where} ORDER BY d.created_at, d.id", params
+    ).fetchall()
+    return [DeploymentRecord.model_validate(r) for r in rows]
+
+
+def installed_but_gone(conn: Connection) -> list[DeploymentRecord]:
+    """Deleted or expired deployments whose release is still installed."""
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM deployments d WHERE NOT ({LIVE}) AND d.helm_revision IS NOT NULL"
+    ).fetchall()
+    return [DeploymentRecord.model_validate(r) for r in rows]
+
+
+def expire_due(conn: Connection) -> list[DeploymentRecord]:
+    """Mark deployments past their TTL as EXPIRED (and drop their secrets); return them."""
+    rows = conn.execute(
+        f"""UPDATE deployments AS d SET status = 'EXPIRED', deleted_at = CURRENT_TIMESTAMP,
+                secret_data = NULL, updated_at = CURRENT_TIMESTAMP
+            WHERE d.deleted_at IS NULL AND d.expires_at <= CURRENT_TIMESTAMP
+            RETURNING {COLUMNS}"""
+    ).fetchall()
+    return [DeploymentRecord.model_validate(r) for r in rows]
+
+
+def mark_uninstalled(conn: Connection, dep_id: str) -> None:
+    """Forget the release of a deployment that is gone from the cluster."""
+    conn.execute(
+        "UPDATE deployments SET helm_revision = NULL, applied_commit = NULL WHERE id = %s",
+        (dep_id,),
+    )

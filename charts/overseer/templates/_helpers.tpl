@@ -1,0 +1,86 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "overseer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name, truncated at 63 characters (the DNS label limit).
+*/}}
+{{- define "overseer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "overseer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "overseer.labels" -}}
+helm.sh/chart: {{ include "overseer.chart" . }}
+{{ include "overseer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "overseer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "overseer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The bundled PostgreSQL's name, and its labels (a different component of the same instance).
+*/}}
+{{- define "overseer.postgresql.fullname" -}}
+{{- printf "%s-postgresql" (include "overseer.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "overseer.postgresql.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "overseer.name" . }}-postgresql
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The database URL: explicit, or the bundled PostgreSQL's.
+*/}}
+{{- define "overseer.databaseUrl" -}}
+{{- if .Values.databaseUrl }}
+{{- .Values.databaseUrl }}
+{{- else }}
+{{- with .Values.postgresql }}
+{{- printf "postgresql://%s:%s@%s:5432/%s" .username .password (include "overseer.postgresql.fullname" $) .database }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where Overseer and the migrations read DATABASE_URL from.
+*/}}
+{{- define "overseer.envFrom" -}}
+- configMapRef:
+    name: {{ include "overseer.fullname" . }}-config
+{{- with .Values.existingDatabaseSecret }}
+- secretRef:
+    name: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Host and port the wait-for-postgres init container polls.
+*/}}
+{{- define "overseer.postgresHost" -}}
+{{- if .Values.postgresql.enabled }}
+{{- include "overseer.postgresql.fullname" . }}
+{{- else }}
+{{- regexReplaceAll "^[a-z+]+://([^@/]*@)?([^:/?]+).*$" (include "overseer.databaseUrl" .) "${2}" }}
+{{- end }}
+{{- end }}

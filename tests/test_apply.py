@@ -1,0 +1,369 @@
+"""Applying to a real control plane (kwok): the full cycle, failure, secrets, TTL, stuck releases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import ROOT, Cli, Kube
+
+pytestmark = pytest.mark.cluster
+
+
+def register(cli: Cli, manifest: Path, **replace: str) -> None:
+    text = manifest.read_text()
+    for old, new in replace.items():
+        text = (
+            text.replace(old.replace("_", " "), new)
+            if " " in old.replace("_", " ")
+            else text.replace(old, new)
+        )
+    path = cli.settings.repo.parent / f"plugin-{abs(hash(text))}.yaml"
+    path.write_text(text)
+    result = cli("plugin", "register", str(path))
+    assert result.exit_code == 0, result.stderr
+
+
+def with_version(manifest: Path, version: str, cpu_min: str = '"1"', cpu_max: str = '"2"') -> str:
+    text = manifest.read_text().replace("version: 1.0.0", f"version: {version}")
+    return text.replace(
+        '      min: "1"\n      max: "2"', f"      min: {cpu_min}\n      max: {cpu_max}"
+    )
+
+
+def register_text(cli: Cli, text: str) -> None:
+    path = cli.settings.repo.parent / f"plugin-{abs(hash(text))}.yaml"
+    path.write_text(text)
+    result = cli("plugin", "register", str(path))
+    assert result.exit_code == 0, result.stderr
+
+
+def create(cli: Cli, *extra: str) -> dict[str, str]:
+    result = cli(
+        "deploy",
+        "create",
+        "claude-environment",
+        "--set",
+        "ANTHROPIC_API_KEY=k",
+        *extra,
+        "-o",
+        "json",
+    )
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, str] = json.loads(result.stdout)
+    return data
+
+
+def show(cli: Cli, ident: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads(cli("deploy", "show", ident, "-o", "json").stdout)
+    return data
+
+
+def release_status(kube: Kube, release: str, namespace: str) -> str | None:
+    proc = kube.helm("status", release, "-n", namespace, "-o", "json")
+    return json.loads(proc.stdout)["info"]["status"] if proc.returncode == 0 else None
+
+
+def test_full_cycle(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:
+    register_text(kcli, claude_manifest.read_text())
+    dep = create(kcli)
+    release, ns = dep["deployment_id"], dep["namespace"]
+    result = kcli("apply")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0].split() == [
+        "DEPLOYMENT_ID",
+        "NAMESPACE",
+        "ACTION",
+        "STATUS",
+        "REVISION",
+        "REASON",
+    ]
+    assert result.stdout.splitlines()[1].split() == [release, ns, "applied", "READY", "1"]
+    shown = show(kcli, release)
+    assert shown["status"] == "READY"
+    assert release_status(kube, release, ns) == "deployed"
+    deployment = kube.json("get", "deployment", release, "-n", ns)
+    assert deployment["status"]["readyReplicas"] == 1  # type: ignore[index]
+    again = kcli("apply")
+    assert again.stdout == "nothing to apply: every release matches its chart\n"
+    refreshed = kcli("status", release, "-o", "json")
+    assert json.loads(refreshed.stdout)[0]["status"] == "READY"
+    connect = json.loads(kcli("connect", release, "-o", "json").stdout)["connection_details"]
+    assert connect["novnc_port"] == 6080 and connect["vnc_port"] == 5900
+    assert connect["service"] == f"{release}.{ns}.svc.cluster.local" and connect["namespace"] == ns
+    assert connect["ingress_paths"] == {"/streamlit": "streamlit", "/novnc": "novnc", "/api": "api"}
+    deleted = kcli("deploy", "delete", release)
+    assert deleted.exit_code == 0, deleted.stderr
+    assert release_status(kube, release, ns) is None
+    assert (
+        kube.kubectl(
+            "get",
+            "deployment,service,secret",
+            "-n",
+            ns,
+            "-l",
+            f"app.kubernetes.io/instance={release}",
+            "-o",
+            "name",
+        ).stdout
+        == ""
+    )
+    assert show(kcli, release)["status"] == "DELETED"
+
+
+def test_failure_keeps_previous_revision_then_fixed_retry_succeeds(
+    kcli: Cli, kube: Kube, claude_manifest: Path
+) -> None:
+    register_text(kcli, claude_manifest.read_text())
+    dep = create(kcli)
+    release, ns = dep["deployment_id"], dep["namespace"]
+    assert kcli("apply").exit_code == 0
+    # Version 1.1.0 asks for more CPU than any node has: its pod can never be scheduled or ready.
+    register_text(kcli, with_version(claude_manifest, "1.1.0", '"1000"', '"1000"'))
+    failed = kcli("apply", env={"OVERSEER_HELM_TIMEOUT": "8s"})
+    assert failed.exit_code == 1
+    shown = show(kcli, release)
+    assert shown["status"] == "FAILED"
+    assert shown["status_reason"], "FAILED must carry helm's reason"
+    assert release_status(kube, release, ns) == "deployed"  # rolled back
+    container = kube.json("get", "deployment", release, "-n", ns)["spec"]["template"]["spec"][
+        "containers"
+    ][0]  # type: ignore[index]
+    assert container["resources"]["requests"]["cpu"] == "1"  # the previous revision, intact
+    register_text(kcli, with_version(claude_manifest, "1.2.0"))
+    fixed = kcli("apply")
+    assert fixed.exit_code == 0, fixed.stdout
+    assert show(kcli, release)["status"] == "READY"
+    history = json.loads(kube.helm("history", release, "-n", ns, "-o", "json").stdout)
+    assert [h["status"] for h in history][-1] == "deployed"
+
+
+def test_secret_reaches_the_cluster_only(
+    kcli: Cli, kube: Kube, claude_manifest: Path, tmp_path: Path
+) -> None:
+    secret = "sk-cluster-only-7d1e"
+    shim = tmp_path / "helm-shim"
+    log = tmp_path / "helm-argv.log"
+    real = subprocess.run(
+        ["which", "helm"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # Records every helm command line and the mode of each values file helm is given.
+    shim.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "ARGV $*" >> {log}\n'
+        'prev=""; for a in "$@"; do if [ "$prev" = "--values" ]; then '
+        f'echo "MODE $(stat -c %a "$a") DIR $(stat -c %a "$(dirname "$a")")" >> {log}; echo "VALUESFILE $a" >> {log}; fi; prev="$a"; done\n'
+        f'exec {real} "$@"\n'
+    )
+    shim.chmod(0o755)
+    register_text(kcli, claude_manifest.read_text())
+    result = kcli(
+        "deploy",
+        "create",
+        "claude-environment",
+        "--set-env",
+        "ANTHROPIC_API_KEY",
+        "-o",
+        "json",
+        env={"ANTHROPIC_API_KEY": secret},
+    )
+    dep = json.loads(result.stdout)
+    applied = kcli("apply", env={"OVERSEER_HELM": str(shim)})
+    assert applied.exit_code == 0, applied.stdout
+    data = kube.json("get", "secret", f"{dep['deployment_id']}-env", "-n", dep["namespace"])["data"]
+    import base64
+
+    assert base64.b64decode(data["ANTHROPIC_API_KEY"]).decode() == secret  # type: ignore[index]
+    recorded = log.read_text()
+    assert "ARGV upgrade --install" in recorded and secret not in recorded
+    assert "MODE 600 DIR 700" in recorded
+    for line in recorded.splitlines():
+        if line.startswith("VALUESFILE "):
+            assert not Path(line.split(" ", 1)[1]).exists(), "the values file must be removed"
+    history = subprocess.run(
+        ["git", "-C", str(kcli.settings.repo), "log", "--all", "-p"], capture_output=True, text=True
+    ).stdout
+    assert secret not in history and secret not in applied.stdout + applied.stderr
+
+
+def test_ttl_expiry_by_gc(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:
+    register_text(kcli, claude_manifest.read_text())
+    dep = create(kcli, "--ttl", "3600")
+    keep = create(kcli)
+    assert kcli("apply").exit_code == 0
+    with psycopg.connect(kcli.env["DATABASE_URL"]) as conn:  # time passes for the first one only
+        conn.execute(
+            "UPDATE deployments SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (dep["id"],),
+        )
+    result = kcli("gc")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[1].split()[:4] == [
+        dep["deployment_id"],
+        dep["namespace"],
+        "uninstalled",
+        "EXPIRED",
+    ]
+    assert show(kcli, dep["id"])["status"] == "EXPIRED"
+    assert release_status(kube, dep["deployment_id"], dep["namespace"]) is None
+    assert release_status(kube, keep["deployment_id"], keep["namespace"]) == "deployed"
+    assert not (kcli.settings.repo / dep["chart"]).exists()
+    assert kcli("gc").stdout == "nothing expired\n"
+
+
+def test_stuck_release_is_reported_and_recovered(
+    kcli: Cli, kube: Kube, claude_manifest: Path
+) -> None:
+    register_text(kcli, claude_manifest.read_text())
+    dep = create(kcli)
+    release, ns = dep["deployment_id"], dep["namespace"]
+    assert kcli("apply").exit_code == 0
+    register_text(kcli, with_version(claude_manifest, "1.1.0", '"1000"', '"1000"'))
+    env = {**os.environ, **kcli.env, "OVERSEER_HELM_TIMEOUT": "120s"}
+    runner = subprocess.Popen(
+        ["overseer", "apply"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while release_status(kube, release, ns) != "pending-upgrade":
+            assert time.monotonic() < deadline, "helm never reached pending-upgrade"
+            time.sleep(0.3)
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)  # helm dies mid-upgrade, as on a crash
+        runner.wait()
+    assert release_status(kube, release, ns) == "pending-upgrade"
+    stuck = kcli("apply")
+    assert stuck.exit_code == 1
+    reason = str(show(kcli, release)["status_reason"])
+    assert f"overseer apply --recover {release}" in reason
+    register_text(kcli, with_version(claude_manifest, "1.2.0"))
+    recovered = kcli("apply", "--recover", release)
+    assert recovered.exit_code == 0, recovered.stdout + recovered.stderr
+    actions = [line.split()[2] for line in recovered.stdout.splitlines()[1:]]
+    assert actions == ["recovered", "applied"]
+    assert release_status(kube, release, ns) == "deployed"
+    assert show(kcli, release)["status"] == "READY"
+
+
+def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
+    ns = "overseer-chart-test"
+    kube.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", check=False)
+    # kwok has no storage provisioner: a static volume of the chart's storage class stands in.
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{ns}-pv"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "a8s-storage",
+            "persistentVolumeReclaimPolicy": "Delete",
+            "hostPath": {"path": "/tmp/overseer-chart-test"},
+        },
+    }
+    subprocess.run(
+        ["kubectl", "--kubeconfig", str(kube.kubeconfig), "apply", "-f", "-"],
+        input=json.dumps(volume),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    try:
+        proc = kube.helm(
+            "upgrade",
+            "--install",
+            "overseer",
+            str(ROOT / "charts" / "overseer"),
+            "-n",
+            ns,
+            "--create-namespace",
+            "--wait=watcher",
+            "--timeout",
+            "120s",
+        )
+        assert proc.returncode == 0, proc.stderr
+        job = kube.json("get", "job", "overseer-migrations", "-n", ns)
+        assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"  # type: ignore[index]
+        names = kube.kubectl(
+            "get", "deployment,service,configmap,pvc", "-n", ns, "-o", "name"
+        ).stdout.split()
+        for expected in (
+            "deployment.apps/overseer",
+            "deployment.apps/overseer-postgresql",
+            "service/overseer",
+            "service/overseer-postgresql",
+            "configmap/overseer-config",
+            "persistentvolumeclaim/overseer-postgresql-data",
+        ):
+            assert expected in names, names
+        config = kube.json("get", "configmap", "overseer-config", "-n", ns)
+        assert (
+            config["data"]["DATABASE_URL"]
+            == "postgresql://overseer:overseer@overseer-postgresql:5432/overseer"
+        )  # type: ignore[index]
+        upgrade = kube.helm(
+            "upgrade",
+            "overseer",
+            str(ROOT / "charts" / "overseer"),
+            "-n",
+            ns,
+            "--reuse-values",
+            "--wait=watcher",
+            "--timeout",
+            "120s",
+        )
+        assert upgrade.returncode == 0, upgrade.stderr  # the pre-upgrade hook runs again
+    finally:
+        kube.helm("uninstall", "overseer", "-n", ns)
+        kube.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+        kube.kubectl(
+            "delete",
+            "persistentvolume",
+            f"{ns}-pv",
+            "--wait=false",
+            "--ignore-not-found",
+            check=False,
+        )
+
+
+def test_overseer_chart_lints_and_validates(
+    tmp_path: Path, helm_bin: str, kubeconform_bin: str
+) -> None:
+    from generator.validate import validate
+
+    for args in (
+        [],
+        ["--set", "postgresql.enabled=false", "--set", "databaseUrl=postgresql://u:p@db:5432/o"],
+    ):
+        proc = subprocess.run(
+            [helm_bin, "lint", "--strict", str(ROOT / "charts" / "overseer"), *args],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stdout
+    reports = validate([ROOT / "charts" / "overseer"])
+    assert reports[0].problems == []
+    no_db = subprocess.run(
+        [
+            helm_bin,
+            "template",
+            "x",
+            str(ROOT / "charts" / "overseer"),
+            "--set",
+            "postgresql.enabled=false",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert no_db.returncode != 0 and "databaseUrl" in no_db.stderr
