@@ -12,13 +12,15 @@ PYTHON ?= python3
 CHECKOUT_ID := $(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-10)
 VENV ?= $(OVERSEER_CACHE)/venv-$(CHECKOUT_ID)
 TOOLS_BIN := $(OVERSEER_CACHE)/tools/helm-$(HELM_VERSION)-kubeconform-$(KUBECONFORM_VERSION)/bin
-export PATH := $(TOOLS_BIN):$(VENV)/bin:$(PATH)
+# kubectl and the control plane's binaries (built by `make cluster-up`).
+CLUSTER_BIN := $(shell bash tools/cluster-tools.sh --bin-dir 2>/dev/null)
+export PATH := $(TOOLS_BIN):$(CLUSTER_BIN):$(VENV)/bin:$(PATH)
 export OVERSEER_KUBERNETES_VERSION ?= $(KUBERNETES_SCHEMA_VERSION)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-10)
 
 -include mk/cluster.mk
 
-.PHONY: help venv tools test-deps demo test lint typecheck check schema bench clean
+.PHONY: help venv tools test-deps demo test lint typecheck check schema bench bench-apply clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -44,7 +46,7 @@ test-deps: ## Install Debian's PostgreSQL server for the store tests, if missing
 demo: venv tools ## Embedded Postgres, the example plugin, a deployment, a committed and validated chart
 	bash scripts/demo.sh
 
-test: venv tools test-deps ## Set up what the tests need and run the whole suite
+test: venv tools test-deps cluster-up ## Set up what the tests need (Postgres, helm, the kwok cluster) and run the whole suite
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv ## ruff (lint and format check)
@@ -61,6 +63,9 @@ schema: venv ## Regenerate environments/plugin-manifest.schema.json
 
 bench: venv tools ## Run the render/validate benchmark (takes a few minutes)
 	$(VENV)/bin/python bench/render_bench.py
+
+bench-apply: venv tools cluster-up ## Apply 50 deployments to the local cluster; p50/p95 create-to-READY
+	$(VENV)/bin/python bench/apply_bench.py
 
 clean: ## Remove the demo's state (.overseer/ and rendered/)
 	rm -rf .overseer rendered

@@ -28,7 +28,7 @@ class Settings:
     namespace: str
     kubeconfig: Path | None = None
     helm_timeout: str = "300s"
-    apply_parallel: int = 8
+    apply_parallel: int = 10
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,7 +42,7 @@ class Settings:
             namespace=env.get("OVERSEER_NAMESPACE", DEFAULT_NAMESPACE),
             kubeconfig=_path(env.get("OVERSEER_KUBECONFIG") or env.get("KUBECONFIG")),
             helm_timeout=env.get("OVERSEER_HELM_TIMEOUT", "300s"),
-            apply_parallel=int(env.get("OVERSEER_APPLY_PARALLEL", "8")),
+            apply_parallel=int(env.get("OVERSEER_APPLY_PARALLEL", "10")),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -13,7 +13,8 @@
 #   OVERSEER_CACHE        cache root (default $HOME/.cache/overseer)
 #   OVERSEER_CLUSTER      cluster name (default overseer)
 #   OVERSEER_KUBECONFIG   where the kubeconfig is written (default $OVERSEER_CACHE/cluster/kubeconfig)
-#   OVERSEER_KWOK_NODES   simulated nodes to create (default 1)
+#   OVERSEER_KWOK_NODES   simulated nodes to create (default 4: each offers 32 CPUs, and the
+#                         apply benchmark runs 50 environments that request 1 CPU each)
 #
 # Everything kwokctl writes (cluster state, pki, etcd data, logs) lives in
 # $OVERSEER_CACHE/cluster/kwok (KWOK_WORKDIR), never in the work tree nor in ~/.kube or ~/.kwok.
@@ -27,7 +28,7 @@ source "$here/versions.env"
 cache="${OVERSEER_CACHE:-$HOME/.cache/overseer}"
 name="${OVERSEER_CLUSTER:-overseer}"
 kubeconfig="${OVERSEER_KUBECONFIG:-$cache/cluster/kubeconfig}"
-nodes="${OVERSEER_KWOK_NODES:-1}"
+nodes="${OVERSEER_KWOK_NODES:-4}"
 export KWOK_WORKDIR="$cache/cluster/kwok"
 bin="$("$here/cluster-tools.sh" --bin-dir)"
 stages="$(dirname "$bin")/stages"
