@@ -36,12 +36,20 @@ KEY = "YmVuY2htYXJrLWtleS1ub3QtYS1zZWNyZXQtMzJieXQ="
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=50)
-    parser.add_argument("--parallel", type=int, default=int(os.environ.get("OVERSEER_APPLY_PARALLEL", "10")))
+    parser.add_argument(
+        "--parallel", type=int, default=int(os.environ.get("OVERSEER_APPLY_PARALLEL", "10"))
+    )
     args = parser.parse_args()
-    kubeconfig = subprocess.run(["bash", str(ROOT / "tools" / "cluster.sh"), "kubeconfig"], capture_output=True, text=True)
+    kubeconfig = subprocess.run(
+        ["bash", str(ROOT / "tools" / "cluster.sh"), "kubeconfig"], capture_output=True, text=True
+    )
     if kubeconfig.returncode != 0:
         sys.exit("the local cluster is not up: run `make cluster-up`")
-    bin_dir = subprocess.run(["bash", str(ROOT / "tools" / "cluster-tools.sh"), "--bin-dir"], capture_output=True, text=True).stdout.strip()
+    bin_dir = subprocess.run(
+        ["bash", str(ROOT / "tools" / "cluster-tools.sh"), "--bin-dir"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     scratch = Path(os.environ.get("OVERSEER_CACHE", Path.home() / ".cache" / "overseer")) / "bench"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -50,15 +58,27 @@ def main() -> None:
     try:
         url = os.environ.get("DATABASE_URL") or db.embedded_url(base / "pgdata")
         migrate.apply(url)
-        ctx = Context(Settings(
-            home=base / "home", repo=base / "gitops", database_url=url, secret_key=KEY, namespace=namespace,
-            kubeconfig=Path(kubeconfig.stdout.strip()), helm_timeout="120s", apply_parallel=args.parallel,
-        ))
-        plugins_service.register_bytes(ctx, (ROOT / "environments/claude/plugin.yaml").read_bytes(), "claude")
+        ctx = Context(
+            Settings(
+                home=base / "home",
+                repo=base / "gitops",
+                database_url=url,
+                secret_key=KEY,
+                namespace=namespace,
+                kubeconfig=Path(kubeconfig.stdout.strip()),
+                helm_timeout="120s",
+                apply_parallel=args.parallel,
+            )
+        )
+        plugins_service.register_bytes(
+            ctx, (ROOT / "environments/claude/plugin.yaml").read_bytes(), "claude"
+        )
         start = time.perf_counter()
         created: dict[str, float] = {}
         for i in range(args.count):
-            request = DeploymentRequest(environment_type="claude-environment", data={"ANTHROPIC_API_KEY": f"k{i}"})
+            request = DeploymentRequest(
+                environment_type="claude-environment", data={"ANTHROPIC_API_KEY": f"k{i}"}
+            )
             view = deployments_service.create(ctx, request, render=False).deployment
             created[view.deployment_id] = time.perf_counter()
         ready: dict[str, float] = {}
@@ -76,14 +96,27 @@ def main() -> None:
         failed = [o for o in outcomes if o.status != apply_service.READY]
         latencies = sorted(ready[d] - created[d] for d in ready)
         p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)]
-        print(f"\nApplied {len(ready)} of {args.count} deployments to READY ({len(failed)} failed), {args.parallel} in parallel")
+        print(
+            f"\nApplied {len(ready)} of {args.count} deployments to READY ({len(failed)} failed), {args.parallel} in parallel"
+        )
         print(f"{'Measurement':<34}  {'Result':<10}  Target")
         print(f"{'create to READY, p50':<34}  {statistics.median(latencies):>6.2f} s")
         print(f"{'create to READY, p95':<34}  {p95:>6.2f} s")
         print(f"{'total wall time, 50 deployments':<34}  {wall:>6.2f} s    ≤ 30 s")
     finally:
-        subprocess.run(["kubectl", "--kubeconfig", kubeconfig.stdout.strip(), "delete", "namespace", namespace, "--wait=false"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            [
+                "kubectl",
+                "--kubeconfig",
+                kubeconfig.stdout.strip(),
+                "delete",
+                "namespace",
+                namespace,
+                "--wait=false",
+            ],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
