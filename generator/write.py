@@ -40,7 +40,7 @@ class ChartTree:
         self.root = root
 
     def chart_paths(self) -> set[str]:
-        """`namespace/release` of every chart present (a directory holding Chart.yaml)."""
+        """`namespace/release` of every chart directory present."""
         found: set[str] = set()
         if not self.root.is_dir():
             return found
@@ -52,9 +52,9 @@ class ChartTree:
                     found.update(
                         f"{ns.name}/{rel.name}"
                         for rel in releases
-                        if rel.is_dir()
-                        and not rel.name.startswith(".")
-                        and os.path.exists(os.path.join(rel.path, "Chart.yaml"))
+                        # Overseer owns this tree: every visible directory at this depth is a
+                        # chart. Not opening each one saves 10,000 stat calls on a large repo.
+                        if not rel.name.startswith(".") and rel.is_dir()
                     )
         return found
 

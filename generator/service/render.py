@@ -140,7 +140,7 @@ def render(
         existing = tree.chart_paths()
         live = _live_paths(conn)
         removed = sorted(existing - live)
-        unknown = set(removed) - store.gone_release_paths(conn)
+        unknown = set(removed) - store.gone_release_paths(conn) if removed else set()
         if unknown and len(unknown) * 2 > len(existing) and not force:
             raise MassDeletionRefused(len(removed), len(existing))
         fingerprint = store.fingerprint(conn)
