@@ -20,7 +20,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-10)
 
 -include mk/cluster.mk
 
-.PHONY: help venv tools test-deps demo test lint typecheck check schema bench bench-apply clean
+.PHONY: help venv tools test-deps demo test lint typecheck check schema bench bench-api bench-apply clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ schema: venv ## Regenerate environments/plugin-manifest.schema.json
 
 bench: venv tools ## Run the render/validate benchmark (takes a few minutes)
 	$(VENV)/bin/python bench/render_bench.py
+
+bench-api: venv tools ## POST /deployments latency at 1 and 16 clients, and throughput
+	$(VENV)/bin/python bench/api_bench.py
 
 bench-apply: venv tools cluster-up ## Apply 50 deployments to the local cluster; p50/p95 create-to-READY
 	$(VENV)/bin/python bench/apply_bench.py

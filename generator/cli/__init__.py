@@ -11,6 +11,7 @@ from .db import db
 from .deployments import deploy
 from .plugins import plugin
 from .render import render, validate
+from .serve import serve
 
 
 @click.group(cls=OverseerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,3 +29,4 @@ main.add_command(apply)
 main.add_command(status)
 main.add_command(gc)
 main.add_command(connect)
+main.add_command(serve)

@@ -235,3 +235,9 @@ def connection_details(ctx: Context, ident: str) -> dict[str, Any]:
         details["ingress_host"] = manifest.ingress.host or ""
         details["ingress_paths"] = {p.path: p.service_port for p in manifest.ingress.paths}
     return details
+
+
+def discard(ctx: Context, dep_id: str) -> None:
+    """Remove a deployment whose chart never reached Git (its request failed)."""
+    with ctx.transaction() as conn:
+        store.discard(conn, dep_id)

@@ -222,3 +222,8 @@ def mark_uninstalled(conn: Connection, dep_id: str) -> None:
         "UPDATE deployments SET helm_revision = NULL, applied_commit = NULL WHERE id = %s",
         (dep_id,),
     )
+
+
+def discard(conn: Connection, dep_id: str) -> None:
+    """Delete a row outright; only for deployments never rendered."""
+    conn.execute("DELETE FROM deployments WHERE id = %s AND rendered_commit IS NULL", (dep_id,))

@@ -1,0 +1,201 @@
+"""FastAPI application: routes parse the request, call one service function, shape the answer.
+
+Errors share one JSON shape, `{"error": {"status": ..., "message": ..., "problems": [...]}}`:
+domain errors keep the status their class declares (400, 404, 409, 413, 422, 503), request
+validation is 422, and an unreachable database is 503.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..config import Settings
+from ..errors import UserError, ValidationFailed
+from ..manifest import MAX_MANIFEST_BYTES
+from ..service import deployments as deployments_service
+from ..service import plugins as plugins_service
+from ..service.batch import RenderBatcher
+from ..service.context import Context
+from ..service.deployments import DeploymentRequest, DeploymentView
+from ..service.worker import Worker
+from ..store.plugins import PluginRecord
+
+log = logging.getLogger("overseer.api")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    status: int
+    message: str
+    problems: list[str] = []
+
+
+class ErrorResponse(BaseModel):
+    """`{"error": {...}}`."""
+
+    error: ErrorBody
+
+
+class ConnectionDetails(BaseModel):
+    """`GET /deployments/{id}/connect`: one `<port>_port` per port, service DNS, namespace, paths."""
+
+    connection_details: dict[str, Any]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 503)
+}
+
+
+def _error(
+    status: int,
+    message: str,
+    problems: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(status=status, message=message, problems=problems or []))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def create_app(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
+    """Build the application; `background` runs the apply worker and TTL reaper in-process."""
+    settings = settings or Settings.from_env()
+    ctx = Context(settings)
+    batcher = RenderBatcher(ctx)
+    worker = Worker(ctx, interval=float(os.environ.get("OVERSEER_WORKER_INTERVAL", "2")))
+    token = os.environ.get("OVERSEER_API_TOKEN") or None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        if background:
+            worker.start()
+            worker.wake()  # work accepted before a restart is picked up at once
+        yield
+        if background:
+            worker.stop()
+        batcher.stop()
+
+    app = FastAPI(
+        title="Overseer",
+        version=__version__,
+        description="Plugin registry and deployments rendered into Helm charts, committed to Git, applied with helm.",
+        lifespan=lifespan,
+        responses=ERRORS,
+    )
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        problems = [str(p) for p in exc.problems] if isinstance(exc, ValidationFailed) else []
+        return _error(exc.http_status, exc.message, problems)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or '(body)'}: {err.get('msg')}"
+            for err in exc.errors()
+        ]
+        return _error(422, "the request is malformed; see problems", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    def authorised(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
+            raise StarletteHTTPException(
+                401,
+                "this endpoint needs `Authorization: Bearer <token>` with the server's OVERSEER_API_TOKEN",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    Auth = Depends(authorised)
+
+    @app.post("/plugins", response_model=PluginRecord, dependencies=[Auth], tags=["plugins"])
+    def register_plugin(
+        manifest_file: Annotated[UploadFile, File(description="plugin.yaml")],
+    ) -> PluginRecord:
+        """Register a plugin manifest (idempotent; a higher version updates it)."""
+        data = manifest_file.file.read(MAX_MANIFEST_BYTES + 1)
+        return plugins_service.register_bytes(
+            ctx, data, manifest_file.filename or "manifest_file"
+        ).plugin
+
+    @app.get("/plugins", response_model=list[PluginRecord], tags=["plugins"])
+    def list_plugins() -> list[PluginRecord]:
+        """Every registered plugin."""
+        return plugins_service.list_plugins(ctx)
+
+    @app.get("/plugins/{name}", response_model=PluginRecord, tags=["plugins"])
+    def get_plugin(name: str) -> PluginRecord:
+        """One plugin by name."""
+        return plugins_service.show(ctx, name)
+
+    @app.post(
+        "/deployments",
+        response_model=DeploymentView,
+        status_code=201,
+        dependencies=[Auth],
+        tags=["deployments"],
+    )
+    def create_deployment(request: DeploymentRequest) -> DeploymentView:
+        """Store a deployment, render and commit its chart; it is applied in the background."""
+        view = deployments_service.create(ctx, request, render=False).deployment
+        try:
+            commit = batcher.render()
+        except BaseException:
+            deployments_service.discard(ctx, view.id)  # nothing half-written
+            raise
+        worker.wake()
+        return view.model_copy(update={"rendered_commit": commit})
+
+    @app.get("/deployments", response_model=list[DeploymentView], tags=["deployments"])
+    def list_deployments() -> list[DeploymentView]:
+        """Live deployments, oldest first."""
+        return deployments_service.list_deployments(ctx)
+
+    @app.get("/deployments/{ident}", response_model=DeploymentView, tags=["deployments"])
+    def get_deployment(ident: str) -> DeploymentView:
+        """One deployment, by `id` or `deployment_id`; `status` moves to READY or FAILED."""
+        return deployments_service.get(ctx, ident)
+
+    @app.get("/deployments/{ident}/connect", response_model=ConnectionDetails, tags=["deployments"])
+    def connect(ident: str) -> ConnectionDetails:
+        """How to reach the deployment."""
+        return ConnectionDetails(
+            connection_details=deployments_service.connection_details(ctx, ident)
+        )
+
+    @app.delete(
+        "/deployments/{ident}",
+        response_model=DeploymentView,
+        dependencies=[Auth],
+        tags=["deployments"],
+    )
+    def delete_deployment(ident: str) -> DeploymentView:
+        """Delete: the chart is removed in a commit, and the release uninstalled in the background."""
+        view = deployments_service.delete(ctx, ident, render=False).deployment
+        batcher.render()
+        worker.wake()
+        return view
+
+    return app

@@ -1,0 +1,49 @@
+"""`overseer serve`: the HTTP API with uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+import click
+
+from ..errors import UserError
+
+
+def _loopback(host: str) -> bool:
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        return False
+    return all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--no-worker", is_flag=True, help="Serve only; do not apply or reap in the background."
+)
+def serve(host: str, port: int, no_worker: bool) -> None:
+    """Run the HTTP API (the specification's endpoints) with a background apply worker and TTL reaper.
+
+    Mutating endpoints need `Authorization: Bearer $OVERSEER_API_TOKEN` when it is set; without a
+    token the server refuses to listen on anything but a loopback address.
+    """
+    if not os.environ.get("OVERSEER_API_TOKEN") and not _loopback(host):
+        raise UserError(
+            f"refusing to listen on {host} without authentication: set OVERSEER_API_TOKEN, "
+            "or listen on 127.0.0.1"
+        )
+    import uvicorn
+
+    from ..api import create_app
+
+    uvicorn.run(
+        create_app(background=not no_worker),
+        host=host,
+        port=port,
+        log_level=os.environ.get("OVERSEER_LOG_LEVEL", "info"),
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,83 @@
+"""The server's background work: apply pending deployments, uninstall removed ones, reap TTLs.
+
+The queue is the `deployments` table itself: a deployment not yet applied (CREATING, APPLYING)
+or changed since it was applied is pending, so work accepted before a crash or a restart is
+picked up by the next worker. A PostgreSQL advisory lock lets one worker at a time apply, however
+many server processes share the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..store import db
+from . import apply as apply_service
+from .context import Context
+
+log = logging.getLogger("overseer.worker")
+_ADVISORY_KEY = 0x0E5EE5  # any constant shared by every Overseer process
+
+
+class Worker:
+    """A thread that applies and reaps until stopped."""
+
+    def __init__(self, ctx: Context, *, interval: float = 2.0, reap_every: float = 10.0) -> None:
+        self.ctx = ctx
+        self.interval = interval
+        self.reap_every = reap_every
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="overseer-worker", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look for work now rather than at the next interval."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Let the current pass finish (helm runs are bounded by their timeout), then end."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        last_reap = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            reap = time.monotonic() - last_reap >= self.reap_every
+            try:
+                self._pass(reap)
+                if reap:
+                    last_reap = time.monotonic()
+            except Exception:
+                log.exception("background pass failed; retrying in %.0f s", self.interval)
+
+    def _pass(self, reap: bool) -> None:
+        conn = db.connect(self.ctx.database_url, autocommit=True)
+        try:
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s) AS locked", (_ADVISORY_KEY,)
+            ).fetchone()
+            if not row or not row["locked"]:
+                return  # another process is applying
+            if reap:
+                for outcome in apply_service.gc(self.ctx):
+                    log.info("expired %s: %s", outcome.deployment_id, outcome.action)
+            for outcome in apply_service.apply(self.ctx):
+                log.info(
+                    "%s %s: %s %s",
+                    outcome.action,
+                    outcome.deployment_id,
+                    outcome.status,
+                    outcome.reason or "",
+                )
+        finally:
+            conn.close()  # also releases the advisory lock
