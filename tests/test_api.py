@@ -368,7 +368,7 @@ def test_database_unreachable_is_503(settings: Settings) -> None:
         server_env(settings, DATABASE_URL="postgresql://u:pw@127.0.0.1:1/x"), "--no-worker"
     ).start()
     try:
-        answer = httpx.get(f"{server.url}/plugins")
+        answer = httpx.get(f"{server.url}/plugins", timeout=30)
         assert answer.status_code == 503
         assert answer.json()["error"]["message"].startswith(
             "cannot connect to PostgreSQL at postgresql://u:***@127.0.0.1:1/x"

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -73,7 +74,7 @@ def _error(
 def create_app(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
     """Build the application; `background` runs the apply worker and TTL reaper in-process."""
     settings = settings or Settings.from_env()
-    ctx = Context(settings)
+    ctx = Context(settings, pooled=True)
     batcher = RenderBatcher(ctx)
     worker = Worker(ctx, interval=float(os.environ.get("OVERSEER_WORKER_INTERVAL", "2")))
     token = os.environ.get("OVERSEER_API_TOKEN") or None
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         if background:
             worker.stop()
         batcher.stop()
+        ctx.close()
 
     app = FastAPI(
         title="Overseer",
@@ -101,6 +103,13 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         problems = [str(p) for p in exc.problems] if isinstance(exc, ValidationFailed) else []
         return _error(exc.http_status, exc.message, problems)
+
+    @app.exception_handler(psycopg.DataError)
+    async def unstorable(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # e.g. a NUL byte in a path parameter: the input is at fault, not the server.
+        return _error(
+            400, f"the request holds a value PostgreSQL cannot store: {str(exc).splitlines()[0]}"
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ list one by one) instead of each request waiting for its own turn at the reposit
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 from . import render as render_service
@@ -25,8 +26,9 @@ class _Round:
 class RenderBatcher:
     """Runs renders on one thread and hands each caller the commit that covered its change."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, gather: float = 0.01) -> None:
         self.ctx = ctx
+        self.gather = gather
         self._lock = threading.Lock()
         self._next: _Round | None = None
         self._wake = threading.Event()
@@ -59,6 +61,9 @@ class RenderBatcher:
     def _run(self) -> None:
         while True:
             self._wake.wait()
+            # A moment for the requests arriving together to join this round: one render and
+            # one commit for all of them costs little more than for one.
+            time.sleep(self.gather)
             self._wake.clear()
             with self._lock:
                 round_, self._next = self._next, None

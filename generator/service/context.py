@@ -6,6 +6,7 @@ same service functions.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -19,8 +20,12 @@ from ..store.secrets import SecretBox
 class Context:
     """Lazily opened resources for one caller."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pooled: bool = False) -> None:
         self.settings = settings
+        self.pooled = pooled
+        self._schema_checked = False
+        self._pool: db.Pool | None = None
+        self._pool_lock = threading.Lock()
 
     @cached_property
     def database_url(self) -> str:
@@ -31,13 +36,32 @@ class Context:
     def transaction(self) -> Iterator[db.Connection]:
         """A connection in a transaction that commits on success and rolls back on error."""
         # Autocommit outside the block, so transaction() is a real BEGIN/COMMIT, not a savepoint.
-        conn = db.connect(self.database_url, autocommit=True)
-        try:
-            migrate.require_current(conn)
+        with self._connection() as conn:
+            if not self._schema_checked:  # the schema does not go backwards under a running process
+                migrate.require_current(conn)
+                self._schema_checked = True
             with conn.transaction():
                 yield conn
-        finally:
-            conn.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[db.Connection]:
+        if not self.pooled:
+            conn = db.connect(self.database_url, autocommit=True)
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = db.open_pool(self.database_url)
+        with db.pooled(self._pool) as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close the connection pool, if one was opened."""
+        if self._pool is not None:
+            self._pool.close()
 
     @contextmanager
     def writer(self, *, lock: bool = True) -> Iterator[db.Connection]:

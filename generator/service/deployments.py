@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ..errors import MissingVariables, NotFound, UnknownVariables, UserError
 from ..ids import new_id, short_id
@@ -40,6 +40,20 @@ class DeploymentRequest(BaseModel):
     requirement: str = Field(default="", max_length=4096)
     ttl_seconds: int | None = Field(default=None, gt=0, le=10 * 365 * 24 * 3600)
     namespace: DnsLabel | None = None
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> DeploymentRequest:
+        # PostgreSQL text cannot hold NUL, and no environment variable can either.
+        texts = [
+            self.environment_type,
+            self.requirement,
+            *self.tools,
+            *self.data,
+            *self.data.values(),
+        ]
+        if any("\x00" in t for t in texts):
+            raise ValueError("text fields must not contain NUL (\\x00) bytes")
+        return self
 
 
 class DeploymentView(BaseModel):

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..config import Settings
 from ..errors import DatabaseUnavailable
 
 Connection = psycopg.Connection[dict[str, object]]
+Pool = ConnectionPool[Connection]
 
 
 def _socket_url(pgdata: Path) -> str:
@@ -58,6 +62,36 @@ def database_url(settings: Settings) -> str:
 def redact(url: str) -> str:
     """The URL with any password replaced, fit for messages and logs."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def open_pool(url: str) -> Pool:
+    """A connection pool for a long-running server (connections in autocommit mode)."""
+    return ConnectionPool(
+        url,
+        min_size=2,
+        max_size=20,
+        timeout=5,  # an unreachable database answers 503 after 5 s, not 30
+        kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": 5},
+        open=True,
+        name="overseer",
+    )
+
+
+@contextmanager
+def pooled(pool: Pool) -> Iterator[Connection]:
+    """A connection from the pool, with the same error as `connect` when there is none."""
+    if pool.get_stats().get("pool_size", 0) == 0:
+        # No connection has ever opened: connect directly, which fails at once with the real
+        # reason (refused, unknown host) instead of waiting out the pool's timeout.
+        connect(str(pool.conninfo)).close()
+    try:
+        with pool.connection() as conn:
+            yield conn
+    except PoolTimeout:
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {redact(str(pool.conninfo))}: no connection within 5 s; "
+            "check DATABASE_URL"
+        ) from None
 
 
 def connect(url: str, *, autocommit: bool = False) -> Connection:
