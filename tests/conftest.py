@@ -239,6 +239,17 @@ class Cli:
             main, list(args), env={**self.env, **(env or {})}, input=input, catch_exceptions=False
         )
 
+    def deploy(self, *extra: str, plugin: str = "claude-environment") -> dict[str, str]:
+        """`deploy create` with the required secret set; the deployment as JSON."""
+        import json
+
+        result = self(
+            "deploy", "create", plugin, "--set", "ANTHROPIC_API_KEY=k", *extra, "-o", "json"
+        )
+        assert result.exit_code == 0, result.stdout + result.stderr
+        data: dict[str, str] = json.loads(result.stdout)
+        return data
+
 
 @pytest.fixture
 def cli(settings: Settings) -> Cli:

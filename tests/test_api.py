@@ -64,17 +64,7 @@ class Server:
 
 
 def server_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "OVERSEER_REPO": str(settings.repo),
-        "OVERSEER_HOME": str(settings.home),
-        "OVERSEER_SECRET_KEY": settings.secret_key or "",
-        "OVERSEER_NAMESPACE": settings.namespace,
-        "OVERSEER_HELM_TIMEOUT": settings.helm_timeout,
-        "OVERSEER_KUBECONFIG": str(settings.kubeconfig or ""),
-        "OVERSEER_WORKER_INTERVAL": "0.5",
-    }
+    env = {**os.environ, **Cli(settings).env, "OVERSEER_WORKER_INTERVAL": "0.5"}
     env.pop("OVERSEER_API_TOKEN", None)
     env.update(extra)
     return env

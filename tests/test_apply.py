@@ -17,20 +17,6 @@ from tests.conftest import ROOT, Cli, Kube
 pytestmark = pytest.mark.cluster
 
 
-def register(cli: Cli, manifest: Path, **replace: str) -> None:
-    text = manifest.read_text()
-    for old, new in replace.items():
-        text = (
-            text.replace(old.replace("_", " "), new)
-            if " " in old.replace("_", " ")
-            else text.replace(old, new)
-        )
-    path = cli.settings.repo.parent / f"plugin-{abs(hash(text))}.yaml"
-    path.write_text(text)
-    result = cli("plugin", "register", str(path))
-    assert result.exit_code == 0, result.stderr
-
-
 def with_version(manifest: Path, version: str, cpu_min: str = '"1"', cpu_max: str = '"2"') -> str:
     text = manifest.read_text().replace("version: 1.0.0", f"version: {version}")
     return text.replace(
@@ -45,22 +31,6 @@ def register_text(cli: Cli, text: str) -> None:
     assert result.exit_code == 0, result.stderr
 
 
-def create(cli: Cli, *extra: str) -> dict[str, str]:
-    result = cli(
-        "deploy",
-        "create",
-        "claude-environment",
-        "--set",
-        "ANTHROPIC_API_KEY=k",
-        *extra,
-        "-o",
-        "json",
-    )
-    assert result.exit_code == 0, result.stderr
-    data: dict[str, str] = json.loads(result.stdout)
-    return data
-
-
 def show(cli: Cli, ident: str) -> dict[str, object]:
     data: dict[str, object] = json.loads(cli("deploy", "show", ident, "-o", "json").stdout)
     return data
@@ -73,7 +43,7 @@ def release_status(kube: Kube, release: str, namespace: str) -> str | None:
 
 def test_full_cycle(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:
     register_text(kcli, claude_manifest.read_text())
-    dep = create(kcli)
+    dep = kcli.deploy()
     release, ns = dep["deployment_id"], dep["namespace"]
     result = kcli("apply")
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -122,7 +92,7 @@ def test_failure_keeps_previous_revision_then_fixed_retry_succeeds(
     kcli: Cli, kube: Kube, claude_manifest: Path
 ) -> None:
     register_text(kcli, claude_manifest.read_text())
-    dep = create(kcli)
+    dep = kcli.deploy()
     release, ns = dep["deployment_id"], dep["namespace"]
     assert kcli("apply").exit_code == 0
     # Version 1.1.0 asks for more CPU than any node has: its pod can never be scheduled or ready.
@@ -195,8 +165,8 @@ def test_secret_reaches_the_cluster_only(
 
 def test_ttl_expiry_by_gc(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:
     register_text(kcli, claude_manifest.read_text())
-    dep = create(kcli, "--ttl", "3600")
-    keep = create(kcli)
+    dep = kcli.deploy("--ttl", "3600")
+    keep = kcli.deploy()
     assert kcli("apply").exit_code == 0
     with psycopg.connect(kcli.env["DATABASE_URL"]) as conn:  # time passes for the first one only
         conn.execute(
@@ -222,7 +192,7 @@ def test_stuck_release_is_reported_and_recovered(
     kcli: Cli, kube: Kube, claude_manifest: Path
 ) -> None:
     register_text(kcli, claude_manifest.read_text())
-    dep = create(kcli)
+    dep = kcli.deploy()
     release, ns = dep["deployment_id"], dep["namespace"]
     assert kcli("apply").exit_code == 0
     register_text(kcli, with_version(claude_manifest, "1.1.0", '"1000"', '"1000"'))

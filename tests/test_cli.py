@@ -25,22 +25,6 @@ def rows(url: str, table: str) -> int:
     return int(row[0])
 
 
-def deploy(cli: Cli, *extra: str) -> dict[str, object]:
-    result = cli(
-        "deploy",
-        "create",
-        "claude-environment",
-        "--set",
-        "ANTHROPIC_API_KEY=k",
-        *extra,
-        "-o",
-        "json",
-    )
-    assert result.exit_code == 0, result.output + result.stderr
-    data: dict[str, object] = json.loads(result.stdout)
-    return data
-
-
 @pytest.fixture
 def registered(cli: Cli, claude_manifest: Path) -> Cli:
     result = cli("plugin", "register", str(claude_manifest))
@@ -221,8 +205,8 @@ def test_create_renders_commits_and_redacts(registered: Cli) -> None:
 
 def test_noop_render_writes_and_commits_nothing(registered: Cli) -> None:
     repo = registered.settings.repo
-    deploy(registered)
-    deploy(registered)
+    registered.deploy()
+    registered.deploy()
     before = commit_count(repo)
     mtimes = {
         p: p.stat().st_mtime_ns for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts
@@ -239,9 +223,9 @@ def test_noop_render_writes_and_commits_nothing(registered: Cli) -> None:
 
 def test_delete_and_expiry_remove_charts(registered: Cli) -> None:
     repo = registered.settings.repo
-    a = deploy(registered)
-    b = deploy(registered, "--ttl", "3600")
-    keep = deploy(registered)
+    a = registered.deploy()
+    b = registered.deploy("--ttl", "3600")
+    keep = registered.deploy()
     result = registered("deploy", "delete", str(a["deployment_id"]))
     assert result.exit_code == 0
     assert result.stdout.startswith(f"deleted: {a['deployment_id']}\ncommitted ")
@@ -264,7 +248,7 @@ def test_delete_and_expiry_remove_charts(registered: Cli) -> None:
 
 def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
     repo = registered.settings.repo
-    dep = deploy(registered)
+    dep = registered.deploy()
     for mode in ([], ["--offline"]):
         clean = registered("render", "--check", *mode)
         assert clean.exit_code == 0 and clean.stdout == "all charts match a fresh render\n"
@@ -305,7 +289,7 @@ def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
 
 def test_check_reports_missing_and_orphaned_charts(registered: Cli) -> None:
     repo = registered.settings.repo
-    dep = deploy(registered)
+    dep = registered.deploy()
     orphan = repo / "a8s" / "ghost"
     orphan.mkdir(parents=True)
     (orphan / "Chart.yaml").write_text("apiVersion: v2\nname: ghost\nversion: 0.1.0\n")
@@ -323,7 +307,7 @@ def test_check_reports_missing_and_orphaned_charts(registered: Cli) -> None:
 def test_mass_deletion_is_refused_unless_forced(registered: Cli, embedded_pg: object) -> None:
     repo = registered.settings.repo
     for _ in range(3):
-        deploy(registered)
+        registered.deploy()
     commits = commit_count(repo)
     empty_db = embedded_pg.fresh_database()  # type: ignore[attr-defined]
     wrong = registered("render", env={"DATABASE_URL": empty_db})
@@ -365,7 +349,7 @@ def test_validate_names_chart_and_resource(
     registered: Cli, kubeconform_bin: str, helm_bin: str
 ) -> None:
     repo = registered.settings.repo
-    dep = deploy(registered)
+    dep = registered.deploy()
     ok = registered("validate", str(repo))
     assert ok.exit_code == 0, ok.stdout
     assert ok.stdout == "1 of 1 chart(s) valid\n"
@@ -384,7 +368,7 @@ def test_incremental_render_sees_every_kind_of_change(
     registered: Cli, claude_manifest: Path
 ) -> None:
     repo = registered.settings.repo
-    a, b = deploy(registered), deploy(registered)
+    a, b = registered.deploy(), registered.deploy()
     state = json.loads((repo / ".overseer" / "render-state.json").read_text())
     assert state["generation"] > 0 and len(state["plugins"]) == 1
     assert "render-state.json" in git_log(repo, "-1", "--name-only", "--format=")

@@ -163,7 +163,9 @@ def render(
         touched: list[str] = []
         try:
             with repo.preload() if bulk else contextlib.nullcontext() as preloader:
-                _write(rows, tree, result, existing, len(live), full, progress, preloader)
+                _Pass(
+                    tree, result, existing, full=full, progress=progress, preloader=preloader
+                ).run(rows, len(live))
             for path in removed:
                 result.removed.append(_removed_change(tree, path))
                 tree.remove_chart(path)
@@ -210,54 +212,51 @@ def _comparable(previous: dict[str, Any], current: dict[str, Any]) -> bool:
     )
 
 
-def _write(
-    rows: Iterable[dict[str, Any]],
-    tree: ChartTree,
-    result: RenderResult,
-    existing: set[str],
-    total: int,
-    full: bool,
-    progress: Progress | None,
-    preloader: BlobPreloader | None,
-) -> None:
-    renderer = Renderer()
-    writer = _ChartWriter(tree, result)
-    try:
-        _render_rows(
-            rows, tree, result, existing, total, full, progress, preloader, renderer, writer
-        )
-    finally:
-        writer.finish()  # also on error: no write may still be running when the caller restores
+class _Pass:
+    """One walk over the rows to render: renders what changed and hands it to the writer."""
 
+    def __init__(
+        self,
+        tree: ChartTree,
+        result: RenderResult,
+        existing: set[str],
+        *,
+        full: bool,
+        progress: Progress | None,
+        preloader: BlobPreloader | None,
+    ) -> None:
+        self.tree = tree
+        self.result = result
+        self.existing = existing
+        self.full = full
+        self.progress = progress
+        self.preloader = preloader
+        self.renderer = Renderer()
+        self.plugins = _Plugins()
 
-def _render_rows(
-    rows: Iterable[dict[str, Any]],
-    tree: ChartTree,
-    result: RenderResult,
-    existing: set[str],
-    total: int,
-    full: bool,
-    progress: Progress | None,
-    preloader: BlobPreloader | None,
-    renderer: Renderer,
-    writer: _ChartWriter,
-) -> None:
-    plugins = _Plugins()
-    for done, row in enumerate(rows, start=1):
+    def run(self, rows: Iterable[dict[str, Any]], total: int) -> None:
+        writer = _ChartWriter(self.tree, self.result)
+        try:
+            for done, row in enumerate(rows, start=1):
+                self._one(row, writer)
+                if self.progress is not None and (done % 250 == 0 or done == total):
+                    self.progress(done, total)
+        finally:
+            writer.finish()  # also on error: no write may still be running when the caller restores
+
+    def _one(self, row: dict[str, Any], writer: _ChartWriter) -> None:
         dep = render_input(row)
-        plugin = plugins.get(row)
+        plugin = self.plugins.get(row)
         path = dep.chart_path
-        inputs = renderer.inputs_record(dep, plugin)
-        is_new = path not in existing
-        if full or is_new or tree.read_inputs(path) != inputs:
-            chart = renderer.render(dep, plugin, inputs)
-            change = ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}")
-            if preloader is not None:
-                for data in chart.values():
-                    preloader.add(data)
-            writer.submit(change, chart, is_new)
-        if progress is not None and (done % 250 == 0 or done == total):
-            progress(done, total)
+        inputs = self.renderer.inputs_record(dep, plugin)
+        is_new = path not in self.existing
+        if not (self.full or is_new or self.tree.read_inputs(path) != inputs):
+            return
+        chart = self.renderer.render(dep, plugin, inputs)
+        if self.preloader is not None:
+            for data in chart.values():
+                self.preloader.add(data)
+        writer.submit(ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}"), chart, is_new)
 
 
 class _ChartWriter:
