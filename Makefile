@@ -20,7 +20,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-10)
 
 -include mk/cluster.mk
 
-.PHONY: help venv tools test-deps demo test lint typecheck check schema bench bench-api bench-apply clean
+.PHONY: path help venv tools test-deps demo test lint typecheck check schema bench bench-api bench-apply clean
+
+path: ## Print the PATH export for this checkout's tools: eval "$$(make -s path)"
+	@echo 'export PATH="$(PATH)"'
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'

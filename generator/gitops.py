@@ -43,6 +43,10 @@ class BlobPreloader:
 
     def __init__(self, root: Path) -> None:
         self._seen: set[bytes] = set()
+        # Files shared by every chart of a plugin are the same bytes objects: recognise them by
+        # identity (holding a reference keeps the id unique) instead of hashing each copy.
+        self._sent: dict[int, bytes] = {}
+        self._lock = threading.Lock()
         self._proc = subprocess.Popen(
             ["git", "-C", str(root), "fast-import", "--quiet", "--big-file-threshold=1"],
             stdin=subprocess.PIPE,
@@ -51,12 +55,16 @@ class BlobPreloader:
         )
 
     def add(self, data: bytes) -> None:
-        """Queue one blob (duplicates are sent once)."""
-        digest = hashlib.sha1(data, usedforsecurity=False).digest()
-        if digest in self._seen or self._proc.stdin is None:
+        """Queue one blob (duplicates are sent once). Safe to call from several threads."""
+        if id(data) in self._sent:
             return
-        self._seen.add(digest)
-        self._proc.stdin.write(b"blob\ndata %d\n%b\n" % (len(data), data))
+        digest = hashlib.sha1(data, usedforsecurity=False).digest()
+        with self._lock:
+            self._sent[id(data)] = data
+            if digest in self._seen or self._proc.stdin is None:
+                return
+            self._seen.add(digest)
+            self._proc.stdin.write(b"blob\ndata %d\n%b\n" % (len(data), data))
 
     def close(self) -> None:
         """Finish the pack; raise if fast-import failed."""

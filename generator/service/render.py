@@ -235,7 +235,7 @@ class _Pass:
         self.plugins = _Plugins()
 
     def run(self, rows: Iterable[dict[str, Any]], total: int) -> None:
-        writer = _ChartWriter(self.tree, self.result)
+        writer = _ChartWriter(self.tree, self.result, self.preloader)
         try:
             for done, row in enumerate(rows, start=1):
                 self._one(row, writer)
@@ -253,9 +253,6 @@ class _Pass:
         if not (self.full or is_new or self.tree.read_inputs(path) != inputs):
             return
         chart = self.renderer.render(dep, plugin, inputs)
-        if self.preloader is not None:
-            for data in chart.values():
-                self.preloader.add(data)
         writer.submit(ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}"), chart, is_new)
 
 
@@ -267,10 +264,16 @@ class _ChartWriter:
     """
 
     def __init__(
-        self, tree: ChartTree, result: RenderResult, workers: int = 4, window: int = 64
+        self,
+        tree: ChartTree,
+        result: RenderResult,
+        preloader: BlobPreloader | None,
+        workers: int = 4,
+        window: int = 64,
     ) -> None:
         self.tree = tree
         self.result = result
+        self.preloader = preloader
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chart-writer")
         self.window = window
         self.pending: deque[Future[None]] = deque()
@@ -278,6 +281,9 @@ class _ChartWriter:
 
     def _write(self, change: ChartChange, chart: dict[str, bytes], is_new: bool) -> None:
         changed = self.tree.write_chart(change.path, chart)
+        if self.preloader is not None:  # here, off the rendering thread
+            for data in chart.values():
+                self.preloader.add(data)
         with self.lock:
             if changed:
                 (self.result.added if is_new else self.result.changed).append(change)
