@@ -282,6 +282,10 @@ def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
             config["data"]["DATABASE_URL"]
             == "postgresql://overseer:overseer@overseer-postgresql:5432/overseer"
         )  # type: ignore[index]
+        token = kube.json("get", "secret", "overseer-api-token", "-n", ns)["data"][
+            "OVERSEER_API_TOKEN"
+        ]  # type: ignore[index]
+        assert len(token) > 40  # generated, since the API listens beyond loopback in the pod
         upgrade = kube.helm(
             "upgrade",
             "overseer",
@@ -294,6 +298,10 @@ def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
             "120s",
         )
         assert upgrade.returncode == 0, upgrade.stderr  # the pre-upgrade hook runs again
+        kept = kube.json("get", "secret", "overseer-api-token", "-n", ns)["data"][
+            "OVERSEER_API_TOKEN"
+        ]  # type: ignore[index]
+        assert kept == token
     finally:
         kube.helm("uninstall", "overseer", "-n", ns)
         kube.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)

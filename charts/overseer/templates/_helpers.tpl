@@ -72,6 +72,15 @@ Where Overseer and the migrations read DATABASE_URL from.
 - secretRef:
     name: {{ . }}
 {{- end }}
+- secretRef:
+    name: {{ include "overseer.tokenSecretName" . }}
+{{- end }}
+
+{{/*
+The Secret holding OVERSEER_API_TOKEN.
+*/}}
+{{- define "overseer.tokenSecretName" -}}
+{{- default (printf "%s-api-token" (include "overseer.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
 
 {{/*
