@@ -31,6 +31,16 @@ def register_text(cli: Cli, text: str) -> None:
     assert result.exit_code == 0, result.stderr
 
 
+def ready_then_unschedulable(kcli: Cli, manifest: Path) -> tuple[str, str]:
+    """A deployment applied and READY, whose plugin then moves to a version that cannot run."""
+    register_text(kcli, manifest.read_text())
+    dep = kcli.deploy()
+    assert kcli("apply").exit_code == 0
+    # Version 1.1.0 asks for more CPU than any node has: its pod can never be scheduled or ready.
+    register_text(kcli, with_version(manifest, "1.1.0", '"1000"', '"1000"'))
+    return dep["deployment_id"], dep["namespace"]
+
+
 def show(cli: Cli, ident: str) -> dict[str, object]:
     data: dict[str, object] = json.loads(cli("deploy", "show", ident, "-o", "json").stdout)
     return data
@@ -91,12 +101,7 @@ def test_full_cycle(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:
 def test_failure_keeps_previous_revision_then_fixed_retry_succeeds(
     kcli: Cli, kube: Kube, claude_manifest: Path
 ) -> None:
-    register_text(kcli, claude_manifest.read_text())
-    dep = kcli.deploy()
-    release, ns = dep["deployment_id"], dep["namespace"]
-    assert kcli("apply").exit_code == 0
-    # Version 1.1.0 asks for more CPU than any node has: its pod can never be scheduled or ready.
-    register_text(kcli, with_version(claude_manifest, "1.1.0", '"1000"', '"1000"'))
+    release, ns = ready_then_unschedulable(kcli, claude_manifest)
     failed = kcli("apply", env={"OVERSEER_HELM_TIMEOUT": "8s"})
     assert failed.exit_code == 1
     shown = show(kcli, release)
@@ -191,11 +196,7 @@ def test_ttl_expiry_by_gc(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:
 def test_stuck_release_is_reported_and_recovered(
     kcli: Cli, kube: Kube, claude_manifest: Path
 ) -> None:
-    register_text(kcli, claude_manifest.read_text())
-    dep = kcli.deploy()
-    release, ns = dep["deployment_id"], dep["namespace"]
-    assert kcli("apply").exit_code == 0
-    register_text(kcli, with_version(claude_manifest, "1.1.0", '"1000"', '"1000"'))
+    release, ns = ready_then_unschedulable(kcli, claude_manifest)
     env = {**os.environ, **kcli.env, "OVERSEER_HELM_TIMEOUT": "120s"}
     runner = subprocess.Popen(
         ["overseer", "apply"],
