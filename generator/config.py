@@ -29,6 +29,8 @@ class Settings:
     kubeconfig: Path | None = None
     helm_timeout: str = "300s"
     apply_parallel: int = 10
+    git_remote: str | None = None
+    branch_per_change: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,6 +45,9 @@ class Settings:
             kubeconfig=_path(env.get("OVERSEER_KUBECONFIG") or env.get("KUBECONFIG")),
             helm_timeout=env.get("OVERSEER_HELM_TIMEOUT", "300s"),
             apply_parallel=int(env.get("OVERSEER_APPLY_PARALLEL", "10")),
+            git_remote=env.get("OVERSEER_GIT_REMOTE") or None,
+            branch_per_change=env.get("OVERSEER_BRANCH_PER_CHANGE", "").lower()
+            in ("1", "true", "yes"),
         )
 
     def with_(self, **changes: object) -> Settings:

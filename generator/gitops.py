@@ -32,6 +32,11 @@ IDENTITY = {
 _WHOLE_TREE_THRESHOLD = 500
 
 
+def _last_line(exc: git.GitCommandError) -> str:
+    text = str(exc.stderr or exc).strip().splitlines()
+    return text[-1].strip(" '") if text else "unknown error"
+
+
 class BlobPreloader:
     """Feeds file contents to `git fast-import` as they are written.
 
@@ -178,6 +183,43 @@ class GitOpsRepo:
             yield loader
         finally:
             loader.close()
+
+    def publish(self, remote: str, *, branch_per_change: bool, attempts: int = 5) -> str | None:
+        """Push what the remote lacks; return the ref pushed, or None when it was up to date.
+
+        With `branch_per_change`, HEAD goes to its own branch `overseer/<sha>` for a pull request;
+        main on the remote is left to the reviewers. Otherwise main is pushed, and a rejection
+        (someone pushed first) is met by fetching, rebasing our commits onto theirs and retrying.
+        """
+        head = self.head()
+        if head is None:
+            return None
+        if branch_per_change:
+            ref = f"overseer/{head[:12]}"
+            self._push(remote, f"{head}:refs/heads/{ref}")
+            return ref
+        for attempt in range(attempts):
+            try:
+                self._push(remote, "HEAD:refs/heads/main")
+                return "main"
+            except git.GitCommandError as exc:
+                if "rejected" not in str(exc) and "fetch first" not in str(exc):
+                    raise UserError(f"git push to {remote} failed: {_last_line(exc)}") from None
+                if attempt == attempts - 1:
+                    break
+                self._git.fetch("--quiet", remote, "main")
+                try:
+                    self._git.rebase("--quiet", "FETCH_HEAD")
+                except git.GitCommandError as conflict:
+                    self._git.rebase("--abort")
+                    raise UserError(
+                        f"the remote's main changed the same files as this render "
+                        f"({_last_line(conflict)}); merge it by hand, then render again"
+                    ) from None
+        raise UserError(f"git push to {remote} was rejected {attempts} times; try again")
+
+    def _push(self, remote: str, refspec: str) -> None:
+        self._git.push("--quiet", "--porcelain", remote, refspec)
 
     def restore(self, paths: Sequence[str]) -> None:
         """Put `paths` back as HEAD has them (used when a write fails half-way)."""

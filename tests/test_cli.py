@@ -403,3 +403,78 @@ def test_incremental_render_sees_every_kind_of_change(
         )
     assert "1 changed" in registered("render").stdout
     assert registered("render", "--check").exit_code == 0
+
+
+def bare_remote(tmp: Path) -> Path:
+    remote = tmp / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    return remote
+
+
+def remote_log(remote: Path, ref: str) -> list[str]:
+    out = subprocess.run(
+        ["git", "-C", str(remote), "log", "--format=%s", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.splitlines()
+
+
+def test_push_to_remote_rebases_on_rejection(registered: Cli, tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path)
+    env = {"OVERSEER_GIT_REMOTE": str(remote)}
+    registered.deploy("--no-render")
+    first = registered("render", env=env)
+    assert first.exit_code == 0 and "(pushed to main)" in first.stdout
+    assert remote_log(remote, "main") == ["overseer: render (1 added, 0 changed, 0 removed)"]
+    # Someone else pushes to main meanwhile: the next push is rejected, rebased and retried.
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    (other / "README.md").write_text("reviewers were here\n")
+    subprocess.run(["git", "-C", str(other), "add", "README.md"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(other),
+            "-c",
+            "user.name=r",
+            "-c",
+            "user.email=r@r",
+            "commit",
+            "-qm",
+            "docs",
+        ],
+        check=True,
+    )
+    subprocess.run(["git", "-C", str(other), "push", "-q", "origin", "main"], check=True)
+    registered.deploy("--no-render")
+    second = registered("render", env=env)
+    assert second.exit_code == 0, second.stderr
+    assert "(pushed to main)" in second.stdout
+    assert remote_log(remote, "main") == [
+        "overseer: render (1 added, 0 changed, 0 removed)",
+        "docs",
+        "overseer: render (1 added, 0 changed, 0 removed)",
+    ]
+    assert (registered.settings.repo / "README.md").read_text() == "reviewers were here\n"
+    assert registered("render", "--check").exit_code == 0
+
+
+def test_branch_per_change(registered: Cli, tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path)
+    registered.deploy("--no-render")
+    result = registered("render", "--remote", str(remote), "--branch-per-change")
+    assert result.exit_code == 0, result.stderr
+    head = git_log(registered.settings.repo, "-1", "--format=%H").strip()
+    assert f"(pushed to overseer/{head[:12]})" in result.stdout
+    assert remote_log(remote, f"overseer/{head[:12]}") == [
+        "overseer: render (1 added, 0 changed, 0 removed)"
+    ]
+    branches = subprocess.run(
+        ["git", "-C", str(remote), "branch", "--format=%(refname:short)"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert branches == [f"overseer/{head[:12]}"]  # main is left to the reviewers

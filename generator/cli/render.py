@@ -32,9 +32,25 @@ from .common import progress_bar, with_context
     help="Re-render every chart, not only those whose inputs changed (repairs hand edits).",
 )
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@click.option(
+    "--remote", metavar="URL", help="Push each commit to this Git remote [env OVERSEER_GIT_REMOTE]."
+)
+@click.option(
+    "--branch-per-change",
+    is_flag=True,
+    default=None,
+    help="Push each commit to its own branch overseer/<sha> instead of main [env OVERSEER_BRANCH_PER_CHANGE].",
+)
 @with_context
 def render(
-    service: Context, check: bool, offline: bool, force: bool, full: bool, progress: bool
+    service: Context,
+    check: bool,
+    offline: bool,
+    force: bool,
+    full: bool,
+    progress: bool,
+    remote: str | None,
+    branch_per_change: bool | None,
 ) -> None:
     """Render every live deployment into the GitOps repository and commit the changes."""
     if check:
@@ -48,6 +64,9 @@ def render(
         return
     if offline:
         raise click.UsageError("--offline only applies to --check")
+    service.settings = service.settings.with_(
+        git_remote=remote, branch_per_change=branch_per_change
+    )
     bar = progress_bar("rendering", progress)
     if bar is None:
         result = service_render.render(service, force=force, full=full)
@@ -62,7 +81,8 @@ def render(
             )
     summary = f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed, {result.unchanged} unchanged"
     if result.commit:
-        click.echo(f"committed {result.commit[:12]}: {summary}")
+        pushed = f" (pushed to {result.pushed})" if result.pushed else ""
+        click.echo(f"committed {result.commit[:12]}{pushed}: {summary}")
     else:
         click.echo(f"nothing to commit: {summary}")
 

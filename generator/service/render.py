@@ -48,6 +48,7 @@ class RenderResult:
     removed: list[ChartChange] = field(default_factory=list)
     unchanged: int = 0
     commit: str | None = None
+    pushed: str | None = None  # the remote ref pushed, when a remote is configured
 
     @property
     def touched(self) -> list[str]:
@@ -178,6 +179,10 @@ def render(
         except BaseException:
             repo.restore(touched or result.touched)
             raise
+        if ctx.settings.git_remote and result.commit is not None:
+            result.pushed = repo.publish(
+                ctx.settings.git_remote, branch_per_change=ctx.settings.branch_per_change
+            )
     if result.commit is not None:
         store.set_rendered(conn, [c.path for c in (*result.added, *result.changed)], result.commit)
     return result
