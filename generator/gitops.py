@@ -28,6 +28,9 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "Overseer",
     "GIT_COMMITTER_EMAIL": "overseer@localhost",
 }
+# Index v4 and the untracked cache keep tens of thousands of files quick to stage; a split index
+# makes a small change rewrite a small index, not all 120,000 entries.
+_TUNING = (("feature", "manyFiles", "true"), ("core", "splitIndex", "true"))
 # Above this many paths, staging the whole tree is cheaper than naming each path.
 _WHOLE_TREE_THRESHOLD = 500
 
@@ -102,7 +105,11 @@ class GitOpsRepo:
             # processes initialising at once one wins and the other simply opens its repository.
             staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.init-"))
             try:
-                git.Repo.init(staging, initial_branch="main")
+                fresh = git.Repo.init(staging, initial_branch="main")
+                # Tuned before it becomes visible, so no two processes ever edit its config.
+                with fresh.config_writer() as config:
+                    for section, option, value in _TUNING:
+                        config.set_value(section, option, value)
                 os.rename(staging / ".git", root / ".git")
             except OSError:
                 if not (root / ".git").is_dir():
@@ -115,14 +122,6 @@ class GitOpsRepo:
             raise UserError(
                 f"{root}/.git exists but is not a Git repository; move it away"
             ) from None
-        with repo.config_reader() as config:
-            tuned = config.has_option("feature", "manyFiles")
-        if not tuned:
-            # Index v4 and the untracked cache keep tens of thousands of files quick to stage;
-            # a split index makes a small change rewrite a small index, not all 120,000 entries.
-            with repo.config_writer() as config:
-                config.set_value("feature", "manyFiles", "true")
-                config.set_value("core", "splitIndex", "true")
         return repo
 
     @contextmanager

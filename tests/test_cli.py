@@ -478,3 +478,42 @@ def test_branch_per_change(registered: Cli, tmp_path: Path) -> None:
         text=True,
     ).stdout.split()
     assert branches == [f"overseer/{head[:12]}"]  # main is left to the reviewers
+
+
+def test_plugin_upgrade_keeps_deployments_renderable(
+    registered: Cli, claude_manifest: Path
+) -> None:
+    repo = registered.settings.repo
+    dep = registered.deploy()
+    text = claude_manifest.read_text()
+    needs_more = registered.settings.repo.parent / "v2.yaml"
+    needs_more.write_text(
+        text.replace("version: 1.0.0", "version: 2.0.0").replace(
+            "    required:\n", "    required:\n      - name: REGION\n        description: Where\n"
+        )
+    )
+    refused = registered("plugin", "register", str(needs_more))
+    assert refused.exit_code == 4
+    assert refused.stderr == (
+        f'Error: plugin "claude-environment": version 2.0.0 requires REGION, which live deployment(s) '
+        f"{dep['deployment_id']} lack; give the variable a default as an optional one, or delete those "
+        "deployments first\n"
+    )
+    # Dropping one variable and adding an optional one: the chart follows the new manifest.
+    changed = registered.settings.repo.parent / "v3.yaml"
+    changed.write_text(
+        text.replace("version: 1.0.0", "version: 3.0.0")
+        .replace(
+            '      - name: DISPLAY_NUM\n        description: X display number\n        default: "1"\n',
+            "",
+        )
+        .replace(
+            "    optional:\n",
+            '    optional:\n      - name: DPI\n        description: Dots per inch\n        default: "96"\n',
+        )
+    )
+    assert registered("plugin", "register", str(changed)).exit_code == 0
+    assert "1 changed" in registered("render").stdout
+    values = yaml.safe_load((repo / dep["chart"] / "values.yaml").read_text())
+    assert values["env"] == {"DPI": "96", "HEIGHT": "768", "WIDTH": "1024"}
+    assert registered("validate", str(repo)).exit_code == 0

@@ -12,10 +12,12 @@ from ..ids import new_id
 from ..manifest import Manifest, parse_manifest
 from ..manifest.loader import MAX_MANIFEST_BYTES
 from ..manifest.semver import compare
+from ..store import deployments as deployment_store
 from ..store import plugins as store
 from ..store.db import Connection
 from ..store.plugins import PluginRecord
 from .context import Context
+from .records import load_config
 
 Outcome = Literal["created", "updated", "unchanged"]
 
@@ -87,7 +89,31 @@ def _register(conn: Connection, manifest: Manifest, text: str) -> Registered:
             f'plugin "{manifest.name}": version {manifest.version} is older than the registered '
             f"{current.version}; register a version above {current.version}"
         )
+    _require_compatible(conn, current.id, manifest)
     return Registered(store.update_version(conn, row), "updated", current.version)
+
+
+def _require_compatible(conn: Connection, plugin_id: str, manifest: Manifest) -> None:
+    # Live deployments follow their plugin's version; one lacking a newly required variable
+    # would render a chart that helm refuses, so the upgrade is refused instead.
+    required = [v.name for v in manifest.variables() if v.required]
+    lacking: dict[str, list[str]] = {}
+    for release, config_text in deployment_store.live_configs(conn, plugin_id):
+        config = load_config(config_text)
+        supplied = set(config.get("data", {})) | set(config.get("secret_keys", []))
+        missing = [name for name in required if name not in supplied]
+        if missing:
+            lacking[release] = missing
+    if lacking:
+        names = sorted({n for m in lacking.values() for n in m})
+        shown = ", ".join(sorted(lacking)[:5]) + (
+            f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""
+        )
+        raise Conflict(
+            f'plugin "{manifest.name}": version {manifest.version} requires {", ".join(names)}, which '
+            f"live deployment(s) {shown} lack; give the variable a default as an optional one, "
+            "or delete those deployments first"
+        )
 
 
 def list_plugins(ctx: Context) -> list[PluginRecord]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from ..manifest import Manifest
 from ..render import DeploymentInput
 
 
@@ -25,15 +26,27 @@ def load_config(text: str) -> dict[str, Any]:
     return data
 
 
-def render_input(row: dict[str, Any]) -> DeploymentInput:
-    """Build a render input from a row of `store.iter_live_for_render`."""
+def render_input(row: dict[str, Any], manifest: Manifest) -> DeploymentInput:
+    """Build a render input from a row of `store.iter_live_for_render` and its plugin's manifest.
+
+    The stored values are matched against the manifest the chart is rendered from, which may be a
+    newer version than the one the deployment was created with: variables it no longer declares
+    are dropped (the chart's schema would refuse them) and new optional ones take their default.
+    """
     config = load_config(row["config"])
+    stored: dict[str, str] = config.get("data", {})
+    env = {
+        v.name: stored.get(v.name, v.default)
+        for v in manifest.variables()
+        if not v.secret and stored.get(v.name, v.default) is not None
+    }
+    declared = {v.name for v in manifest.variables()}
     return DeploymentInput(
         id=row["id"],
         release=row["deployment_id"],
         namespace=row["namespace"],
-        env=tuple(sorted(config.get("data", {}).items())),
-        secret_keys=tuple(config.get("secret_keys", [])),
+        env=tuple(sorted((k, str(v)) for k, v in env.items())),
+        secret_keys=tuple(k for k in config.get("secret_keys", []) if k in declared),
         tools=tuple(config.get("tools", [])),
         requirement=config.get("requirement", ""),
     )

@@ -250,8 +250,8 @@ class _Pass:
             writer.finish()  # also on error: no write may still be running when the caller restores
 
     def _one(self, row: dict[str, Any], writer: _ChartWriter) -> None:
-        dep = render_input(row)
         plugin = self.plugins.get(row)
+        dep = render_input(row, plugin.manifest)
         path = dep.chart_path
         inputs = self.renderer.inputs_record(dep, plugin)
         is_new = path not in self.existing
@@ -335,7 +335,7 @@ def check(ctx: Context, *, offline: bool = False) -> list[Drift]:
     seen: set[str] = set()
     with ctx.transaction() as conn:
         for row in store.iter_live_for_render(conn):
-            live = render_input(row)
+            live = render_input(row, plugins.get(row).manifest)
             seen.add(live.chart_path)
             if live.chart_path not in present:
                 drifts.append(Drift(live.chart_path, "missing; run `overseer render`"))

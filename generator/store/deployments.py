@@ -227,3 +227,12 @@ def mark_uninstalled(conn: Connection, dep_id: str) -> None:
 def discard(conn: Connection, dep_id: str) -> None:
     """Delete a row outright; only for deployments never rendered."""
     conn.execute("DELETE FROM deployments WHERE id = %s AND rendered_commit IS NULL", (dep_id,))
+
+
+def live_configs(conn: Connection, plugin_id: str) -> list[tuple[str, str]]:
+    """(deployment_id, config) of every live deployment of a plugin."""
+    rows = conn.execute(
+        f"SELECT d.deployment_id, d.config FROM deployments d WHERE {LIVE} AND d.plugin_id = %s",
+        (plugin_id,),
+    ).fetchall()
+    return [(str(r["deployment_id"]), str(r["config"])) for r in rows]
