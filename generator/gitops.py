@@ -235,7 +235,3 @@ class GitOpsRepo:
             self._git.add("-A", "--", ".")
         else:
             self._git.add("-A", "--", *paths)
-
-    def log(self, *args: str) -> str:
-        """`git log` output, for reports and tests."""
-        return str(self._git.log(*args))
