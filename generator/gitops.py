@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
+from typing import Union
 
 import git
+from gitdb.base import OStream  # type: ignore[import-untyped]
+from gitdb.pack import PackEntity  # type: ignore[import-untyped]
 
 from .errors import ToolMissing, UserError
 
@@ -33,6 +39,17 @@ IDENTITY = {
 _TUNING = (("feature", "manyFiles", "true"), ("core", "splitIndex", "true"))
 # Above this many paths, staging the whole tree is cheaper than naming each path.
 _WHOLE_TREE_THRESHOLD = 500
+_SIGNATURE = f"{IDENTITY['GIT_COMMITTER_NAME']} <{IDENTITY['GIT_COMMITTER_EMAIL']}>"
+_TREE, _FILE = 0o40000, 0o100644
+_NO_SHA = "0" * 40
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git knows this one without storing it
+_REPACK_EVERY = 32  # commits written as packs between two geometric repacks
+
+# What a commit sets at a path: a file's bytes, a directory holding exactly these files (by path
+# relative to it), or None for nothing there.
+Edit = bytes | Mapping[str, bytes] | None
+_Entries = dict[str, tuple[int, bytes]]  # name -> (mode, binary sha)
+_Plan = dict[str, Union["_Plan", tuple[int, bytes], None]]  # nested edits: (mode, sha) or None
 
 
 def _last_line(exc: git.GitCommandError) -> str:
@@ -83,6 +100,195 @@ class BlobPreloader:
             raise UserError(f"git fast-import failed: {stderr.decode(errors='replace').strip()}")
 
 
+class _Objects:
+    """Builds trees and commits in-process and writes each batch of new objects as one pack.
+
+    Replacing a few directories of a large tree only re-writes the trees on their paths; every
+    other subtree is kept by its sha. Trees are immutable, so the cache of those seen never goes
+    stale. One pack per commit instead of a loose file per object: creating files is what costs.
+    """
+
+    _CACHE_LIMIT = 20_000
+
+    def __init__(self, repo: git.Repo) -> None:
+        self.odb = repo.odb  # reads through one long-lived `git cat-file --batch`
+        self.pack_dir = os.path.join(repo.git_dir, "objects", "pack")
+        self._cache: dict[bytes, _Entries] = {}
+        self._stored: set[bytes] = set()
+        self._pending: dict[bytes, tuple[bytes, bytes]] = {}
+
+    def commit(self, tree: bytes, parent: str | None, message: str) -> str:
+        """Queue a commit object with Overseer's identity; return its sha."""
+        stamp = f"{_SIGNATURE} {int(time.time())} +0000"
+        head = f"tree {tree.hex()}\n" + (f"parent {parent}\n" if parent else "")
+        text = f"{head}author {stamp}\ncommitter {stamp}\n\n{message}"
+        return self._store(b"commit", text.encode()).hex()
+
+    def flush(self) -> None:
+        """Write the queued objects as one pack.
+
+        PackEntity writes the pack before its index, and git only sees a pack through its index.
+        """
+        if not self._pending:
+            return
+        objects = [
+            OStream(sha, kind, len(data), BytesIO(data))
+            for sha, (kind, data) in self._pending.items()
+        ]
+        os.makedirs(self.pack_dir, exist_ok=True)
+        PackEntity.create(objects, self.pack_dir, object_count=len(objects))
+        if len(self._stored) >= 10 * self._CACHE_LIMIT:
+            self._stored.clear()  # a bound on memory; forgetting only costs a rewrite
+        self._stored.update(self._pending)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        """Drop queued objects (the commit they were for failed)."""
+        self._pending.clear()
+
+    def entries(self, binsha: bytes) -> _Entries:
+        """The entries of a tree (name -> (mode, sha))."""
+        found = self._cache.get(binsha)
+        if found is None:
+            found = _decode_tree(self.odb.stream(binsha).read())
+            self._remember(binsha, found)
+        return found
+
+    def lookup(self, root: bytes | None, path: str) -> tuple[int, bytes] | None:
+        """The (mode, sha) at `path` below the tree `root`, or None."""
+        node: tuple[int, bytes] | None = (_TREE, root) if root is not None else None
+        for part in path.split("/"):
+            if node is None or node[0] != _TREE:
+                return None
+            node = self.entries(node[1]).get(part)
+        return node
+
+    def edit(self, root: bytes | None, edits: Mapping[str, Edit]) -> bytes:
+        """The sha of `root` with `edits` applied (path -> new content)."""
+        plan: _Plan = {}
+        for path, content in edits.items():
+            if content is None:
+                leaf = None
+            elif isinstance(content, bytes):
+                leaf = (_FILE, self._store(b"blob", content))
+            else:
+                leaf = (_TREE, self._directory(content))
+            _place(plan, path, leaf)
+        return self._apply(root, plan) or self._store_tree({})
+
+    def _directory(self, files: Mapping[str, bytes]) -> bytes:
+        plan: _Plan = {}
+        for rel, data in files.items():
+            _place(plan, rel, (_FILE, self._store(b"blob", data)))
+        return self._apply(None, plan) or self._store_tree({})
+
+    def _apply(self, tree: bytes | None, plan: _Plan) -> bytes | None:
+        entries = dict(self.entries(tree)) if tree is not None else {}
+        for name, step in plan.items():
+            if isinstance(step, dict):
+                current = entries.get(name)
+                below = current[1] if current is not None and current[0] == _TREE else None
+                sha = self._apply(below, step)
+                step = None if sha is None else (_TREE, sha)
+            if step is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = step
+        return self._store_tree(entries) if entries else None  # git stores no empty subtree
+
+    def _store_tree(self, entries: _Entries) -> bytes:
+        binsha = self._store(b"tree", _encode_tree(entries))
+        self._remember(binsha, entries)
+        return binsha
+
+    def _store(self, kind: bytes, data: bytes) -> bytes:
+        header = b"%s %d\0" % (kind, len(data))
+        binsha = hashlib.sha1(header + data, usedforsecurity=False).digest()
+        if binsha not in self._stored:
+            self._pending[binsha] = (kind, data)
+        return binsha
+
+    def _remember(self, binsha: bytes, entries: _Entries) -> None:
+        if len(self._cache) >= self._CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[binsha] = entries
+
+
+# The tree format by hand: GitPython's codec checks every name against path rules, about 20 µs an
+# entry, which is 0.4 s per commit for a namespace of 10,000 charts. These names are our own.
+def _encode_tree(entries: _Entries) -> bytes:
+    # Git orders a tree's entries by name, comparing a subtree's name as if it ended in "/".
+    ordered = sorted(entries.items(), key=lambda e: e[0] + "/" if e[1][0] == _TREE else e[0])
+    return b"".join(
+        b"%o %s\0%s" % (mode, name.encode("utf-8", "surrogateescape"), sha)
+        for name, (mode, sha) in ordered
+    )
+
+
+def _decode_tree(data: bytes) -> _Entries:
+    entries: _Entries = {}
+    at = 0
+    while at < len(data):
+        space = data.index(b" ", at)
+        nul = data.index(b"\0", space)
+        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+        entries[name] = (int(data[at:space], 8), data[nul + 1 : nul + 21])
+        at = nul + 21
+    return entries
+
+
+def _place(plan: _Plan, path: str, leaf: tuple[int, bytes] | None) -> None:
+    *parents, name = path.split("/")
+    node = plan
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"{path}: a parent directory is also edited as a file")
+        node = child
+    node[name] = leaf
+
+
+class _RefUpdater:
+    """One long-lived `git update-ref --stdin` for compare-and-swap ref updates.
+
+    Each update is its own transaction, with reflog entries, and no process starts per commit.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._proc = subprocess.Popen(
+            ["git", "-C", str(root), "update-ref", "-m", "overseer: render", "--stdin"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **IDENTITY},
+        )
+
+    def update(self, ref: str, new: str, old: str) -> None:
+        """Move `ref` from `old` to `new`, or raise (and end the process) if it is not at `old`."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # noqa: S101
+        try:
+            self._proc.stdin.write(f"start\nupdate {ref} {new} {old}\nprepare\ncommit\n".encode())
+            self._proc.stdin.flush()
+            answers = [self._proc.stdout.readline().strip() for _ in range(3)]
+        except OSError:
+            answers = []
+        # On a failed update git prints why on stderr and exits.
+        if answers != [b"start: ok", b"prepare: ok", b"commit: ok"]:
+            self._proc.kill()
+            stderr = self._proc.stderr.read() if self._proc.stderr else b""
+            self._proc.wait()
+            raise UserError(
+                f"git update-ref failed: {stderr.decode(errors='replace').strip() or 'no answer'}"
+            )
+
+    def close(self) -> None:
+        """End the process."""
+        if self._proc.poll() is None:
+            assert self._proc.stdin is not None  # noqa: S101
+            self._proc.stdin.close()
+            self._proc.wait()
+
+
 class GitOpsRepo:
     """A Git repository holding rendered charts."""
 
@@ -96,6 +302,12 @@ class GitOpsRepo:
         self._holder: int | None = None
         self._git = self.repo.git
         self._git.update_environment(**IDENTITY, GIT_TERMINAL_PROMPT="0")
+        self._objects = _Objects(self.repo)
+        self._refs: _RefUpdater | None = None
+        self._packs_written = 0
+        self._deferred: tuple[str, list[str]] | None = None  # (commit, paths) to check out
+        self._marker = Path(self.repo.git_dir) / "overseer-checkout.json"
+        self._repack: subprocess.Popen[bytes] | None = None
 
     @staticmethod
     def _open_or_init(root: Path) -> git.Repo:
@@ -136,7 +348,11 @@ class GitOpsRepo:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._holder = threading.get_ident()
-                yield
+                try:
+                    self._recover()
+                    yield
+                finally:
+                    self.finish_checkout()  # the next holder finds the work tree at HEAD
             finally:
                 self._holder = None
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -173,6 +389,166 @@ class GitOpsRepo:
         # Compare-and-swap: never move a branch another writer moved meanwhile.
         self._git.update_ref("-m", "overseer: render", "HEAD", commit, parent or "0" * 40)
         return commit
+
+    def commit_edits(
+        self, edits: Mapping[str, Edit], message: str, *, defer_checkout: bool = False
+    ) -> str | None:
+        """Commit `edits` (path -> file bytes, directory contents, or None) made to HEAD's tree.
+
+        For a few charts whose bytes the caller holds: blobs, trees and the commit are built
+        in-process and written as one pack, and only the trees on the edited paths change. Git
+        then moves the index and the work tree from the old tree to the new one, writing exactly
+        the files that differ (overwriting hand edits there, as a render does), and the branch
+        moves, compare-and-swap. None when the tree does not change.
+
+        With `defer_checkout` the branch moves first and the work tree follows in
+        `finish_checkout`, which the caller runs after answering whoever waits for the commit;
+        leaving the writer lock runs it at the latest, so no other writer sees it pending.
+        """
+        self.finish_checkout()
+        parent = self.head()
+        old_root = self.repo.head.commit.tree.binsha if parent is not None else None
+        try:
+            root = self._objects.edit(old_root, edits)
+            if root == old_root or (old_root is None and not self._objects.entries(root)):
+                self._objects.discard()
+                return None
+            commit = self._objects.commit(root, parent, message)
+            self._objects.flush()
+        except BaseException:
+            self._objects.discard()
+            raise
+        # The paths git is to bring to the new commit: those there before or after (a pathspec
+        # that matches nothing is an error to `git restore`).
+        paths = [
+            p
+            for p in edits
+            if self._objects.lookup(root, p) is not None
+            or self._objects.lookup(old_root, p) is not None
+        ]
+        self._mark(paths)
+        if defer_checkout:
+            self._move_head(commit, parent)
+            self._deferred = (commit, paths)
+        else:
+            self._checkout(commit, paths)
+            try:
+                self._move_head(commit, parent)
+            except BaseException:
+                self._checkout(parent or _EMPTY_TREE, paths)  # back to what HEAD still says
+                self._marker.unlink(missing_ok=True)
+                raise
+            self._marker.unlink(missing_ok=True)
+        self._maintain()
+        return commit
+
+    def finish_checkout(self) -> None:
+        """Bring the index and the work tree to HEAD after `commit_edits(defer_checkout=True)`."""
+        if self._deferred is None:
+            return
+        try:
+            self._checkout(*self._deferred)
+        except UserError:
+            # Half-written: a one-tree reset rewrites whatever differs from HEAD. Should that
+            # fail too, the checkout stays pending and the next writer retries it first.
+            self._git.read_tree("--reset", "-u", "HEAD")
+        self._deferred = None
+        self._marker.unlink(missing_ok=True)
+
+    def _mark(self, paths: list[str]) -> None:
+        # Written before the branch or the work tree moves, removed once both agree: a process
+        # killed in between leaves it, and the next writer puts those paths back to HEAD.
+        tmp = self._marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps(paths), encoding="utf-8")
+        os.replace(tmp, self._marker)
+
+    def _recover(self) -> None:
+        try:
+            paths = json.loads(self._marker.read_bytes())
+        except FileNotFoundError:
+            return
+        except ValueError:
+            paths = None
+        if not isinstance(paths, list):
+            self._git.read_tree("--reset", "-u", "HEAD")  # no record of what: reset everything
+        else:
+            root = self.repo.head.commit.tree.binsha if self.head() is not None else None
+            present = [p for p in paths if self._objects.lookup(root, p) is not None]
+            absent = [p for p in paths if p not in present]
+            if absent:  # written (or half-written) for a commit that never landed
+                self._git.rm("-r", "--cached", "--ignore-unmatch", "-q", "--", *absent)
+                for path in absent:
+                    target = self.root / path
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink(missing_ok=True)
+            if present:
+                self._checkout("HEAD", present)
+        self._marker.unlink()
+
+    def _move_head(self, commit: str, parent: str | None) -> None:
+        if self._refs is None:
+            self._refs = _RefUpdater(self.root)
+        try:
+            self._refs.update("HEAD", commit, parent or _NO_SHA)
+        except BaseException:
+            self._refs.close()
+            self._refs = None
+            raise
+
+    def _checkout(self, source: str, paths: Sequence[str]) -> None:
+        # `restore` of just the edited paths: git writes the files (not one syscall per GIL turn
+        # here) and their index entries with stat data, removes what the source lacks, and walks
+        # no other part of the tree (a two-tree `read-tree -u` took 0.45 s at 10,000 charts).
+        if not paths:
+            return
+        done = subprocess.run(
+            [
+                "git",
+                "--literal-pathspecs",
+                "-C",
+                str(self.root),
+                "restore",
+                f"--source={source}",
+                "--staged",
+                "--worktree",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ],
+            input="\0".join(paths).encode(),
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise UserError(
+                f"git restore failed: {done.stderr.decode(errors='replace').strip()}; "
+                f"`git -C {self.root} status` shows the state of the work tree"
+            )
+
+    def close(self) -> None:
+        """End the helper processes (the ref updater, a repack still running)."""
+        if self._refs is not None:
+            self._refs.close()
+            self._refs = None
+        if self._repack is not None:
+            self._repack.wait()
+            self._repack = None
+        self.repo.close()
+
+    def _maintain(self) -> None:
+        # Each commit_edits adds a small pack, and lookups slow down as packs pile up. A geometric
+        # repack folds the small ones together without rewriting the big one; it runs beside the
+        # next commits (git allows that) and is only reaped here.
+        self._packs_written += 1
+        if self._repack is not None and self._repack.poll() is not None:
+            self._repack = None
+        if self._repack is None and self._packs_written % _REPACK_EVERY == 0:
+            self._repack = subprocess.Popen(
+                ["git", "-C", str(self.root), "repack", "-d", "-q", "--geometric=2"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     @contextmanager
     def preload(self) -> Iterator[BlobPreloader]:

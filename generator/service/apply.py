@@ -98,7 +98,8 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
     try:
         with tempfile.TemporaryDirectory(prefix="overseer-apply-") as tmp:  # created 0700
             snapshot = Path(tmp) / "chart"
-            shutil.copytree(chart, snapshot)
+            with ctx.repo.lock():  # not while a render is writing the work tree
+                shutil.copytree(chart, snapshot)
             values = Path(tmp) / "secret-values.yaml"
             _write_private(values, json.dumps({"secretEnv": secrets}).encode())
             release = helm.upgrade_install(target, d.deployment_id, snapshot, d.namespace, values)

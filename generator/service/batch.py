@@ -8,12 +8,15 @@ list one by one) instead of each request waiting for its own turn at the reposit
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 
 from . import render as render_service
 from .context import Context
+
+log = logging.getLogger("overseer.render")
 
 
 @dataclass
@@ -26,7 +29,7 @@ class _Round:
 class RenderBatcher:
     """Runs renders on one thread and hands each caller the commit that covered its change."""
 
-    def __init__(self, ctx: Context, *, gather: float = 0.01) -> None:
+    def __init__(self, ctx: Context, *, gather: float = 0.0) -> None:
         self.ctx = ctx
         self.gather = gather
         self._lock = threading.Lock()
@@ -61,9 +64,11 @@ class RenderBatcher:
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            # A moment for the requests arriving together to join this round: one render and
-            # one commit for all of them costs little more than for one.
-            time.sleep(self.gather)
+            # Optionally a moment for requests arriving together to join this round. By default
+            # none: whoever arrives while a round runs joins the next, so rounds grow with load
+            # and a lone request does not wait.
+            if self.gather:
+                time.sleep(self.gather)
             self._wake.clear()
             with self._lock:
                 round_, self._next = self._next, None
@@ -71,8 +76,15 @@ class RenderBatcher:
                 if self._stopping:
                     return
                 continue
-            try:
-                round_.commit = render_service.render(self.ctx).commit
-            except BaseException as exc:  # handed to every waiter of this round
-                round_.error = exc
-            round_.done.set()
+            # The waiters are answered as soon as the commit and the database agree; git writes
+            # the work tree after that, still under the lock, so no reader sees it half-done.
+            with self.ctx.repo.lock():
+                try:
+                    round_.commit = render_service.render(self.ctx, defer_checkout=True).commit
+                except BaseException as exc:  # handed to every waiter of this round
+                    round_.error = exc
+                round_.done.set()
+                try:
+                    self.ctx.repo.finish_checkout()
+                except Exception:  # the next writer retries it first; this thread must live on
+                    log.exception("checking out the rendered commit failed")

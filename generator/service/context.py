@@ -59,9 +59,11 @@ class Context:
             yield conn
 
     def close(self) -> None:
-        """Close the connection pool, if one was opened."""
+        """Close the connection pool and the repository's helpers, if they were opened."""
         if self._pool is not None:
             self._pool.close()
+        if "repo" in self.__dict__:  # cached_property: only if it was ever used
+            self.repo.close()
 
     @contextmanager
     def writer(self, *, lock: bool = True) -> Iterator[db.Connection]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MassDeletionRefused, UserError
-from ..gitops import BlobPreloader
+from ..gitops import BlobPreloader, Edit
 from ..manifest import parse_stored
-from ..render import INPUTS_FILE, PluginInput, Renderer, dump_json, from_record
+from ..render import INPUTS_FILE, Chart, PluginInput, Renderer, dump_json, from_record
 from ..store import deployments as store
 from ..store.db import Connection
 from ..write import STATE_FILE, ChartTree
@@ -28,6 +28,10 @@ from .records import render_input
 
 Progress = Callable[[int, int], None]
 _BULK_CHARTS = 100
+# Up to this many changed charts, a render holds them and commits from memory
+# (`GitOpsRepo.commit_edits`); more are written out and staged through the index, which does
+# not need them all in memory at once.
+_EDIT_CHARTS = 200
 
 
 @dataclass(frozen=True)
@@ -128,11 +132,18 @@ def render(
     force: bool = False,
     full: bool = False,
     progress: Progress | None = None,
+    defer_checkout: bool = False,
 ) -> RenderResult:
-    """Render, write and commit; `conn` lets a caller include its own uncommitted changes."""
+    """Render, write and commit; `conn` lets a caller include its own uncommitted changes.
+
+    `defer_checkout` (for a caller holding the repository lock, see `GitOpsRepo.commit_edits`)
+    returns once the commit and the database agree, before git writes the work tree.
+    """
     if conn is None:
         with ctx.writer() as own:
-            return render(ctx, own, force=force, full=full, progress=progress)
+            return render(
+                ctx, own, force=force, full=full, progress=progress, defer_checkout=defer_checkout
+            )
     repo = ctx.repo
     tree = ChartTree(ctx.settings.repo)
     result = RenderResult()
@@ -164,7 +175,7 @@ def render(
         touched: list[str] = []
         try:
             with repo.preload() if bulk else contextlib.nullcontext() as preloader:
-                _Pass(
+                held = _Pass(
                     tree, result, existing, full=full, progress=progress, preloader=preloader
                 ).run(rows, len(live))
             for path in removed:
@@ -173,9 +184,19 @@ def render(
             result.unchanged = len(live) - len(result.added) - len(result.changed)
             touched = result.touched
             # The state only moves with a commit, so a render that changes nothing writes nothing.
-            if touched and tree.write_file(STATE_FILE, dump_json(state)):
-                touched.append(STATE_FILE)
-            result.commit = repo.commit(touched, commit_message(result))
+            state_bytes = dump_json(state)
+            if held is not None:
+                if touched:
+                    touched.append(STATE_FILE)
+                    edits: dict[str, Edit] = {STATE_FILE: state_bytes, **held}
+                    edits.update(dict.fromkeys(removed))
+                    result.commit = repo.commit_edits(
+                        edits, commit_message(result), defer_checkout=defer_checkout
+                    )
+            else:
+                if touched and tree.write_file(STATE_FILE, state_bytes):
+                    touched.append(STATE_FILE)
+                result.commit = repo.commit(touched, commit_message(result))
         except BaseException:
             repo.restore(touched or result.touched)
             raise
@@ -239,15 +260,20 @@ class _Pass:
         self.renderer = Renderer()
         self.plugins = _Plugins()
 
-    def run(self, rows: Iterable[dict[str, Any]], total: int) -> None:
-        writer = _ChartWriter(self.tree, self.result, self.preloader)
+    def run(self, rows: Iterable[dict[str, Any]], total: int) -> dict[str, Chart] | None:
+        """Render; return the changed charts if few enough to hold, else write them to disk."""
+        # A full render must also repair hand edits of unchanged charts, which only a write does.
+        writer = _ChartWriter(
+            self.tree, self.result, self.preloader, hold=not self.full and self.preloader is None
+        )
         try:
             for done, row in enumerate(rows, start=1):
                 self._one(row, writer)
                 if self.progress is not None and (done % 250 == 0 or done == total):
                     self.progress(done, total)
         finally:
-            writer.finish()  # also on error: no write may still be running when the caller restores
+            held = writer.finish()  # also on error: no write may still run when the caller restores
+        return held
 
     def _one(self, row: dict[str, Any], writer: _ChartWriter) -> None:
         plugin = self.plugins.get(row)
@@ -262,10 +288,13 @@ class _Pass:
 
 
 class _ChartWriter:
-    """Writes charts on a few threads while the main thread renders the next ones.
+    """Holds a few charts for `commit_edits`, or writes many on a few threads.
 
-    Creating files mostly waits on the disk, outside the GIL, so the waits overlap with
-    rendering. At most `window` charts are in flight, which bounds memory.
+    A render that changes few charts (a server's round, a single deployment) keeps them in
+    memory: git then writes the work tree itself while checking out the new commit. Past
+    `_EDIT_CHARTS` the held charts are written out and the rest follow straight to disk, on
+    threads while the main thread renders the next ones: creating files mostly waits on the disk,
+    outside the GIL. At most `window` charts are in flight, which bounds memory.
     """
 
     def __init__(
@@ -273,44 +302,68 @@ class _ChartWriter:
         tree: ChartTree,
         result: RenderResult,
         preloader: BlobPreloader | None,
+        *,
+        hold: bool,
         workers: int = 4,
         window: int = 64,
     ) -> None:
         self.tree = tree
         self.result = result
         self.preloader = preloader
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chart-writer")
+        self.held: dict[str, Chart] | None = {} if hold else None
+        self.workers = workers
+        self.pool: ThreadPoolExecutor | None = None
         self.window = window
         self.pending: deque[Future[None]] = deque()
         self.lock = threading.Lock()
 
-    def _write(self, change: ChartChange, chart: dict[str, bytes], is_new: bool) -> None:
+    def _record(self, change: ChartChange, is_new: bool) -> None:
+        with self.lock:
+            (self.result.added if is_new else self.result.changed).append(change)
+
+    def _write(self, change: ChartChange, chart: Chart, is_new: bool) -> None:
         changed = self.tree.write_chart(change.path, chart)
         if self.preloader is not None:  # here, off the rendering thread
             for data in chart.values():
                 self.preloader.add(data)
-        with self.lock:
-            if changed:
-                (self.result.added if is_new else self.result.changed).append(change)
+        if changed:
+            self._record(change, is_new)
 
-    def submit(self, change: ChartChange, chart: dict[str, bytes], is_new: bool) -> None:
-        """Queue one chart; blocks while the window is full, and re-raises a writer's error."""
+    def submit(self, change: ChartChange, chart: Chart, is_new: bool) -> None:
+        """Hold or queue one chart; blocks while the window is full, re-raises a writer's error."""
+        if self.held is not None:
+            if is_new or self.tree.read_chart(change.path) != chart:
+                self.held[change.path] = chart
+                self._record(change, is_new)
+            if len(self.held) <= _EDIT_CHARTS:
+                return
+            spill, self.held = self.held, None
+            for path, held in spill.items():
+                self.tree.write_chart(path, held)
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="chart-writer")
         if len(self.pending) >= self.window:
             self.pending.popleft().result()
         self.pending.append(self.pool.submit(self._write, change, chart, is_new))
 
-    def finish(self) -> None:
-        """Wait for every write, re-raising the first error; results end up in path order."""
+    def finish(self) -> dict[str, Chart] | None:
+        """Wait for every write, re-raising the first error; return the charts still held.
+
+        Results end up in path order.
+        """
         errors: list[BaseException] = []
         while self.pending:
             error = self.pending.popleft().exception()
             if error is not None:
                 errors.append(error)
-        self.pool.shutdown(wait=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
         if errors:
             raise errors[0]
         self.result.added.sort(key=lambda c: c.path)
         self.result.changed.sort(key=lambda c: c.path)
+        return self.held
 
 
 def check(ctx: Context, *, offline: bool = False) -> list[Drift]:
@@ -318,6 +371,9 @@ def check(ctx: Context, *, offline: bool = False) -> list[Drift]:
 
     Offline, each chart is re-rendered from its own inputs record, so no database is needed.
     """
+    if (ctx.settings.repo / ".git").is_dir():
+        with ctx.repo.lock():  # a barrier: a render under way finishes writing the work tree
+            pass
     tree = ChartTree(ctx.settings.repo)
     renderer = Renderer()
     present = tree.chart_paths()
