@@ -67,7 +67,9 @@ schema: venv ## Regenerate environments/plugin-manifest.schema.json
 bench: venv tools ## Run the render/validate benchmark (takes a few minutes)
 	$(VENV)/bin/python bench/render_bench.py
 
-bench-api: venv tools ## POST /deployments latency at 1 and 16 clients, and throughput
+bench-api: venv tools ## POST /deployments latency at 1 and 16 clients, and throughput (installs wrk)
+	@command -v wrk >/dev/null || { echo "installing Debian's wrk (the load generator)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(VENV)/bin/python bench/api_bench.py
 
 bench-apply: venv tools cluster-up ## Apply 50 deployments to the local cluster; p50/p95 create-to-READY

@@ -39,8 +39,12 @@ class ChartTree:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def chart_paths(self) -> set[str]:
-        """`namespace/release` of every chart directory present."""
+    def chart_paths(self, *, remove_leftovers: bool = False) -> set[str]:
+        """`namespace/release` of every chart directory present.
+
+        With `remove_leftovers`, staging directories a killed render left behind are removed in
+        the same pass (one listing of a 10,000-chart namespace costs a server round 10 ms).
+        """
         found: set[str] = set()
         if not self.root.is_dir():
             return found
@@ -48,14 +52,13 @@ class ChartTree:
             for ns in namespaces:
                 if not ns.is_dir() or ns.name.startswith("."):
                     continue
-                with os.scandir(ns.path) as releases:
-                    found.update(
-                        f"{ns.name}/{rel.name}"
-                        for rel in releases
-                        # Overseer owns this tree: every visible directory at this depth is a
-                        # chart. Not opening each one saves 10,000 stat calls on a large repo.
-                        if not rel.name.startswith(".") and rel.is_dir()
-                    )
+                # Overseer owns this tree: every visible directory at this depth is a chart. Not
+                # opening each one saves 10,000 stat calls on a large repo.
+                for name in os.listdir(ns.path):
+                    if not name.startswith("."):
+                        found.add(f"{ns.name}/{name}")
+                    elif remove_leftovers and name.startswith(STAGING_PREFIX):
+                        shutil.rmtree(os.path.join(ns.path, name), ignore_errors=True)
         return found
 
     def read_inputs(self, chart_path: str) -> bytes | None:
@@ -130,11 +133,6 @@ class ChartTree:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-
-    def remove_staging_leftovers(self) -> None:
-        """Remove staging directories a killed render left behind."""
-        for leftover in self.root.glob(f"*/{STAGING_PREFIX}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
 
     def remove_chart(self, chart_path: str) -> None:
         """Delete a chart directory, and its namespace directory once empty."""

@@ -155,10 +155,11 @@ def mark_deleted(conn: Connection, dep_id: str) -> DeploymentRecord | None:
 
 def set_rendered(conn: Connection, release_paths: list[str], commit: str) -> None:
     """Record the commit that last changed these charts."""
+    # deployment_id is unique and indexed, so a render round does not scan every row.
     conn.execute(
         """UPDATE deployments SET rendered_commit = %s
-           WHERE namespace || '/' || deployment_id = ANY(%s)""",
-        (commit, release_paths),
+           WHERE deployment_id = ANY(%s) AND namespace || '/' || deployment_id = ANY(%s)""",
+        (commit, [p.rsplit("/", 1)[-1] for p in release_paths], release_paths),
     )
 
 
