@@ -35,8 +35,14 @@ IDENTITY = {
     "GIT_COMMITTER_EMAIL": "overseer@localhost",
 }
 # Index v4 and the untracked cache keep tens of thousands of files quick to stage; a split index
-# makes a small change rewrite a small index, not all 120,000 entries.
-_TUNING = (("feature", "manyFiles", "true"), ("core", "splitIndex", "true"))
+# makes a small change rewrite a small index, not all 120,000 entries. A busy server replaces the
+# shared index often (each is megabytes at 10,000 charts), and git would keep the old ones for
+# two weeks.
+_TUNING = (
+    ("feature", "manyFiles", "true"),
+    ("core", "splitIndex", "true"),
+    ("splitIndex", "sharedIndexExpire", "1.hour.ago"),
+)
 # Above this many paths, staging the whole tree is cheaper than naming each path.
 _WHOLE_TREE_THRESHOLD = 500
 _SIGNATURE = f"{IDENTITY['GIT_COMMITTER_NAME']} <{IDENTITY['GIT_COMMITTER_EMAIL']}>"
