@@ -53,12 +53,15 @@ class ChartTree:
                 if not ns.is_dir() or ns.name.startswith("."):
                     continue
                 # Overseer owns this tree: every visible directory at this depth is a chart. Not
-                # opening each one saves 10,000 stat calls on a large repo.
-                for name in os.listdir(ns.path):
-                    if not name.startswith("."):
-                        found.add(f"{ns.name}/{name}")
-                    elif remove_leftovers and name.startswith(STAGING_PREFIX):
-                        shutil.rmtree(os.path.join(ns.path, name), ignore_errors=True)
+                # opening each one saves 10,000 stat calls on a large repo (is_dir() comes from
+                # the directory listing itself).
+                with os.scandir(ns.path) as releases:
+                    for rel in releases:
+                        if not rel.name.startswith("."):
+                            if rel.is_dir():
+                                found.add(f"{ns.name}/{rel.name}")
+                        elif remove_leftovers and rel.name.startswith(STAGING_PREFIX):
+                            shutil.rmtree(rel.path, ignore_errors=True)
         return found
 
     def read_inputs(self, chart_path: str) -> bytes | None:

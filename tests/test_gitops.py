@@ -11,6 +11,7 @@ import pytest
 
 from generator.errors import UserError
 from generator.gitops import Edit, GitOpsRepo, _RefUpdater
+from generator.write import STAGING_PREFIX, ChartTree
 
 
 def git(root: Path, *args: str) -> str:
@@ -173,3 +174,16 @@ def test_the_next_writer_finishes_a_checkout_a_killed_process_left(tmp_path: Pat
     assert git(after.root, "rev-parse", "HEAD") == commit
     assert git(after.root, "status", "--porcelain", "--untracked-files=all") == ""
     after.close()
+
+
+def test_chart_listing_skips_files_and_removes_staging_leftovers(tmp_path: Path) -> None:
+    (tmp_path / "ns/app").mkdir(parents=True)
+    (tmp_path / "ns/NOTES.md").write_text("not a chart\n")
+    leftover = tmp_path / "ns" / f"{STAGING_PREFIX}app2.x1"
+    leftover.mkdir()
+    (leftover / "Chart.yaml").write_text("half\n")
+    tree = ChartTree(tmp_path)
+    assert tree.chart_paths() == {"ns/app"}
+    assert leftover.exists()  # only a render clears them
+    assert tree.chart_paths(remove_leftovers=True) == {"ns/app"}
+    assert not leftover.exists()
