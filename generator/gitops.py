@@ -284,7 +284,8 @@ class _RefUpdater:
             stderr = self._proc.stderr.read() if self._proc.stderr else b""
             self._proc.wait()
             raise UserError(
-                f"git update-ref failed: {stderr.decode(errors='replace').strip() or 'no answer'}"
+                f"git update-ref failed: {stderr.decode(errors='replace').strip() or 'no answer'}; "
+                "if something else committed to this repository meanwhile, render again"
             )
 
     def close(self) -> None:

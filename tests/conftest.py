@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import quote
 
 import psycopg
@@ -61,14 +62,18 @@ def _tools_on_path() -> None:
 _tools_on_path()
 
 
+def unavailable(message: str) -> NoReturn:
+    """Skip locally, fail under CI: a real-service test never passes by being skipped there."""
+    if CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def need(tool: str, how: str) -> str:
     """The path of `tool`, or skip (locally) / fail (CI) with how to install it."""
     path = shutil.which(tool)
     if path is None:
-        message = f"{tool} is not installed: {how}"
-        if CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{tool} is not installed: {how}")
     return path
 
 
@@ -145,10 +150,9 @@ def _debian_bin() -> Path | None:
 def debian_pg() -> Iterator[PgServer]:
     bindir = _debian_bin()
     if bindir is None:
-        msg = "Debian's PostgreSQL server is not installed: run `make test-deps` (apt-get install postgresql)"
-        if CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(
+            "Debian's PostgreSQL server is not installed: run `make test-deps` (apt-get install postgresql)"
+        )
     data = Path(tempfile.mkdtemp(prefix="ovs-debpg-"))
     run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
     if os.geteuid() == 0:
@@ -320,10 +324,9 @@ def kube() -> Kube:
         ["bash", str(ROOT / "tools" / "cluster.sh"), "kubeconfig"], capture_output=True, text=True
     )
     if found.returncode != 0 or shutil.which("kubectl") is None:
-        message = "the local Kubernetes control plane is not running: run `make cluster-up` (first build ~10 min)"
-        if CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(
+            "the local Kubernetes control plane is not running: run `make cluster-up` (first build ~10 min)"
+        )
     return Kube(Path(found.stdout.strip()))
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from generator.config import Settings
 from generator.errors import UserError
 from generator.gitops import Edit, GitOpsRepo, _RefUpdater
+from generator.service.context import Context
 from generator.write import STAGING_PREFIX, ChartTree
 
 
@@ -187,3 +189,14 @@ def test_chart_listing_skips_files_and_removes_staging_leftovers(tmp_path: Path)
     assert leftover.exists()  # only a render clears them
     assert tree.chart_paths(remove_leftovers=True) == {"ns/app"}
     assert not leftover.exists()
+
+
+def test_waiting_for_the_work_tree_creates_no_repository(tmp_path: Path) -> None:
+    ctx = Context(Settings(tmp_path / "home", tmp_path / "gitops", None, None, "a8s"))
+    with ctx.settled_work_tree():
+        pass
+    assert not (tmp_path / "gitops").exists()
+    GitOpsRepo(tmp_path / "gitops").close()
+    with ctx.settled_work_tree():  # now there is one, and its writer lock is taken
+        assert ctx.repo._holder is not None
+    ctx.close()

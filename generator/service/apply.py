@@ -98,7 +98,7 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
     try:
         with tempfile.TemporaryDirectory(prefix="overseer-apply-") as tmp:  # created 0700
             snapshot = Path(tmp) / "chart"
-            with ctx.repo.lock():  # not while a render is writing the work tree
+            with ctx.settled_work_tree():
                 shutil.copytree(chart, snapshot)
             values = Path(tmp) / "secret-values.yaml"
             _write_private(values, json.dumps({"secretEnv": secrets}).encode())

@@ -84,6 +84,19 @@ class Context:
         """Seals secret variable values before they reach the database."""
         return SecretBox.from_config(self.settings.secret_key, self.settings.secret_key_file)
 
+    @contextmanager
+    def settled_work_tree(self) -> Iterator[None]:
+        """Hold the writer lock, so no render is writing the work tree meanwhile.
+
+        A repository that does not exist yet is not created for this: there is nothing to wait
+        for, and reading it finds nothing.
+        """
+        if not (self.settings.repo / ".git").is_dir():
+            yield
+            return
+        with self.repo.lock():
+            yield
+
     @cached_property
     def repo(self) -> GitOpsRepo:
         """The GitOps repository (created on first use)."""

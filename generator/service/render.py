@@ -374,9 +374,8 @@ def check(ctx: Context, *, offline: bool = False) -> list[Drift]:
 
     Offline, each chart is re-rendered from its own inputs record, so no database is needed.
     """
-    if (ctx.settings.repo / ".git").is_dir():
-        with ctx.repo.lock():  # a barrier: a render under way finishes writing the work tree
-            pass
+    with ctx.settled_work_tree():  # a barrier: a render under way finishes the work tree
+        pass
     tree = ChartTree(ctx.settings.repo)
     renderer = Renderer()
     present = tree.chart_paths()
