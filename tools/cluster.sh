@@ -3,8 +3,9 @@
 # and etcd as plain processes on 127.0.0.1, with nodes and pods simulated by kwok. Every binary is
 # built from Go modules by tools/cluster-tools.sh (pins in tools/versions.env).
 #
-# Usage: tools/cluster.sh up          build the tools if needed, start the cluster (a no-op when it
-#                                     is already running), wait until it is ready, print the kubeconfig
+# Usage: tools/cluster.sh up          build the tools if needed, create the cluster (a no-op when it
+#                                     is already running; recreated when its processes are gone), wait
+#                                     until a Deployment becomes Available, print the kubeconfig
 #        tools/cluster.sh down        delete the cluster
 #        tools/cluster.sh kubeconfig  print the kubeconfig path (fails when the cluster is not up)
 #        tools/cluster.sh status      tell whether the cluster is up, and show its nodes
@@ -68,6 +69,18 @@ ensure_nodes() {
     kwokctl scale node --replicas "$nodes" >&2
   fi
   kubectl wait --for=condition=Ready node --all --timeout=60s >&2
+}
+
+# The end-to-end check that tests rely on: a one-replica Deployment becomes Available. That needs the
+# controller-manager and the scheduler to hold their leader leases and kwok to hold the node leases,
+# none of which /readyz or a node's Ready condition shows.
+probe_workload() {
+  local timeout="${1:-120}" probe="overseer-probe-$$-$RANDOM" ok=0
+  kubectl create deployment "$probe" -n default --image=overseer.invalid/probe:1 >/dev/null 2>&1 || return 1
+  kubectl wait --for=condition=Available "deployment/$probe" -n default --timeout="${timeout}s" \
+    >/dev/null 2>&1 || ok=1
+  kubectl delete deployment "$probe" -n default --wait=false >/dev/null 2>&1 || true
+  return "$ok"
 }
 
 # A pod labelled overseer.test/kwok-unready=true is "started but never ready": phase Running, its
@@ -216,18 +229,20 @@ up() {
   fi
   mv -f "$conf.new" "$conf"
 
+  # A cluster whose processes are alive is reused if it still runs pods. One that is not answering
+  # (after a reboot, a crash, or a CI runner that killed its processes) is recreated, not restarted:
+  # its etcd still holds the leases of the dead processes. kwok's node leases last 200 s and the
+  # controller-manager's and scheduler's 15 s, so a restarted cluster accepts objects at once but
+  # leaves pods Pending for minutes, until those leases expire. A new cluster takes about 5 s.
+  local probed=0
   if cluster_exists; then
     write_kubeconfig
-    if api_ready; then
+    if api_ready && probe_workload 30; then
       log "cluster $name is already up"
+      probed=1
     else
-      # Left over from an earlier run (e.g. after a reboot or a crash): start its processes again.
-      log "cluster $name exists but is not answering; starting it"
-      clean_stale_pids
-      if ! kwokctl start cluster --timeout 60s >&2 || ! wait_ready 30; then
-        log "could not start it; recreating it"
-        delete_cluster
-      fi
+      log "cluster $name exists but is not answering or not running pods; recreating it"
+      delete_cluster
     fi
   fi
 
@@ -244,6 +259,10 @@ up() {
   write_kubeconfig
   wait_ready 120
   ensure_nodes
+  if ((!probed)) && ! probe_workload 120; then
+    log "the cluster answers but a Deployment did not become available; logs in $KWOK_WORKDIR/clusters/$name/logs"
+    exit 1
+  fi
   log "cluster $name is ready; kubeconfig:"
   echo "$kubeconfig"
 }
