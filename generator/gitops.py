@@ -7,9 +7,9 @@ commit each other's half-written trees.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Union
+from typing import IO, Union
 
 import git
 from gitdb.base import OStream  # type: ignore[import-untyped]
@@ -243,6 +243,73 @@ def _decode_tree(data: bytes) -> _Entries:
     return entries
 
 
+def _run_git(root: Path, command: str, *args: str, paths: Sequence[str]) -> None:
+    """Run a git command on many literal paths, handed over on stdin rather than as arguments."""
+    done = subprocess.run(
+        [
+            "git",
+            "--literal-pathspecs",
+            "-C",
+            str(root),
+            command,
+            *args,
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+        ],
+        input="\0".join(paths).encode(),
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise UserError(
+            f"git {command} failed: {done.stderr.decode(errors='replace').strip()}; "
+            f"`git -C {root} status` shows the state of the work tree"
+        )
+
+
+class _Journal:
+    """The work tree paths written since the last commit that covers them, one per line.
+
+    Appended (and flushed to the kernel) before each write, so it survives the writing process
+    being killed; a line cut short by a kill names no path and is ignored. Paths are chart paths
+    and Overseer's own files, which never hold a newline.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+        self._lock = threading.Lock()  # the chart writer's threads record concurrently
+
+    def add(self, paths: Sequence[str]) -> None:
+        if not paths:
+            return
+        with self._lock:
+            if self._file is None:
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            self._file.write("".join(f"{p}\n" for p in paths))
+            self._file.flush()
+
+    def read(self) -> list[str] | None:
+        """The recorded paths in first-written order, or None when there is no journal."""
+        with self._lock:
+            try:
+                text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
+            except FileNotFoundError:
+                return None
+        complete = text[: text.rfind("\n") + 1]
+        return list(dict.fromkeys(line for line in complete.splitlines() if line))
+
+    def clear(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
 def _place(plan: _Plan, path: str, leaf: tuple[int, bytes] | None) -> None:
     *parents, name = path.split("/")
     node = plan
@@ -313,7 +380,7 @@ class GitOpsRepo:
         self._refs: _RefUpdater | None = None
         self._packs_written = 0
         self._deferred: tuple[str, list[str]] | None = None  # (commit, paths) to check out
-        self._marker = Path(self.repo.git_dir) / "overseer-checkout.json"
+        self._journal = _Journal(Path(self.repo.git_dir) / "overseer-journal")
         self._repack: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -372,8 +439,25 @@ class GitOpsRepo:
         except ValueError:
             return None
 
+    def record(self, path: str) -> None:
+        """Note, before writing it, a work tree path that may stop agreeing with HEAD.
+
+        Should the process die before the commit that covers it, the next writer to take the lock
+        puts every noted path back as HEAD has it (`_recover`): otherwise a chart written but never
+        committed would look rendered to every later render, and stay out of Git for good.
+        """
+        self._journal.add([path])
+
     def commit(self, paths: Sequence[str], message: str) -> str | None:
-        """Stage `paths` (additions, changes, removals) and commit; None when nothing changed."""
+        """Stage `paths` (additions, changes, removals) and commit; None when nothing changed.
+
+        The work tree then agrees with HEAD, so the journal of paths written is cleared.
+        """
+        commit = self._commit_index(paths, message)
+        self._journal.clear()
+        return commit
+
+    def _commit_index(self, paths: Sequence[str], message: str) -> str | None:
         if not paths:
             return None
         self._stage(paths)
@@ -433,7 +517,7 @@ class GitOpsRepo:
             if self._objects.lookup(root, p) is not None
             or self._objects.lookup(old_root, p) is not None
         ]
-        self._mark(paths)
+        self._journal.add(paths)  # before the branch or the work tree moves
         if defer_checkout:
             self._move_head(commit, parent)
             self._deferred = (commit, paths)
@@ -443,9 +527,9 @@ class GitOpsRepo:
                 self._move_head(commit, parent)
             except BaseException:
                 self._checkout(parent or _EMPTY_TREE, paths)  # back to what HEAD still says
-                self._marker.unlink(missing_ok=True)
+                self._journal.clear()
                 raise
-            self._marker.unlink(missing_ok=True)
+            self._journal.clear()
         self._maintain()
         return commit
 
@@ -460,39 +544,33 @@ class GitOpsRepo:
             # fail too, the checkout stays pending and the next writer retries it first.
             self._git.read_tree("--reset", "-u", "HEAD")
         self._deferred = None
-        self._marker.unlink(missing_ok=True)
-
-    def _mark(self, paths: list[str]) -> None:
-        # Written before the branch or the work tree moves, removed once both agree: a process
-        # killed in between leaves it, and the next writer puts those paths back to HEAD.
-        tmp = self._marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps(paths), encoding="utf-8")
-        os.replace(tmp, self._marker)
+        self._journal.clear()
 
     def _recover(self) -> None:
-        try:
-            paths = json.loads(self._marker.read_bytes())
-        except FileNotFoundError:
+        # The journal's paths were written (or were about to be) for a commit that may never have
+        # landed: bring each back to HEAD, index and work tree, dropping what HEAD lacks.
+        paths = self._journal.read()
+        if paths is None:
             return
-        except ValueError:
-            paths = None
-        if not isinstance(paths, list):
-            self._git.read_tree("--reset", "-u", "HEAD")  # no record of what: reset everything
-        else:
-            root = self.repo.head.commit.tree.binsha if self.head() is not None else None
-            present = [p for p in paths if self._objects.lookup(root, p) is not None]
-            absent = [p for p in paths if p not in present]
-            if absent:  # written (or half-written) for a commit that never landed
-                self._git.rm("-r", "--cached", "--ignore-unmatch", "-q", "--", *absent)
-                for path in absent:
-                    target = self.root / path
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink(missing_ok=True)
-            if present:
-                self._checkout("HEAD", present)
-        self._marker.unlink()
+        root = self.repo.head.commit.tree.binsha if self.head() is not None else None
+        present = [p for p in paths if self._objects.lookup(root, p) is not None]
+        absent = [p for p in paths if self._objects.lookup(root, p) is None]
+        if absent:
+            _run_git(self.root, "rm", "-r", "--cached", "--ignore-unmatch", "-q", paths=absent)
+            for path in absent:
+                target = self.root / path
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a namespace directory left empty
+                    target.parent.rmdir()
+        if present:
+            self._checkout("HEAD", present)
+            # Files the killed render added inside a chart that HEAD has are untracked there.
+            for start in range(0, len(present), 1000):
+                self._git.clean("-fdq", "--", *present[start : start + 1000])
+        self._journal.clear()
 
     def _move_head(self, commit: str, parent: str | None) -> None:
         if self._refs is None:
@@ -508,33 +586,14 @@ class GitOpsRepo:
         # `restore` of just the edited paths: git writes the files (not one syscall per GIL turn
         # here) and their index entries with stat data, removes what the source lacks, and walks
         # no other part of the tree (a two-tree `read-tree -u` took 0.45 s at 10,000 charts).
-        if not paths:
-            return
-        done = subprocess.run(
-            [
-                "git",
-                "--literal-pathspecs",
-                "-C",
-                str(self.root),
-                "restore",
-                f"--source={source}",
-                "--staged",
-                "--worktree",
-                "--pathspec-from-file=-",
-                "--pathspec-file-nul",
-            ],
-            input="\0".join(paths).encode(),
-            capture_output=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise UserError(
-                f"git restore failed: {done.stderr.decode(errors='replace').strip()}; "
-                f"`git -C {self.root} status` shows the state of the work tree"
+        if paths:
+            _run_git(
+                self.root, "restore", f"--source={source}", "--staged", "--worktree", paths=paths
             )
 
     def close(self) -> None:
         """End the helper processes (the ref updater, a repack still running)."""
+        self._journal.close()
         if self._refs is not None:
             self._refs.close()
             self._refs = None
@@ -604,14 +663,12 @@ class GitOpsRepo:
         self._git.push("--quiet", "--porcelain", remote, refspec)
 
     def restore(self, paths: Sequence[str]) -> None:
-        """Put `paths` back as HEAD has them (used when a write fails half-way)."""
-        if not paths:
-            return
-        if self.head() is not None:
-            self._git.reset("--quiet", "HEAD", "--", *paths)
-            if self._git.ls_tree("-r", "--name-only", "HEAD", "--", *paths):
-                self._git.checkout("HEAD", "--", *paths)
-        self._git.clean("-fdq", "--", *paths)
+        """Put `paths`, and every path recorded since the last commit, back as HEAD has them.
+
+        Used when a write or a commit fails half-way.
+        """
+        self._journal.add(paths)
+        self._recover()
 
     def _stage(self, paths: Sequence[str]) -> None:
         if len(paths) > _WHOLE_TREE_THRESHOLD:

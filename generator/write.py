@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .render import INPUTS_FILE, Chart
@@ -34,10 +34,15 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 class ChartTree:
-    """The rendered charts under one GitOps root."""
+    """The rendered charts under one GitOps root.
 
-    def __init__(self, root: Path) -> None:
+    `record`, when given, is told each chart or file path just before its first byte on disk
+    changes (`GitOpsRepo.record`), so a writer killed before committing can be undone.
+    """
+
+    def __init__(self, root: Path, record: Callable[[str], None] | None = None) -> None:
         self.root = root
+        self._record = record or (lambda path: None)
 
     def chart_paths(self, *, remove_leftovers: bool = False) -> set[str]:
         """`namespace/release` of every chart directory present.
@@ -82,6 +87,7 @@ class ChartTree:
         """Write one file atomically unless it already holds `data`; return whether it changed."""
         if self.read_file(rel) == data:
             return False
+        self._record(rel)
         atomic_write(self.root / rel, data)
         return True
 
@@ -98,6 +104,7 @@ class ChartTree:
         """Make the chart directory hold exactly `files`; return whether anything changed."""
         base = self.root / chart_path
         if not base.is_dir():
+            self._record(chart_path)
             self._create_chart(base, files)
             return True
         changed = False
@@ -108,10 +115,14 @@ class ChartTree:
                     continue
             except (FileNotFoundError, NotADirectoryError):
                 pass
+            if not changed:
+                self._record(chart_path)
             atomic_write(target, data)
             changed = True
         if base.is_dir():
             for stale in self._extra_files(base, files.keys()):
+                if not changed:
+                    self._record(chart_path)
                 stale.unlink()
                 changed = True
             self._prune_empty_dirs(base)
@@ -140,6 +151,7 @@ class ChartTree:
     def remove_chart(self, chart_path: str) -> None:
         """Delete a chart directory, and its namespace directory once empty."""
         base = self.root / chart_path
+        self._record(chart_path)
         shutil.rmtree(base, ignore_errors=True)
         with contextlib.suppress(OSError):  # other charts remain in the namespace
             base.parent.rmdir()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -284,6 +287,63 @@ def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
     repaired = registered("render", "--full")
     assert repaired.stdout.startswith("committed ") and "1 changed" in repaired.stdout
     assert commit_count(repo) == commits + 1
+    assert registered("render", "--check").exit_code == 0
+
+
+# A render killed before its commit: in the bulk path after `git add` (files written and staged),
+# in the in-memory path before anything is committed (a removed chart already deleted on disk).
+KILL_RENDER = """
+import os, signal, sys
+from generator import gitops
+from generator.cli import main
+target = getattr(gitops.GitOpsRepo, sys.argv[1])
+def killed(self, *args, **kwargs):
+    if sys.argv[1] == "_stage":
+        target(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(gitops.GitOpsRepo, sys.argv[1], killed)
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "kill_in"), [(["--full"], "_stage"), ([], "commit_edits")], ids=["bulk", "held"]
+)
+def test_a_render_killed_before_its_commit_is_undone_by_the_next(
+    registered: Cli, flags: list[str], kill_in: str
+) -> None:
+    repo = registered.settings.repo
+    gone = registered.deploy()
+    kept = registered.deploy()
+    new = [registered.deploy("--no-render") for _ in range(2)]
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
+        conn.execute(
+            "UPDATE deployments SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (gone["id"],),
+        )
+    head = git_log(repo, "-1", "--format=%H")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_RENDER, kill_in, "render", *flags, "--no-progress"],
+        env={**os.environ, **registered.env},
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert git_log(repo, "-1", "--format=%H") == head
+    status = "git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"
+    assert subprocess.run(status, capture_output=True, text=True).stdout  # left half-done
+
+    result = registered("render")
+    assert result.exit_code == 0, result.stderr
+    assert "2 added" in result.stdout and "1 removed" in result.stdout, result.stdout
+    assert subprocess.run(status, capture_output=True, text=True, check=True).stdout == ""
+    committed = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-d", "--name-only", "HEAD", "a8s/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(committed) == sorted(str(d["chart"]) for d in (kept, *new))
     assert registered("render", "--check").exit_code == 0
 
 

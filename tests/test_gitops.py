@@ -166,8 +166,8 @@ def test_the_next_writer_finishes_a_checkout_a_killed_process_left(tmp_path: Pat
     # Killed after writing a chart whose commit never landed.
     (killed.root / "ns/b").mkdir(parents=True)
     (killed.root / "ns/b/f").write_bytes(b"half")
-    marker = killed.root / ".git/overseer-checkout.json"
-    marker.write_text('["ns/a", "ns/b"]')
+    marker = killed.root / ".git/overseer-journal"
+    marker.write_text("ns/a\nns/b\nns/")  # the last line was cut short by the kill
     after = GitOpsRepo(tmp_path / "gitops")
     with after.lock():
         assert (after.root / "ns/a/f").read_bytes() == b"1\n"

@@ -149,7 +149,7 @@ def render(
                 ctx, own, force=force, full=full, progress=progress, defer_checkout=defer_checkout
             )
     repo = ctx.repo
-    tree = ChartTree(ctx.settings.repo)
+    tree = ChartTree(ctx.settings.repo, repo.record)
     result = RenderResult()
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
         existing = tree.chart_paths(remove_leftovers=True)
