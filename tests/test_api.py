@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -185,6 +186,19 @@ def test_spec_integration(api: Server, kube: Kube) -> None:
 
 
 # --- Behaviour ----------------------------------------------------------------------------------
+
+
+def test_docs_load_nothing_from_elsewhere(api_no_worker: Server) -> None:
+    url = api_no_worker.url
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{url}{page}")
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert assets and not [a for a in assets if "://" in a], assets
+        for asset in assets:
+            got = httpx.get(f"{url}{asset}")
+            assert got.status_code == 200 and len(got.content) > 1000, asset
+        assert "/openapi.json" in html.text
 
 
 def test_endpoints_and_error_shape(api_no_worker: Server) -> None:

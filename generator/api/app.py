@@ -18,6 +18,7 @@ import psycopg
 from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -91,7 +92,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         batcher.stop()
         ctx.close()
 
-    app = FastAPI(
+    # Swagger UI's and ReDoc's scripts are served from the installed package, not from a CDN:
+    # /docs must work on a machine that reaches only the cluster.
+    app = FastAPIOffline(
         title="Overseer",
         version=__version__,
         description="Plugin registry and deployments rendered into Helm charts, committed to Git, applied with helm.",
