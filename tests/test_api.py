@@ -270,6 +270,23 @@ def test_endpoints_and_error_shape(api_no_worker: Server) -> None:
         f"{url}/deployments", json={**body, "data": {"ANTHROPIC_API_KEY": "k", "ZOOM": "2"}}
     )
     assert unknown.status_code == 400 and "ZOOM" in unknown.json()["error"]["message"]
+    patched = httpx.patch(
+        f"{url}/deployments/{view['deployment_id']}",
+        json={"data": {"HEIGHT": "900", "ANTHROPIC_API_KEY": "sk-rotated"}, "tools": []},
+    )
+    assert patched.status_code == 200, patched.text
+    updated = patched.json()
+    assert updated["status"] == "UPDATING" and updated["data"]["HEIGHT"] == "900"
+    assert updated["tools"] == [] and updated["rendered_commit"] != view["rendered_commit"]
+    assert updated["data"]["ANTHROPIC_API_KEY"] == "<redacted>" and "sk-rotated" not in patched.text
+    for change, status, words in [
+        ({"data": {"ZOOM": "2"}}, 400, "ZOOM"),
+        ({"unset": ["ANTHROPIC_API_KEY"]}, 400, "ANTHROPIC_API_KEY"),
+        ({"colour": "red"}, 422, "colour"),
+    ]:
+        refused = httpx.patch(f"{url}/deployments/{view['id']}", json=change)
+        assert refused.status_code == status and words in refused.text, refused.text
+    assert httpx.patch(f"{url}/deployments/nope", json={}).status_code == 404
     gone = httpx.delete(f"{url}/deployments/{view['id']}")
     assert gone.status_code == 200 and gone.json()["status"] == "DELETED"
     assert httpx.delete(f"{url}/deployments/{view['id']}").status_code == 404
@@ -346,6 +363,7 @@ def test_auth(settings: Settings) -> None:
         )
         assert wrong.status_code == 401
         assert httpx.delete(f"{server.url}/deployments/x").status_code == 401
+        assert httpx.patch(f"{server.url}/deployments/x", json={}).status_code == 401
         ok = httpx.post(
             f"{server.url}/plugins", files=files, headers={"Authorization": "Bearer s3cret-token"}
         )

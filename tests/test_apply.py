@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -49,6 +51,36 @@ def show(cli: Cli, ident: str) -> dict[str, object]:
 def release_status(kube: Kube, release: str, namespace: str) -> str | None:
     proc = kube.helm("status", release, "-n", namespace, "-o", "json")
     return json.loads(proc.stdout)["info"]["status"] if proc.returncode == 0 else None
+
+
+def test_an_update_upgrades_the_release_and_rolls_its_pods(
+    kcli: Cli, kube: Kube, claude_manifest: Path
+) -> None:
+    register_text(kcli, claude_manifest.read_text())
+    dep = kcli.deploy()
+    release, ns = dep["deployment_id"], dep["namespace"]
+    assert kcli("apply").exit_code == 0
+
+    def pod_template() -> dict[str, Any]:
+        spec = kube.json("get", "deployment", release, "-n", ns)["spec"]
+        return spec["template"]  # type: ignore[index, no-any-return]
+
+    checksum = pod_template()["metadata"]["annotations"]["overseer.dev/secret-checksum"]
+    # Only a secret changes: the chart stays, yet the release is upgraded and the pods roll.
+    assert kcli("deploy", "update", release, "--set", "ANTHROPIC_API_KEY=k2").exit_code == 0
+    assert show(kcli, release)["status"] == "UPDATING"
+    applied = kcli("apply")
+    assert applied.stdout.splitlines()[1].split() == [release, ns, "applied", "READY", "2"]
+    assert pod_template()["metadata"]["annotations"]["overseer.dev/secret-checksum"] != checksum
+    secret = kube.json("get", "secret", f"{release}-env", "-n", ns)
+    assert base64.b64decode(secret["data"]["ANTHROPIC_API_KEY"]) == b"k2"  # type: ignore[index]
+    # A plain variable: a new commit, and the container runs with the new value.
+    assert kcli("deploy", "update", release, "--set", "HEIGHT=900").exit_code == 0
+    applied = kcli("apply")
+    assert applied.stdout.splitlines()[1].split() == [release, ns, "applied", "READY", "3"]
+    env = {e["name"]: e.get("value") for e in pod_template()["spec"]["containers"][0]["env"]}
+    assert env["HEIGHT"] == "900"
+    assert kcli("apply").stdout == "nothing to apply: every release matches its chart\n"
 
 
 def test_full_cycle(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:

@@ -249,6 +249,69 @@ def test_delete_and_expiry_remove_charts(registered: Cli) -> None:
     assert shown["status"] == "DELETED" and shown["deleted_at"]
 
 
+def test_update_changes_a_deployment_in_one_commit(registered: Cli) -> None:
+    repo = registered.settings.repo
+    dep = registered.deploy()
+    values = repo / str(dep["chart"]) / "values.yaml"
+    before = commit_count(repo)
+    result = registered(
+        "deploy", "update", str(dep["deployment_id"]), "--set", "HEIGHT=900", "--tool", "git",
+        "--requirement", "debugging", "--ttl", "3600", "-o", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["status"] == "UPDATING" and shown["deployment_id"] == dep["deployment_id"]
+    assert shown["data"]["HEIGHT"] == "900" and shown["data"]["ANTHROPIC_API_KEY"] == "<redacted>"
+    assert shown["tools"] == ["git"] and shown["requirement"] == "debugging"
+    assert shown["ttl_seconds"] == 3600 and shown["expires_at"]
+    assert shown["rendered_commit"] == git_log(repo, "-1", "--format=%H").strip()
+    assert commit_count(repo) == before + 1
+    assert "Changed:\n  " + str(dep["chart"]) in git_log(repo, "-1", "--format=%B")
+    assert 'HEIGHT: "900"' in values.read_text()
+    # --unset brings back the manifest's default; asking for it again changes nothing.
+    reset = registered("deploy", "update", str(dep["id"]), "--unset", "HEIGHT")
+    assert reset.exit_code == 0 and 'HEIGHT: "768"' in values.read_text()
+    again = registered("deploy", "update", str(dep["id"]), "--unset", "HEIGHT")
+    assert again.exit_code == 0 and again.stdout.endswith("\nnothing changed\n")
+    assert commit_count(repo) == before + 2
+    # A new secret leaves the chart as it is (no commit) but marks the release for an upgrade.
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
+        conn.execute("UPDATE deployments SET status = 'READY' WHERE id = %s", (dep["id"],))
+    secret = registered(
+        "deploy", "update", str(dep["id"]), "--set-env", "ANTHROPIC_API_KEY", "-o", "json",
+        env={"ANTHROPIC_API_KEY": "sk-rotated-secret"},
+    )  # fmt: skip
+    assert secret.exit_code == 0, secret.stderr
+    assert json.loads(secret.stdout)["status"] == "UPDATING"
+    assert "sk-rotated-secret" not in secret.stdout and commit_count(repo) == before + 2
+    assert "sk-rotated-secret" not in git_log(repo, "-p", "--all")
+
+
+def test_update_refuses_bad_input_and_changes_nothing(registered: Cli) -> None:
+    repo = registered.settings.repo
+    dep = registered.deploy()
+    before = commit_count(repo)
+    ident = str(dep["id"])
+    for args, code, message in [
+        (["--unset", "ANTHROPIC_API_KEY"], 2, "ANTHROPIC_API_KEY"),
+        (["--set", "ZOOM=2"], 2, "ZOOM"),
+        (["--unset", "ZOOM"], 2, "ZOOM"),
+        (["--set", "HEIGHT=1", "--unset", "HEIGHT"], 1, "HEIGHT: both set and unset"),
+        (["--set", "HEIGHT"], 1, "--set 'HEIGHT': expected NAME=VALUE"),
+    ]:
+        result = registered("deploy", "update", ident, *args)
+        assert result.exit_code == code and message in result.stderr, (args, result.stderr)
+    missing = registered("deploy", "update", "nope", "--set", "HEIGHT=1")
+    assert missing.exit_code == 3 and 'deployment "nope" not found' in missing.stderr
+    assert commit_count(repo) == before
+    assert json.loads(registered("deploy", "show", ident, "-o", "json").stdout)["status"] == (
+        "CREATING"
+    )
+    assert registered("deploy", "delete", ident).exit_code == 0
+    gone = registered("deploy", "update", ident, "--set", "HEIGHT=1")
+    assert gone.exit_code == 3 and "is deleted; create a new one instead" in gone.stderr
+
+
 def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
     repo = registered.settings.repo
     dep = registered.deploy()

@@ -30,7 +30,7 @@ from ..service import deployments as deployments_service
 from ..service import plugins as plugins_service
 from ..service.batch import RenderBatcher
 from ..service.context import Context
-from ..service.deployments import DeploymentRequest, DeploymentView
+from ..service.deployments import DeploymentRequest, DeploymentUpdate, DeploymentView
 from ..service.worker import Worker
 from ..store.plugins import PluginRecord
 
@@ -196,6 +196,22 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         return ConnectionDetails(
             connection_details=deployments_service.connection_details(ctx, ident)
         )
+
+    @app.patch(
+        "/deployments/{ident}",
+        response_model=DeploymentView,
+        dependencies=[Auth],
+        tags=["deployments"],
+    )
+    def update_deployment(ident: str, change: DeploymentUpdate) -> DeploymentView:
+        """Change variables (`data`, `unset`), `tools`, `requirement` or `ttl_seconds`.
+
+        The chart is re-rendered and committed before the answer, and the release upgraded in
+        the background (status UPDATING until then).
+        """
+        updated = deployments_service.update(ctx, ident, change).deployment
+        worker.wake()
+        return updated
 
     @app.delete(
         "/deployments/{ident}",

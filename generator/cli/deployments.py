@@ -9,13 +9,13 @@ import click
 from ..errors import UserError
 from ..service import deployments as service_deployments
 from ..service.context import Context
-from ..service.deployments import DeploymentRequest, DeploymentView
+from ..service.deployments import Change, DeploymentRequest, DeploymentUpdate, DeploymentView
 from .common import emit_data, output_option, table, with_context
 
 
 @click.group("deploy")
 def deploy() -> None:
-    """Create, inspect and delete deployments."""
+    """Create, inspect, update and delete deployments."""
 
 
 def _parse_sets(sets: tuple[str, ...], set_env: tuple[str, ...]) -> dict[str, str]:
@@ -110,6 +110,10 @@ def create(
     except ValueError as exc:
         raise UserError(str(exc)) from None
     change = service_deployments.create(service, request, render=not no_render)
+    _print_change(service, change, output)
+
+
+def _print_change(service: Context, change: Change, output: str) -> None:
     view = change.deployment
     if output != "table":
         emit_data(view, output)
@@ -117,6 +121,74 @@ def create(
     _print_view(view)
     if change.commit:
         click.echo(f"\ncommitted {change.commit[:12]}: {service.settings.repo / view.chart}")
+
+
+@deploy.command("update")
+@click.argument("ident", metavar="ID")
+@click.option(
+    "--set", "sets", multiple=True, metavar="NAME=VALUE", help="A new variable value (repeatable)."
+)
+@click.option(
+    "--set-env",
+    multiple=True,
+    metavar="NAME",
+    help="Take variable NAME from the environment variable of that name, so secrets stay off the command line.",
+)
+@click.option(
+    "--unset",
+    multiple=True,
+    metavar="NAME",
+    help="Return an optional variable to its default (repeatable).",
+)
+@click.option(
+    "--tool",
+    "tools",
+    multiple=True,
+    metavar="NAME",
+    help="Replace the tools with these (repeatable).",
+)
+@click.option("--requirement", default=None, help="A new requirement text.")
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Expire SECONDS from now.",
+)
+@click.option("--no-render", is_flag=True, help="Only store the change; render later.")
+@output_option
+@with_context
+def update(
+    service: Context,
+    ident: str,
+    sets: tuple[str, ...],
+    set_env: tuple[str, ...],
+    unset: tuple[str, ...],
+    tools: tuple[str, ...],
+    requirement: str | None,
+    ttl: int | None,
+    no_render: bool,
+    output: str,
+) -> None:
+    """Change a deployment's variables, tools, requirement or TTL; render and commit.
+
+    The status becomes UPDATING until `overseer apply` upgrades the release. Nothing changes
+    (no row, no commit) when the values given are the ones it already has.
+    """
+    try:
+        request = DeploymentUpdate(
+            data=_parse_sets(sets, set_env),
+            unset=list(unset),
+            tools=list(tools) if tools else None,
+            requirement=requirement,
+            ttl_seconds=ttl,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    change = service_deployments.update(service, ident, request, render=not no_render)
+    _print_change(service, change, output)
+    if output == "table" and not change.changed:
+        click.echo("\nnothing changed")
 
 
 @deploy.command("list")

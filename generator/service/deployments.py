@@ -1,4 +1,4 @@
-"""Creating, listing, showing and deleting deployments."""
+"""Creating, listing, showing, updating and deleting deployments."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ MAX_RELEASE = 53
 MAX_VALUE_BYTES = 64 * 1024
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
+Tool = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+MAX_TTL = 10 * 365 * 24 * 3600
+
+
+def _reject_nul(texts: list[str]) -> None:
+    # PostgreSQL text cannot hold NUL, and no environment variable can either.
+    if any("\x00" in t for t in texts):
+        raise ValueError("text fields must not contain NUL (\\x00) bytes")
 
 
 class DeploymentRequest(BaseModel):
@@ -33,26 +41,48 @@ class DeploymentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     environment_type: str = Field(min_length=1, max_length=255, description="Plugin name.")
-    tools: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = Field(
-        default_factory=list, max_length=100
-    )
+    tools: list[Tool] = Field(default_factory=list, max_length=100)
     data: dict[str, str] = Field(default_factory=dict, description="Variable values.")
     requirement: str = Field(default="", max_length=4096)
-    ttl_seconds: int | None = Field(default=None, gt=0, le=10 * 365 * 24 * 3600)
+    ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_TTL)
     namespace: DnsLabel | None = None
 
     @model_validator(mode="after")
     def _no_nul(self) -> DeploymentRequest:
-        # PostgreSQL text cannot hold NUL, and no environment variable can either.
-        texts = [
-            self.environment_type,
-            self.requirement,
-            *self.tools,
-            *self.data,
-            *self.data.values(),
-        ]
-        if any("\x00" in t for t in texts):
-            raise ValueError("text fields must not contain NUL (\\x00) bytes")
+        _reject_nul(
+            [self.environment_type, self.requirement, *self.tools, *self.data, *self.data.values()]
+        )
+        return self
+
+
+class DeploymentUpdate(BaseModel):
+    """Changes to a live deployment (PATCH /deployments/{id}); what is left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: dict[str, str] = Field(default_factory=dict, description="Variable values to set.")
+    unset: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Optional variables to return to their defaults (or leave unset).",
+    )
+    tools: list[Tool] | None = Field(default=None, max_length=100, description="Replaces the list.")
+    requirement: str | None = Field(default=None, max_length=4096)
+    ttl_seconds: int | None = Field(
+        default=None, gt=0, le=MAX_TTL, description="Expire this many seconds from now."
+    )
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> DeploymentUpdate:
+        _reject_nul(
+            [
+                self.requirement or "",
+                *(self.tools or []),
+                *self.unset,
+                *self.data,
+                *self.data.values(),
+            ]
+        )
         return self
 
 
@@ -134,10 +164,12 @@ def release_name(plugin: str) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """A deployment after a create or delete, and the commit that rendered the change (if any)."""
+    """A deployment after a create, update or delete, and the commit that rendered the change
+    (if any); `changed` is false for an update that asked for what was already there."""
 
     deployment: DeploymentView
     commit: str | None
+    changed: bool = True
 
 
 def create(ctx: Context, request: DeploymentRequest, *, render: bool = True) -> Change:
@@ -184,6 +216,62 @@ def create(ctx: Context, request: DeploymentRequest, *, render: bool = True) -> 
             raise UserError("could not allocate a unique release name; retry")
         commit = render_service.render(ctx, conn).commit if render else None
         return Change(view(record), commit)
+
+
+def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool = True) -> Change:
+    """Change a live deployment's variables, tools, requirement or TTL; render and commit.
+
+    As with `create`, the row and the commit change together or not at all. The status becomes
+    UPDATING until `apply` upgrades the release, also when only a secret changed (the chart then
+    stays as it is: secret values reach the cluster only at apply). Variables the plugin's
+    current version no longer declares are dropped, as a render after an upgrade does. An update
+    that changes nothing stores nothing and commits nothing.
+    """
+    with ctx.writer(lock=render) as conn:
+        record = store.get(conn, ident, for_update=True)
+        if record is None:
+            raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+        if record.deleted_at is not None:
+            raise NotFound(f'deployment "{ident}" is deleted; create a new one instead')
+        plugin = plugin_store.get_by_id(conn, record.plugin_id) if record.plugin_id else None
+        if plugin is None:
+            raise NotFound(f'the plugin of deployment "{ident}" is no longer registered')
+        manifest = parse_stored(plugin.manifest, plugin.name)
+        declared = [v.name for v in manifest.variables()]
+        unknown = sorted(set(change.unset) - set(declared))
+        if unknown:
+            raise UnknownVariables(manifest.name, unknown, declared)
+        both = sorted(set(change.unset) & set(change.data))
+        if both:
+            raise UserError(
+                f"variable {', '.join(both)}: both set and unset; give one or the other"
+            )
+        config = load_config(record.config)
+        sealed = store.secret_data(conn, record.id)
+        old_secret = ctx.secrets.open(sealed)
+        values = {
+            name: value
+            for name, value in {**config.get("data", {}), **old_secret}.items()
+            if name in declared and name not in change.unset
+        }
+        plain, secret = resolve_variables(manifest, {**values, **change.data})
+        updated = {**config, "data": plain, "secret_keys": sorted(secret)}
+        for key in ("tools", "requirement", "ttl_seconds"):
+            if getattr(change, key) is not None:
+                updated[key] = getattr(change, key)
+        if updated == config and secret == old_secret and change.ttl_seconds is None:
+            return Change(view(record), None, changed=False)
+        stored = store.update(
+            conn,
+            record.id,
+            dump_config(updated),
+            sealed if secret == old_secret else ctx.secrets.seal(secret),
+            change.ttl_seconds,
+        )
+        assert stored is not None  # noqa: S101 - the row is locked and live
+        commit = render_service.render(ctx, conn).commit if render else None
+        after = store.get(conn, record.id) if commit else stored  # with its rendered_commit
+        return Change(view(after or stored), commit)
 
 
 def get(ctx: Context, ident: str) -> DeploymentView:

@@ -57,10 +57,11 @@ def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
     return DeploymentRecord.model_validate(result) if result else None
 
 
-def get(conn: Connection, ident: str) -> DeploymentRecord | None:
-    """By `id` or by `deployment_id` (the release name)."""
+def get(conn: Connection, ident: str, *, for_update: bool = False) -> DeploymentRecord | None:
+    """By `id` or by `deployment_id` (the release name); `for_update` locks the row."""
+    lock = " FOR UPDATE" if for_update else ""
     row = conn.execute(
-        f"SELECT {COLUMNS} FROM deployments d WHERE d.id = %s OR d.deployment_id = %s",
+        f"SELECT {COLUMNS} FROM deployments d WHERE d.id = %s OR d.deployment_id = %s{lock}",
         (ident, ident),
     ).fetchone()
     return DeploymentRecord.model_validate(row) if row else None
@@ -149,6 +150,27 @@ def mark_deleted(conn: Connection, dep_id: str) -> DeploymentRecord | None:
             WHERE d.id = %s AND d.deleted_at IS NULL
             RETURNING {COLUMNS}""",
         (dep_id,),
+    ).fetchone()
+    return DeploymentRecord.model_validate(row) if row else None
+
+
+def update(
+    conn: Connection,
+    dep_id: str,
+    config: str,
+    secret_data: bytes | None,
+    ttl_seconds: int | None,
+) -> DeploymentRecord | None:
+    """Store a live deployment's new inputs; a TTL given restarts from now. It awaits apply."""
+    row = conn.execute(
+        f"""UPDATE deployments AS d SET config = %(config)s, secret_data = %(secret_data)s,
+                ttl_seconds = COALESCE(%(ttl)s::int, d.ttl_seconds),
+                expires_at = CASE WHEN %(ttl)s::int IS NULL THEN d.expires_at
+                    ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl)s::int) END,
+                status = 'UPDATING', status_reason = NULL, updated_at = CURRENT_TIMESTAMP
+            WHERE d.id = %(id)s AND d.deleted_at IS NULL
+            RETURNING {COLUMNS}""",
+        {"config": config, "secret_data": secret_data, "ttl": ttl_seconds, "id": dep_id},
     ).fetchone()
     return DeploymentRecord.model_validate(row) if row else None
 
