@@ -69,6 +69,8 @@ def test_an_update_upgrades_the_release_and_rolls_its_pods(
     # Only a secret changes: the chart stays, yet the release is upgraded and the pods roll.
     assert kcli("deploy", "update", release, "--set", "ANTHROPIC_API_KEY=k2").exit_code == 0
     assert show(kcli, release)["status"] == "UPDATING"
+    refreshed = json.loads(kcli("status", release, "-o", "json").stdout)  # reads the cluster
+    assert refreshed[0]["status"] == "UPDATING" and show(kcli, release)["status"] == "UPDATING"
     applied = kcli("apply")
     assert applied.stdout.splitlines()[1].split() == [release, ns, "applied", "READY", "2"]
     assert pod_template()["metadata"]["annotations"]["overseer.dev/secret-checksum"] != checksum

@@ -24,9 +24,11 @@ from ..tools import helm, kubectl
 from . import render as render_service
 from .context import Context
 
-# Statuses a deployment can have. READY means deployed and every replica ready.
-CREATING, APPLYING, READY, FAILED, NOT_READY = (
+# Statuses a deployment can have. READY means deployed and every replica ready. UPDATING: its
+# inputs changed (`deploy update`) and the release awaits the upgrade.
+CREATING, UPDATING, APPLYING, READY, FAILED, NOT_READY = (
     "CREATING",
+    "UPDATING",
     "APPLYING",
     "READY",
     "FAILED",
@@ -201,7 +203,9 @@ def refresh(ctx: Context, ident: str | None = None) -> list[Outcome]:
 
 
 def _refresh_one(ctx: Context, d: DeploymentRecord) -> Outcome:
-    if d.deleted_at is not None:
+    # An UPDATING release still runs the previous inputs: reading it back as READY would drop the
+    # pending upgrade (after a secret-only update, nothing else tells `apply` to run it).
+    if d.deleted_at is not None or d.status == UPDATING:
         return Outcome(
             d.deployment_id, d.namespace, "refreshed", d.status, d.helm_revision, d.status_reason
         )

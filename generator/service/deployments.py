@@ -164,8 +164,10 @@ def release_name(plugin: str) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """A deployment after a create, update or delete, and the commit that rendered the change
-    (if any); `changed` is false for an update that asked for what was already there."""
+    """A deployment after a create, update or delete, and the commit that rendered it, if any.
+
+    `changed` is false for an update that asked for what the deployment already had.
+    """
 
     deployment: DeploymentView
     commit: str | None

@@ -1,8 +1,8 @@
 """The server's background work: apply pending deployments, uninstall removed ones, reap TTLs.
 
-The queue is the `deployments` table itself: a deployment not yet applied (CREATING, APPLYING)
-or changed since it was applied is pending, so work accepted before a crash or a restart is
-picked up by the next worker. A PostgreSQL advisory lock lets one worker at a time apply, however
+The queue is the `deployments` table itself: a deployment not yet applied (CREATING, UPDATING,
+APPLYING) or changed since it was applied is pending, so work accepted before a crash or a restart
+is picked up by the next worker. A PostgreSQL advisory lock lets one worker at a time apply, however
 many server processes share the database.
 """
 
