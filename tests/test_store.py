@@ -12,7 +12,8 @@ from generator.errors import Conflict, NotFound
 from generator.service import deployments as deployments_service
 from generator.service import plugins as plugins_service
 from generator.service.context import Context
-from generator.service.deployments import DeploymentRequest
+from generator.service.deployments import DeploymentRequest, DeploymentUpdate
+from generator.store import deployments as store
 from generator.store import migrate
 from tests.conftest import ROOT, TEST_KEY, PgServer
 
@@ -169,3 +170,39 @@ def test_unmigrated_database_names_the_fix(embedded_pg: PgServer, tmp_path: Path
     service = make_service(tmp_path, embedded_pg.fresh_database(migrated=False))
     with pytest.raises(Exception, match="run `overseer db migrate`"):
         plugins_service.list_plugins(service)
+
+
+def test_an_update_during_an_apply_stays_pending(
+    any_pg: PgServer, tmp_path: Path, claude_manifest: Path
+) -> None:
+    service = make_service(tmp_path, any_pg.fresh_database())
+    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
+    request = DeploymentRequest(
+        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
+    )
+    dep = deployments_service.create(service, request).deployment
+    applied_before, rendered = "0" * 40, "1" * 40
+    with service.transaction() as conn:
+        store.set_status(conn, dep.id, "APPLYING", applied_commit=applied_before)
+    # helm runs; meanwhile a new secret arrives (the chart stays as it is)
+    change = DeploymentUpdate(data={"ANTHROPIC_API_KEY": "k2"})
+    assert deployments_service.update(service, dep.id, change).deployment.status == "UPDATING"
+    with service.transaction() as conn:  # helm returns
+        store.finish_apply(conn, dep.id, "READY", None, helm_revision=1, applied_commit=rendered)
+        after = store.get(conn, dep.id)
+    assert after is not None
+    assert (after.status, after.helm_revision, after.applied_commit) == (
+        "UPDATING",
+        1,
+        applied_before,
+    )
+    with service.transaction() as conn:  # the next pass: nothing changed while it ran
+        store.set_status(conn, dep.id, "APPLYING")
+        store.finish_apply(conn, dep.id, "READY", None, helm_revision=2, applied_commit=rendered)
+        done = store.get(conn, dep.id)
+    assert done is not None
+    assert (done.status, done.helm_revision, done.applied_commit) == (
+        "READY",
+        2,
+        rendered,
+    )

@@ -115,16 +115,16 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
         current = _safe_status(target, d)
         revision = int(str(current["version"])) if current else None
         with ctx.transaction() as conn:
-            store.set_status(conn, d.id, FAILED, reason, helm_revision=revision)
+            store.finish_apply(conn, d.id, FAILED, reason, helm_revision=revision)
         return Outcome(d.deployment_id, d.namespace, "failed", FAILED, revision, reason)
     except FileNotFoundError:
         reason = f"chart {chart} is missing; run `overseer render`"
         with ctx.transaction() as conn:
-            store.set_status(conn, d.id, FAILED, reason)
+            store.finish_apply(conn, d.id, FAILED, reason)
         return Outcome(d.deployment_id, d.namespace, "failed", FAILED, None, reason)
     revision = int(release["version"])
     with ctx.transaction() as conn:
-        store.set_status(
+        store.finish_apply(
             conn, d.id, READY, None, helm_revision=revision, applied_commit=d.rendered_commit
         )
     return Outcome(d.deployment_id, d.namespace, "applied", READY, revision)

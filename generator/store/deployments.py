@@ -207,6 +207,35 @@ def set_status(
     )
 
 
+def finish_apply(
+    conn: Connection, dep_id: str, status: str, reason: str | None = None, **fields: Any
+) -> None:
+    """Record what an apply did, unless the deployment changed while helm ran.
+
+    The release revision is always kept: uninstall needs it. The status, its reason and the
+    applied commit are written only while the row still says APPLYING; an update (UPDATING) or a
+    delete made meanwhile keeps its status, so the next pass applies or uninstalls again.
+    """
+    allowed = {"helm_revision", "applied_commit"}
+    assert set(fields) <= allowed  # noqa: S101 - column names are never user input
+    applying = "status = 'APPLYING'"  # SET expressions all see the row as it was
+    sets = [
+        f"status = CASE WHEN {applying} THEN %(status)s ELSE status END",
+        f"status_reason = CASE WHEN {applying} THEN %(reason)s ELSE status_reason END",
+        "updated_at = CURRENT_TIMESTAMP",
+    ]
+    if "helm_revision" in fields:
+        sets.append("helm_revision = %(helm_revision)s")
+    if "applied_commit" in fields:
+        sets.append(
+            f"applied_commit = CASE WHEN {applying} THEN %(applied_commit)s ELSE applied_commit END"
+        )
+    conn.execute(
+        f"UPDATE deployments SET {', '.join(sets)} WHERE id = %(id)s",
+        {"status": status, "reason": reason, "id": dep_id, **fields},
+    )
+
+
 def apply_candidates(conn: Connection, idents: Sequence[str] = ()) -> list[DeploymentRecord]:
     """Live deployments (or the named ones) whose chart is rendered, oldest first."""
     where = f"{LIVE} AND d.rendered_commit IS NOT NULL"
