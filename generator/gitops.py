@@ -300,14 +300,18 @@ class _Journal:
         return list(dict.fromkeys(line for line in complete.splitlines() if line))
 
     def clear(self) -> None:
-        self.close()
-        self.path.unlink(missing_ok=True)
+        with self._lock:
+            self._close()
+            self.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._close()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _place(plan: _Plan, path: str, leaf: tuple[int, bytes] | None) -> None:
@@ -426,7 +430,12 @@ class GitOpsRepo:
                     self._recover()
                     yield
                 finally:
-                    self.finish_checkout()  # the next holder finds the work tree at HEAD
+                    try:
+                        self.finish_checkout()  # the next holder finds the work tree at HEAD
+                    finally:
+                        # Whoever takes the lock next may recover and delete the journal; a
+                        # handle kept open would then append to a file nobody reads.
+                        self._journal.close()
             finally:
                 self._holder = None
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -503,6 +512,7 @@ class GitOpsRepo:
             root = self._objects.edit(old_root, edits)
             if root == old_root or (old_root is None and not self._objects.entries(root)):
                 self._objects.discard()
+                self._journal.clear()  # what the caller removed on disk, HEAD lacks too
                 return None
             commit = self._objects.commit(root, parent, message)
             self._objects.flush()

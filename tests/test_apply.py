@@ -65,7 +65,7 @@ def test_an_update_upgrades_the_release_and_rolls_its_pods(
         spec = kube.json("get", "deployment", release, "-n", ns)["spec"]
         return spec["template"]  # type: ignore[index, no-any-return]
 
-    checksum = pod_template()["metadata"]["annotations"]["overseer.dev/secret-checksum"]
+    revision = pod_template()["metadata"]["annotations"]["overseer.dev/secret-revision"]
     # Only a secret changes: the chart stays, yet the release is upgraded and the pods roll.
     assert kcli("deploy", "update", release, "--set", "ANTHROPIC_API_KEY=k2").exit_code == 0
     assert show(kcli, release)["status"] == "UPDATING"
@@ -73,7 +73,7 @@ def test_an_update_upgrades_the_release_and_rolls_its_pods(
     assert refreshed[0]["status"] == "UPDATING" and show(kcli, release)["status"] == "UPDATING"
     applied = kcli("apply")
     assert applied.stdout.splitlines()[1].split() == [release, ns, "applied", "READY", "2"]
-    assert pod_template()["metadata"]["annotations"]["overseer.dev/secret-checksum"] != checksum
+    assert pod_template()["metadata"]["annotations"]["overseer.dev/secret-revision"] != revision
     secret = kube.json("get", "secret", f"{release}-env", "-n", ns)
     assert base64.b64decode(secret["data"]["ANTHROPIC_API_KEY"]) == b"k2"  # type: ignore[index]
     # A plain variable: a new commit, and the container runs with the new value.

@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from generator.cli import main
+from generator.errors import UserError
+from generator.service import render as render_service
 from tests.conftest import Cli, commit_count, git_log
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,9 +309,43 @@ def test_update_refuses_bad_input_and_changes_nothing(registered: Cli) -> None:
     assert json.loads(registered("deploy", "show", ident, "-o", "json").stdout)["status"] == (
         "CREATING"
     )
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:  # expired, not yet reaped
+        conn.execute(
+            "UPDATE deployments SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (ident,),
+        )
+    expired = registered("deploy", "update", ident, "--set", "HEIGHT=1", "--ttl", "60")
+    assert expired.exit_code == 3 and "has expired; create a new one instead" in expired.stderr
     assert registered("deploy", "delete", ident).exit_code == 0
     gone = registered("deploy", "update", ident, "--set", "HEIGHT=1")
     assert gone.exit_code == 3 and "is deleted; create a new one instead" in gone.stderr
+
+
+def test_an_update_whose_render_failed_is_committed_by_the_next_render(
+    registered: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = registered.settings.repo
+    dep = registered.deploy()
+    values = repo / str(dep["chart"]) / "values.yaml"
+    before = commit_count(repo)
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise UserError("git push to origin failed: the remote hung up")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(render_service, "render", fails)
+        failed = registered("deploy", "update", str(dep["id"]), "--set", "HEIGHT=900")
+    assert failed.exit_code == 1 and failed.stderr == (
+        f"Error: deployment {dep['deployment_id']} is updated, but rendering it failed: git push "
+        "to origin failed: the remote hung up; the next `overseer render` commits it\n"
+    )
+    assert commit_count(repo) == before and 'HEIGHT: "768"' in values.read_text()
+    shown = json.loads(registered("deploy", "show", str(dep["id"]), "-o", "json").stdout)
+    assert shown["data"]["HEIGHT"] == "900"  # stored: the database leads, Git follows
+    result = registered("render")
+    assert result.stdout.startswith("committed ") and "1 changed" in result.stdout
+    assert 'HEIGHT: "900"' in values.read_text()
+    assert registered("render", "--check").exit_code == 0
 
 
 def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
@@ -359,6 +395,8 @@ KILL_RENDER = """
 import os, signal, sys
 from generator import gitops
 from generator.cli import main
+from generator.errors import UserError
+from generator.service import render as render_service
 target = getattr(gitops.GitOpsRepo, sys.argv[1])
 def killed(self, *args, **kwargs):
     if sys.argv[1] == "_stage":

@@ -178,6 +178,27 @@ def test_the_next_writer_finishes_a_checkout_a_killed_process_left(tmp_path: Pat
     after.close()
 
 
+def test_the_journal_outlives_another_process_recovering_it(tmp_path: Path) -> None:
+    server = GitOpsRepo(tmp_path / "gitops")
+    server.commit_edits({"ns/a": {"f": b"1\n"}}, "first\n")
+    with server.lock():  # a render that removed an untracked directory and committed nothing
+        server.record("ns/junk")
+    cli = GitOpsRepo(tmp_path / "gitops")  # another process takes the lock and recovers
+    with cli.lock():
+        pass
+    cli.close()
+    with server.lock():  # the server writes a chart, then is killed before committing it
+        server.record("ns/new")
+        (server.root / "ns/new").mkdir()
+        (server.root / "ns/new/f").write_bytes(b"uncommitted\n")
+    after = GitOpsRepo(tmp_path / "gitops")
+    with after.lock():
+        assert not (after.root / "ns/new").exists()
+    assert git(after.root, "status", "--porcelain", "--untracked-files=all") == ""
+    after.close()
+    server.close()
+
+
 def test_chart_listing_skips_files_and_removes_staging_leftovers(tmp_path: Path) -> None:
     (tmp_path / "ns/app").mkdir(parents=True)
     (tmp_path / "ns/NOTES.md").write_text("not a chart\n")

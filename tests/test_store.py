@@ -206,3 +206,35 @@ def test_an_update_during_an_apply_stays_pending(
         2,
         rendered,
     )
+
+
+def test_a_refresh_or_an_apply_never_overwrites_a_newer_change(
+    any_pg: PgServer, tmp_path: Path, claude_manifest: Path
+) -> None:
+    service = make_service(tmp_path, any_pg.fresh_database())
+    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
+    request = DeploymentRequest(
+        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
+    )
+    dep = deployments_service.create(service, request).deployment
+    with service.transaction() as conn:
+        store.set_status(conn, dep.id, "READY", helm_revision=1)
+        seen = store.get(conn, dep.id)
+    assert seen is not None
+    # A refresh read the row, then an update landed before the refresh wrote what it saw.
+    change = DeploymentUpdate(data={"ANTHROPIC_API_KEY": "k2"})
+    deployments_service.update(service, dep.id, change)
+    with service.transaction() as conn:
+        assert not store.refresh_status(conn, seen, "READY", None, 1)
+        after = store.get(conn, dep.id)
+        assert after is not None and after.status == "UPDATING"
+        assert store.refresh_status(conn, after, "NOT_READY", "0/1 ready", 1)  # nothing newer
+    # An apply queued the row, then it was deleted before the apply started.
+    with service.transaction() as conn:
+        queued = store.get(conn, dep.id)
+    assert queued is not None
+    deployments_service.delete(service, dep.id, render=False)  # no cluster to uninstall from
+    with service.transaction() as conn:
+        assert not store.start_apply(conn, queued)
+        gone = store.get(conn, dep.id)
+    assert gone is not None and gone.status == "DELETED"

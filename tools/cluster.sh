@@ -237,7 +237,7 @@ up() {
   local probed=0
   if cluster_exists; then
     write_kubeconfig
-    if api_ready && probe_workload 30; then
+    if api_ready && ensure_nodes && probe_workload 30; then
       log "cluster $name is already up"
       probed=1
     else

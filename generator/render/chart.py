@@ -224,6 +224,10 @@ def values_schema(m: Manifest) -> dict[str, Any]:
                 "type": "string",
                 "description": "Name of an existing Secret holding the secret variables.",
             },
+            "secretRevision": {
+                "type": "string",
+                "description": "Changes when secretEnv does, to roll the pods; set by overseer apply.",
+            },
             "deployment": {
                 "type": "object",
                 "required": ["id", "tools", "requirement"],

@@ -8,6 +8,7 @@ helm half of an old chart and half of a new one. Independent releases are applie
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -92,7 +93,15 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
     with ctx.transaction() as conn:
-        store.set_status(conn, d.id, APPLYING)
+        if not store.start_apply(conn, d):
+            return Outcome(
+                d.deployment_id,
+                d.namespace,
+                "skipped",
+                d.status,
+                d.helm_revision,
+                "changed while queued; the next apply takes it up",
+            )
         sealed = store.secret_data(conn, d.id)
     secrets = ctx.secrets.open(sealed)
     chart = ctx.settings.repo / d.namespace / d.deployment_id
@@ -103,7 +112,13 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
             with ctx.settled_work_tree():
                 shutil.copytree(chart, snapshot)
             values = Path(tmp) / "secret-values.yaml"
-            _write_private(values, json.dumps({"secretEnv": secrets}).encode())
+            # The revision names the sealed values, not the values: it changes with them and
+            # reveals nothing (each sealing is freshly encrypted), and the pods roll on a change.
+            secret_revision = hashlib.sha256(bytes(sealed)).hexdigest()[:16] if sealed else ""
+            _write_private(
+                values,
+                json.dumps({"secretEnv": secrets, "secretRevision": secret_revision}).encode(),
+            )
             release = helm.upgrade_install(target, d.deployment_id, snapshot, d.namespace, values)
     except helm.HelmFailed as exc:
         reason = exc.reason
@@ -203,9 +218,11 @@ def refresh(ctx: Context, ident: str | None = None) -> list[Outcome]:
 
 
 def _refresh_one(ctx: Context, d: DeploymentRecord) -> Outcome:
-    # An UPDATING release still runs the previous inputs: reading it back as READY would drop the
-    # pending upgrade (after a secret-only update, nothing else tells `apply` to run it).
-    if d.deleted_at is not None or d.status == UPDATING:
+    # A pending deployment is for `apply` to settle: an UPDATING release still runs the previous
+    # inputs, and reading it back as READY would drop the upgrade (after a secret-only update,
+    # nothing else tells `apply` to run it); an APPLYING one reads as pending-upgrade while helm
+    # works, which is no failure.
+    if d.deleted_at is not None or d.status in (CREATING, UPDATING, APPLYING):
         return Outcome(
             d.deployment_id, d.namespace, "refreshed", d.status, d.helm_revision, d.status_reason
         )
@@ -242,7 +259,11 @@ def _refresh_one(ctx: Context, d: DeploymentRecord) -> Outcome:
                 f"release is {state}: {current.get('info', {}).get('description', '')}",
             )
     with ctx.transaction() as conn:
-        store.set_status(conn, d.id, status, reason, helm_revision=revision)
+        if not store.refresh_status(conn, d, status, reason, revision):  # an update or apply won
+            now = store.get(conn, d.id) or d
+            return Outcome(
+                d.deployment_id, d.namespace, "refreshed", now.status, now.helm_revision, None
+            )
     return Outcome(d.deployment_id, d.namespace, "refreshed", status, revision, reason)
 
 

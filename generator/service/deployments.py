@@ -223,18 +223,51 @@ def create(ctx: Context, request: DeploymentRequest, *, render: bool = True) -> 
 def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool = True) -> Change:
     """Change a live deployment's variables, tools, requirement or TTL; render and commit.
 
-    As with `create`, the row and the commit change together or not at all. The status becomes
-    UPDATING until `apply` upgrades the release, also when only a secret changed (the chart then
-    stays as it is: secret values reach the cluster only at apply). Variables the plugin's
-    current version no longer declares are dropped, as a render after an upgrade does. An update
-    that changes nothing stores nothing and commits nothing.
+    The status becomes UPDATING until `apply` upgrades the release, also when only a secret
+    changed (the chart then stays as it is: secret values reach the cluster only at apply).
+    Variables the plugin's current version no longer declares are dropped, as a render after an
+    upgrade does. An update that changes nothing stores nothing and commits nothing; a refused
+    one changes neither the row nor the repository.
+
+    Unlike `create`, the row is committed before the render, both under the writer lock. A render
+    finds changed rows by their generation, so (a) no render may record a watermark between this
+    row taking its generation and committing it, and (b) Git must never get ahead of the row: a
+    commit whose row then rolled back would sit below every later watermark, never corrected.
+    The other way round, a render that fails or is killed leaves a stored row above the
+    watermark, which the next render commits.
     """
-    with ctx.writer(lock=render) as conn:
+    with ctx.repo.lock():
+        stored = _store_update(ctx, ident, change)
+        if stored is None:
+            with ctx.transaction() as conn:
+                unchanged = store.get(conn, ident)
+            assert unchanged is not None  # noqa: S101 - found live a moment ago, under the lock
+            return Change(view(unchanged), None, changed=False)
+        if not render:
+            return Change(view(stored), None)
+        try:
+            commit = render_service.render(ctx).commit
+        except UserError as exc:  # same class, so the exit code and HTTP status stay
+            exc.message = (
+                f"deployment {stored.deployment_id} is updated, but rendering it failed: "
+                f"{exc.message}; the next `overseer render` commits it"
+            )
+            exc.args = (exc.message,)
+            raise
+        with ctx.transaction() as conn:
+            after = store.get(conn, stored.id)  # with its rendered_commit
+        return Change(view(after or stored), commit)
+
+
+def _store_update(ctx: Context, ident: str, change: DeploymentUpdate) -> DeploymentRecord | None:
+    """Validate and store an update; None when it changes nothing."""
+    with ctx.transaction() as conn:
         record = store.get(conn, ident, for_update=True)
         if record is None:
             raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
-        if record.deleted_at is not None:
-            raise NotFound(f'deployment "{ident}" is deleted; create a new one instead')
+        if not store.is_live(conn, record.id):
+            gone = "is deleted" if record.deleted_at is not None else "has expired"
+            raise NotFound(f'deployment "{ident}" {gone}; create a new one instead')
         plugin = plugin_store.get_by_id(conn, record.plugin_id) if record.plugin_id else None
         if plugin is None:
             raise NotFound(f'the plugin of deployment "{ident}" is no longer registered')
@@ -262,7 +295,7 @@ def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool =
             if getattr(change, key) is not None:
                 updated[key] = getattr(change, key)
         if updated == config and secret == old_secret and change.ttl_seconds is None:
-            return Change(view(record), None, changed=False)
+            return None
         stored = store.update(
             conn,
             record.id,
@@ -270,10 +303,9 @@ def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool =
             sealed if secret == old_secret else ctx.secrets.seal(secret),
             change.ttl_seconds,
         )
-        assert stored is not None  # noqa: S101 - the row is locked and live
-        commit = render_service.render(ctx, conn).commit if render else None
-        after = store.get(conn, record.id) if commit else stored  # with its rendered_commit
-        return Change(view(after or stored), commit)
+        if stored is None:  # its TTL ran out in the meantime
+            raise NotFound(f'deployment "{ident}" has expired; create a new one instead')
+        return stored
 
 
 def get(ctx: Context, ident: str) -> DeploymentView:

@@ -67,6 +67,13 @@ def get(conn: Connection, ident: str, *, for_update: bool = False) -> Deployment
     return DeploymentRecord.model_validate(row) if row else None
 
 
+def is_live(conn: Connection, dep_id: str) -> bool:
+    """Neither deleted nor past its expiry (by the database's clock), though not yet reaped."""
+    row = conn.execute(f"SELECT {LIVE} AS live FROM deployments d WHERE d.id = %s", (dep_id,))
+    found = row.fetchone()
+    return bool(found and found["live"])
+
+
 def list_all(conn: Connection, *, include_gone: bool = False) -> list[DeploymentRecord]:
     """Deployments, oldest first; deleted ones only when asked."""
     where = "" if include_gone else "WHERE d.deleted_at IS NULL"
@@ -168,7 +175,7 @@ def update(
                 expires_at = CASE WHEN %(ttl)s::int IS NULL THEN d.expires_at
                     ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl)s::int) END,
                 status = 'UPDATING', status_reason = NULL, updated_at = CURRENT_TIMESTAMP
-            WHERE d.id = %(id)s AND d.deleted_at IS NULL
+            WHERE d.id = %(id)s AND {LIVE}
             RETURNING {COLUMNS}""",
         {"config": config, "secret_data": secret_data, "ttl": ttl_seconds, "id": dep_id},
     ).fetchone()
@@ -205,6 +212,42 @@ def set_status(
             WHERE id = %(id)s""",
         {"status": status, "reason": reason, "id": dep_id, **fields},
     )
+
+
+def start_apply(conn: Connection, d: DeploymentRecord) -> bool:
+    """Mark a deployment APPLYING if it is still live and as `d` saw it; False otherwise.
+
+    A delete, an expiry or a refresh between reading the candidates and this point wins: the
+    next pass looks at the row again.
+    """
+    row = conn.execute(
+        f"""UPDATE deployments AS d SET status = 'APPLYING', updated_at = CURRENT_TIMESTAMP
+            WHERE d.id = %(id)s AND d.status = %(seen)s AND {LIVE}
+            RETURNING d.id""",
+        {"id": d.id, "seen": d.status},
+    ).fetchone()
+    return row is not None
+
+
+def refresh_status(
+    conn: Connection, d: DeploymentRecord, status: str, reason: str | None, revision: int | None
+) -> bool:
+    """Record what the cluster says unless the row changed since `d` was read; False if it did."""
+    row = conn.execute(
+        """UPDATE deployments SET status = %(status)s, status_reason = %(reason)s,
+                helm_revision = %(revision)s, updated_at = CURRENT_TIMESTAMP
+            WHERE id = %(id)s AND status = %(seen)s AND updated_at = %(seen_at)s
+            RETURNING id""",
+        {
+            "status": status,
+            "reason": reason,
+            "revision": revision,
+            "id": d.id,
+            "seen": d.status,
+            "seen_at": d.updated_at,
+        },
+    ).fetchone()
+    return row is not None
 
 
 def finish_apply(
