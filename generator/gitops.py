@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
@@ -447,6 +447,13 @@ class GitOpsRepo:
             return self.repo.head.commit.hexsha
         except ValueError:
             return None
+
+    def committed(self, paths: Iterable[str]) -> set[str]:
+        """Those of `paths` that HEAD's tree holds."""
+        if self.head() is None:
+            return set()
+        root = self.repo.head.commit.tree.binsha
+        return {p for p in paths if self._objects.lookup(root, p) is not None}
 
     def record(self, path: str) -> None:
         """Note, before writing it, a work tree path that may stop agreeing with HEAD.

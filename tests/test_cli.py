@@ -448,6 +448,26 @@ def test_a_render_killed_before_its_commit_is_undone_by_the_next(
     assert registered("render", "--check").exit_code == 0
 
 
+def test_a_commit_the_database_never_recorded_is_recorded_by_the_next_render(
+    registered: Cli,
+) -> None:
+    repo = registered.settings.repo
+    dep = registered.deploy()
+    pending = registered.deploy("--no-render")  # not rendered yet: must stay unrecorded
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:  # as if killed before COMMIT
+        conn.execute("UPDATE deployments SET rendered_commit = NULL WHERE id = %s", (dep["id"],))
+    before = commit_count(repo)
+    result = registered("render", "--no-progress")
+    assert result.exit_code == 0 and "1 added" in result.stdout  # the pending one only
+    head = git_log(repo, "-1", "--format=%H").strip()
+    for d in (dep, pending):
+        shown = json.loads(registered("deploy", "show", str(d["id"]), "-o", "json").stdout)
+        assert shown["rendered_commit"] == head
+    assert commit_count(repo) == before + 1
+    again = registered("render")
+    assert again.stdout.startswith("nothing to commit") and commit_count(repo) == before + 1
+
+
 def test_check_reports_missing_and_orphaned_charts(registered: Cli) -> None:
     repo = registered.settings.repo
     dep = registered.deploy()

@@ -209,6 +209,15 @@ def render(
             )
     if result.commit is not None:
         store.set_rendered(conn, [c.path for c in (*result.added, *result.changed)], result.commit)
+    # A row whose chart is committed but that never learnt so (the process died after the branch
+    # moved, before the database committed) would never be applied: it points at HEAD now.
+    orphaned = store.unrendered_paths(conn) - set(result.touched)
+    if orphaned:
+        with repo.lock():
+            landed = repo.committed(orphaned)
+            head = repo.head()
+        if landed and head is not None:
+            store.set_rendered(conn, sorted(landed), head)
     return result
 
 

@@ -182,6 +182,15 @@ def update(
     return DeploymentRecord.model_validate(row) if row else None
 
 
+def unrendered_paths(conn: Connection) -> set[str]:
+    """`namespace/release` of live deployments with no rendered commit recorded."""
+    rows = conn.execute(
+        f"""SELECT d.namespace, d.deployment_id FROM deployments d
+            WHERE d.rendered_commit IS NULL AND {LIVE}"""
+    ).fetchall()
+    return {f"{r['namespace']}/{r['deployment_id']}" for r in rows}
+
+
 def set_rendered(conn: Connection, release_paths: list[str], commit: str) -> None:
     """Record the commit that last changed these charts."""
     # deployment_id is unique and indexed, so a render round does not scan every row.
