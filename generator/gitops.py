@@ -648,7 +648,22 @@ class GitOpsRepo:
         With `branch_per_change`, HEAD goes to its own branch `overseer/<sha>` for a pull request;
         main on the remote is left to the reviewers. Otherwise main is pushed, and a rejection
         (someone pushed first) is met by fetching, rebasing our commits onto theirs and retrying.
+        Until a push succeeds, `push_pending` says so, also to later processes.
         """
+        pending = Path(self.repo.git_dir) / "overseer-push-pending"
+        pending.touch()
+        try:
+            ref = self._publish(remote, branch_per_change=branch_per_change, attempts=attempts)
+        except git.GitCommandError as exc:
+            raise UserError(f"git push to {remote} failed: {_last_line(exc)}") from None
+        pending.unlink(missing_ok=True)
+        return ref
+
+    def push_pending(self) -> bool:
+        """Whether a push failed (or was cut short) since the last one that succeeded."""
+        return (Path(self.repo.git_dir) / "overseer-push-pending").exists()
+
+    def _publish(self, remote: str, *, branch_per_change: bool, attempts: int) -> str | None:
         head = self.head()
         if head is None:
             return None

@@ -643,6 +643,31 @@ def test_push_to_remote_rebases_on_rejection(registered: Cli, tmp_path: Path) ->
     assert registered("render", "--check").exit_code == 0
 
 
+def test_a_failed_push_keeps_the_commit_and_the_next_render_pushes_it(
+    registered: Cli, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote.git"  # not there yet: the push fails
+    env = {"OVERSEER_GIT_REMOTE": str(remote)}
+    created = registered("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k",
+                         "-o", "json", env=env)  # fmt: skip
+    assert created.exit_code == 0, created.stderr  # the deployment and its commit stand
+    dep = json.loads(created.stdout)
+    head = git_log(registered.settings.repo, "-1", "--format=%H").strip()
+    shown = json.loads(registered("deploy", "show", dep["id"], "-o", "json").stdout)
+    assert shown["rendered_commit"] == head
+    failed = registered("render", env=env)
+    assert failed.exit_code == 1 and failed.stdout.startswith("nothing to commit: ")
+    assert f"git push to {remote} failed" in failed.stderr
+    assert "the commit stands, and the next render pushes it" in failed.stderr
+    bare_remote(tmp_path)  # the remote is back
+    pushed = registered("render", env=env)
+    assert pushed.exit_code == 0, pushed.stderr
+    assert pushed.stdout.startswith("nothing to commit (pushed to main): ")
+    assert remote_log(remote, "main") == ["overseer: render (1 added, 0 changed, 0 removed)"]
+    quiet = registered("render", env=env)  # nothing left to push: no push at all
+    assert quiet.stdout.startswith("nothing to commit: ")
+
+
 def test_branch_per_change(registered: Cli, tmp_path: Path) -> None:
     remote = bare_remote(tmp_path)
     registered.deploy("--no-render")

@@ -84,7 +84,14 @@ def render(
         pushed = f" (pushed to {result.pushed})" if result.pushed else ""
         click.echo(f"committed {result.commit[:12]}{pushed}: {summary}")
     else:
-        click.echo(f"nothing to commit: {summary}")
+        pushed = f" (pushed to {result.pushed})" if result.pushed else ""
+        click.echo(f"nothing to commit{pushed}: {summary}")
+    if result.push_error:
+        click.echo(
+            f"Error: {result.push_error}; the commit stands, and the next render pushes it",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @click.command("validate")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ from .context import Context
 from .records import render_input
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger("overseer.render")
 _BULK_CHARTS = 100
 # Up to this many changed charts, a render holds them and commits from memory
 # (`GitOpsRepo.commit_edits`); more are written out and staged through the index, which does
@@ -53,6 +55,7 @@ class RenderResult:
     unchanged: int = 0
     commit: str | None = None
     pushed: str | None = None  # the remote ref pushed, when a remote is configured
+    push_error: str | None = None  # why that push failed; the commit stands
 
     @property
     def touched(self) -> list[str]:
@@ -203,10 +206,21 @@ def render(
         except BaseException:
             repo.restore(touched or result.touched)
             raise
-        if ctx.settings.git_remote and result.commit is not None:
-            result.pushed = repo.publish(
-                ctx.settings.git_remote, branch_per_change=ctx.settings.branch_per_change
-            )
+        remote = ctx.settings.git_remote
+        if remote and (result.commit is not None or repo.push_pending()):
+            repo.finish_checkout()  # a rebase onto the remote's main needs the work tree at HEAD
+            try:
+                result.pushed = repo.publish(
+                    remote, branch_per_change=ctx.settings.branch_per_change
+                )
+            except UserError as exc:
+                # The commit stands, and the database is about to say so: failing the render
+                # here would roll back rows whose charts are committed. The next render retries.
+                result.push_error = exc.message
+                log.warning("%s; the commit stands, and the next render pushes it", exc.message)
+            else:
+                if result.commit is not None:
+                    result.commit = repo.head()  # a rebase onto the remote gives it a new sha
     if result.commit is not None:
         store.set_rendered(conn, [c.path for c in (*result.added, *result.changed)], result.commit)
     # A row whose chart is committed but that never learnt so (the process died after the branch
