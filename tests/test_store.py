@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import psycopg
@@ -9,12 +10,14 @@ import pytest
 
 from generator.config import Settings
 from generator.errors import Conflict, NotFound
+from generator.service import apply as apply_service
 from generator.service import deployments as deployments_service
 from generator.service import plugins as plugins_service
 from generator.service.context import Context
 from generator.service.deployments import DeploymentRequest, DeploymentUpdate
 from generator.store import deployments as store
 from generator.store import migrate
+from generator.tools import helm
 from tests.conftest import ROOT, TEST_KEY, PgServer
 
 pytestmark = pytest.mark.postgres
@@ -238,3 +241,89 @@ def test_a_refresh_or_an_apply_never_overwrites_a_newer_change(
         assert not store.start_apply(conn, queued)
         gone = store.get(conn, dep.id)
     assert gone is not None and gone.status == "DELETED"
+
+
+def test_a_secret_change_stays_due_until_applied(
+    any_pg: PgServer, tmp_path: Path, claude_manifest: Path
+) -> None:
+    service = make_service(tmp_path, any_pg.fresh_database())
+    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
+    request = DeploymentRequest(
+        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
+    )
+    dep = deployments_service.create(service, request).deployment
+
+    def record() -> store.DeploymentRecord:
+        with service.transaction() as conn:
+            found = store.get(conn, dep.id)
+        assert found is not None
+        return found
+
+    with service.transaction() as conn:  # applied: the chart and these secrets
+        store.set_status(conn, dep.id, "APPLYING")
+        store.finish_apply(
+            conn,
+            dep.id,
+            "READY",
+            None,
+            helm_revision=1,
+            applied_commit=record().rendered_commit,
+            applied_secret_revision=store.secret_revision(store.secret_data(conn, dep.id)),
+        )
+    assert not apply_service._needs_apply(record())
+    change = DeploymentUpdate(data={"ANTHROPIC_API_KEY": "k2"})  # the chart does not change
+    deployments_service.update(service, dep.id, change)
+    assert record().rendered_commit == record().applied_commit
+    assert apply_service._needs_apply(record())
+    with service.transaction() as conn:  # the upgrade fails, and helm rolls it back
+        store.set_status(conn, dep.id, "APPLYING")
+        store.finish_apply(conn, dep.id, "FAILED", "timed out", helm_revision=2)
+    assert apply_service._needs_apply(record())  # still due: the new secret never got there
+
+
+def test_a_failed_apply_keeps_the_revision_helm_could_not_report(
+    any_pg: PgServer, tmp_path: Path, claude_manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service(tmp_path, any_pg.fresh_database())
+    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
+    request = DeploymentRequest(
+        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
+    )
+    dep = deployments_service.create(service, request).deployment
+    with service.transaction() as conn:
+        store.set_status(conn, dep.id, "READY", helm_revision=3)
+        before = store.get(conn, dep.id)
+    assert before is not None
+
+    def unreachable(*args: object, **kwargs: object) -> None:  # the API server flaps
+        raise helm.HelmFailed("upgrade", "Error: kubernetes cluster unreachable")
+
+    monkeypatch.setattr(helm, "upgrade_install", unreachable)
+    monkeypatch.setattr(helm, "status", unreachable)
+    outcome = apply_service._apply_one(service, before)
+    assert outcome.action == "failed" and outcome.revision == 3
+    with service.transaction() as conn:
+        after = store.get(conn, dep.id)
+    assert after is not None and after.status == "FAILED" and after.helm_revision == 3
+
+
+def test_one_applier_at_a_time(any_pg: PgServer, tmp_path: Path) -> None:
+    service = make_service(tmp_path, any_pg.fresh_database())
+    waited = threading.Event()
+    order: list[str] = []
+    with apply_service.exclusive(service) as first:
+        assert first
+        with apply_service.exclusive(service) as second:  # the worker's try: it passes
+            assert not second
+
+        def cli() -> None:
+            with apply_service.exclusive(service, wait=waited.set) as third:
+                assert third
+                order.append("cli")
+
+        thread = threading.Thread(target=cli)
+        thread.start()
+        assert waited.wait(10)
+        order.append("first done")
+    thread.join(10)
+    assert order == ["first done", "cli"]

@@ -29,6 +29,10 @@ def _report(outcomes: list[Outcome], output: str) -> None:
         click.echo("nothing to apply: every release matches its chart")
 
 
+def _waiting() -> None:
+    click.echo("waiting for another process that is applying (e.g. `overseer serve`)", err=True)
+
+
 @click.command("apply")
 @click.argument("deployments", nargs=-1, metavar="[DEPLOYMENT]...")
 @click.option(
@@ -44,7 +48,8 @@ def apply(service: Context, deployments: tuple[str, ...], recover: str | None, o
     Named DEPLOYMENTs (id or deployment_id) are applied whether changed or not. Exits 1 when any
     release failed; the reason is recorded and shown by `overseer deploy show`.
     """
-    outcomes = apply_service.apply(service, deployments, recover=recover)
+    with apply_service.exclusive(service, wait=_waiting):
+        outcomes = apply_service.apply(service, deployments, recover=recover)
     _report(outcomes, output)
     if any(o.action == "failed" for o in outcomes):
         sys.exit(1)
@@ -64,7 +69,8 @@ def status(service: Context, ident: str | None, output: str) -> None:
 @with_context
 def gc(service: Context, output: str) -> None:
     """Expire deployments past their TTL: status EXPIRED, chart removed, release uninstalled."""
-    outcomes = apply_service.gc(service)
+    with apply_service.exclusive(service, wait=_waiting):
+        outcomes = apply_service.gc(service)
     if not outcomes and output == "table":
         click.echo("nothing expired")
         return

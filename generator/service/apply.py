@@ -8,17 +8,18 @@ helm half of an old chart and half of a new one. Independent releases are applie
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NotFound, UserError
+from ..store import db
 from ..store import deployments as store
 from ..store.deployments import DeploymentRecord
 from ..tools import helm, kubectl
@@ -35,6 +36,9 @@ CREATING, UPDATING, APPLYING, READY, FAILED, NOT_READY = (
     "FAILED",
     "NOT_READY",
 )
+
+
+_APPLIER_KEY = 0x0E5EE5  # any constant shared by every Overseer process
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,36 @@ def cluster(ctx: Context) -> helm.Cluster:
     return helm.Cluster(ctx.settings.kubeconfig, ctx.settings.helm_timeout)
 
 
+@contextmanager
+def exclusive(ctx: Context, *, wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold the applier lock, a PostgreSQL advisory lock shared by every Overseer process.
+
+    Two appliers would run helm on the same release at once, and the loser's "another operation
+    is in progress" would be recorded as a stuck release. Without `wait` this yields False when
+    another process holds the lock; with it, `wait` is called once and the lock awaited.
+    """
+    conn = db.connect(ctx.database_url, autocommit=True)
+    try:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (_APPLIER_KEY,)).fetchone()
+        locked = bool(row and row["locked"])
+        if not locked and wait is not None:
+            wait()
+            conn.execute("SELECT pg_advisory_lock(%s)", (_APPLIER_KEY,))
+            locked = True
+        yield locked
+    finally:
+        conn.close()  # also releases the lock
+
+
 def _needs_apply(d: DeploymentRecord) -> bool:
     # New or changed since it was last applied, or never settled. A FAILED release whose chart
     # did not change is retried only when named: the same chart would fail the same way.
-    return d.applied_commit != d.rendered_commit or d.status not in (READY, FAILED, NOT_READY)
+    # A secret-only update changes no chart: the secret revision tells it apart.
+    return (
+        d.applied_commit != d.rendered_commit
+        or d.applied_secret_revision != d.secret_revision
+        or d.status not in (READY, FAILED, NOT_READY)
+    )
 
 
 def apply(ctx: Context, idents: Sequence[str] = (), *, recover: str | None = None) -> list[Outcome]:
@@ -104,6 +134,7 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
             )
         sealed = store.secret_data(conn, d.id)
     secrets = ctx.secrets.open(sealed)
+    revision = store.secret_revision(sealed)
     chart = ctx.settings.repo / d.namespace / d.deployment_id
     target = cluster(ctx)
     try:
@@ -114,11 +145,8 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
             values = Path(tmp) / "secret-values.yaml"
             # The revision names the sealed values, not the values: it changes with them and
             # reveals nothing (each sealing is freshly encrypted), and the pods roll on a change.
-            secret_revision = hashlib.sha256(bytes(sealed)).hexdigest()[:16] if sealed else ""
-            _write_private(
-                values,
-                json.dumps({"secretEnv": secrets, "secretRevision": secret_revision}).encode(),
-            )
+            given = {"secretEnv": _accepted(snapshot, secrets), "secretRevision": revision or ""}
+            _write_private(values, json.dumps(given).encode())
             release = helm.upgrade_install(target, d.deployment_id, snapshot, d.namespace, values)
     except helm.HelmFailed as exc:
         reason = exc.reason
@@ -127,22 +155,46 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
                 f"release {d.deployment_id} is stuck in a pending state (an earlier helm was "
                 f"interrupted); recover it with `overseer apply --recover {d.deployment_id}` ({reason})"
             )
-        current = _safe_status(target, d)
-        revision = int(str(current["version"])) if current else None
+        # The revision helm is left at, when helm can say; otherwise the one on record stays,
+        # since uninstalling the release later depends on it.
+        try:
+            current = helm.status(target, d.deployment_id, d.namespace)
+        except helm.HelmFailed:
+            known: dict[str, int | None] = {}
+        else:
+            known = {"helm_revision": int(str(current["version"])) if current else None}
         with ctx.transaction() as conn:
-            store.finish_apply(conn, d.id, FAILED, reason, helm_revision=revision)
-        return Outcome(d.deployment_id, d.namespace, "failed", FAILED, revision, reason)
+            store.finish_apply(conn, d.id, FAILED, reason, **known)
+        left_at = known.get("helm_revision", d.helm_revision)
+        return Outcome(d.deployment_id, d.namespace, "failed", FAILED, left_at, reason)
     except FileNotFoundError:
         reason = f"chart {chart} is missing; run `overseer render`"
         with ctx.transaction() as conn:
             store.finish_apply(conn, d.id, FAILED, reason)
         return Outcome(d.deployment_id, d.namespace, "failed", FAILED, None, reason)
-    revision = int(release["version"])
+    installed = int(release["version"])
     with ctx.transaction() as conn:
         store.finish_apply(
-            conn, d.id, READY, None, helm_revision=revision, applied_commit=d.rendered_commit
+            conn,
+            d.id,
+            READY,
+            None,
+            helm_revision=installed,
+            applied_commit=d.rendered_commit,
+            applied_secret_revision=revision,
         )
-    return Outcome(d.deployment_id, d.namespace, "applied", READY, revision)
+    return Outcome(d.deployment_id, d.namespace, "applied", READY, installed)
+
+
+def _accepted(chart: Path, secrets: dict[str, str]) -> dict[str, str]:
+    # Only the secrets this chart declares: its schema refuses any other, and a plugin version
+    # that dropped a variable leaves its sealed value behind in the row.
+    try:
+        schema = json.loads((chart / "values.schema.json").read_bytes())
+        declared = schema["properties"]["secretEnv"]["properties"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return secrets
+    return {name: value for name, value in secrets.items() if name in declared}
 
 
 def _safe_status(target: helm.Cluster, d: DeploymentRecord) -> dict[str, object] | None:

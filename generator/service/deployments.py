@@ -114,7 +114,15 @@ def view(record: DeploymentRecord) -> DeploymentView:
     data = dict(config.get("data", {}))
     data.update(dict.fromkeys(config.get("secret_keys", []), REDACTED))
     return DeploymentView(
-        **record.model_dump(exclude={"config", "applied_commit", "helm_revision"}),
+        **record.model_dump(
+            exclude={
+                "config",
+                "applied_commit",
+                "helm_revision",
+                "secret_revision",
+                "applied_secret_revision",
+            }
+        ),
         tools=config.get("tools", []),
         requirement=config.get("requirement", ""),
         data=dict(sorted(data.items())),

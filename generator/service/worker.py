@@ -12,12 +12,10 @@ import logging
 import threading
 import time
 
-from ..store import db
 from . import apply as apply_service
 from .context import Context
 
 log = logging.getLogger("overseer.worker")
-_ADVISORY_KEY = 0x0E5EE5  # any constant shared by every Overseer process
 
 
 class Worker:
@@ -61,12 +59,8 @@ class Worker:
                 log.exception("background pass failed; retrying in %.0f s", self.interval)
 
     def _pass(self, reap: bool) -> None:
-        conn = db.connect(self.ctx.database_url, autocommit=True)
-        try:
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s) AS locked", (_ADVISORY_KEY,)
-            ).fetchone()
-            if not row or not row["locked"]:
+        with apply_service.exclusive(self.ctx) as locked:
+            if not locked:
                 return  # another process is applying
             if reap:
                 for outcome in apply_service.gc(self.ctx):
@@ -79,5 +73,3 @@ class Worker:
                     outcome.status,
                     outcome.reason or "",
                 )
-        finally:
-            conn.close()  # also releases the advisory lock

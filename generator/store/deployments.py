@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,11 +12,13 @@ from pydantic import BaseModel
 
 from .db import Connection
 
-# secret_data is deliberately absent: it is read only by `secret_data()`.
+# secret_data is deliberately absent: it is read only by `secret_data()`. Its revision, a short
+# sha256 of the ciphertext (see `secret_revision`), is what apply compares.
 COLUMNS = (
     "d.id, d.deployment_id, d.environment_type, d.plugin_id, d.status, d.status_reason, "
     "d.config, d.namespace, d.ttl_seconds, d.expires_at, d.deleted_at, d.created_at, "
-    "d.updated_at, d.rendered_commit, d.applied_commit, d.helm_revision"
+    "d.updated_at, d.rendered_commit, d.applied_commit, d.helm_revision, "
+    "left(encode(sha256(d.secret_data), 'hex'), 16) AS secret_revision, d.applied_secret_revision"
 )
 LIVE = "d.deleted_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > CURRENT_TIMESTAMP)"
 
@@ -39,6 +42,8 @@ class DeploymentRecord(BaseModel):
     rendered_commit: str | None
     applied_commit: str | None
     helm_revision: int | None
+    secret_revision: str | None
+    applied_secret_revision: str | None
 
 
 def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
@@ -201,6 +206,11 @@ def set_rendered(conn: Connection, release_paths: list[str], commit: str) -> Non
     )
 
 
+def secret_revision(sealed: bytes | None) -> str | None:
+    """The revision of sealed secret values: the same as the `secret_revision` column."""
+    return hashlib.sha256(bytes(sealed)).hexdigest()[:16] if sealed else None
+
+
 def secret_data(conn: Connection, dep_id: str) -> bytes | None:
     """The sealed secret values of one deployment."""
     row = conn.execute("SELECT secret_data FROM deployments WHERE id = %s", (dep_id,)).fetchone()
@@ -268,7 +278,7 @@ def finish_apply(
     applied commit are written only while the row still says APPLYING; an update (UPDATING) or a
     delete made meanwhile keeps its status, so the next pass applies or uninstalls again.
     """
-    allowed = {"helm_revision", "applied_commit"}
+    allowed = {"helm_revision", "applied_commit", "applied_secret_revision"}
     assert set(fields) <= allowed  # noqa: S101 - column names are never user input
     applying = "status = 'APPLYING'"  # SET expressions all see the row as it was
     sets = [
@@ -278,10 +288,9 @@ def finish_apply(
     ]
     if "helm_revision" in fields:
         sets.append("helm_revision = %(helm_revision)s")
-    if "applied_commit" in fields:
-        sets.append(
-            f"applied_commit = CASE WHEN {applying} THEN %(applied_commit)s ELSE applied_commit END"
-        )
+    for name in ("applied_commit", "applied_secret_revision"):
+        if name in fields:
+            sets.append(f"{name} = CASE WHEN {applying} THEN %({name})s ELSE {name} END")
     conn.execute(
         f"UPDATE deployments SET {', '.join(sets)} WHERE id = %(id)s",
         {"status": status, "reason": reason, "id": dep_id, **fields},

@@ -1,0 +1,1 @@
+ALTER TABLE deployments DROP COLUMN applied_secret_revision;
