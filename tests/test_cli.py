@@ -468,6 +468,39 @@ def test_a_commit_the_database_never_recorded_is_recorded_by_the_next_render(
     assert again.stdout.startswith("nothing to commit") and commit_count(repo) == before + 1
 
 
+def test_every_write_path_commits_the_same_tree(
+    registered: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held, bulk = registered.settings.repo, tmp_path / "bulk"
+
+    def tree(repo: Path) -> str:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD^{tree}"], capture_output=True, text=True
+        )
+        return out.stdout.strip()
+
+    def clean(repo: Path) -> bool:
+        status = ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"]
+        return subprocess.run(status, capture_output=True, text=True).stdout == ""
+
+    deps = [registered.deploy("--no-render") for _ in range(5)]
+    assert registered("render").exit_code == 0  # 5 charts, held in memory
+    assert registered("render", "--full", env={"OVERSEER_REPO": str(bulk)}).exit_code == 0
+    assert tree(held) == tree(bulk) and clean(held) and clean(bulk)
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
+        conn.execute(
+            """UPDATE deployments SET config = replace(config, '"HEIGHT": "768"', '"HEIGHT": "9"')
+               WHERE id = ANY(%s)""",
+            ([d["id"] for d in deps],),
+        )
+    monkeypatch.setattr(render_service, "_HOLD_MAX", 2)  # the third changed chart spills to disk
+    spilled = registered("render")
+    assert spilled.exit_code == 0 and "5 changed" in spilled.stdout, spilled.stdout
+    assert registered("render", "--full", env={"OVERSEER_REPO": str(bulk)}).exit_code == 0
+    assert tree(held) == tree(bulk) and clean(held) and clean(bulk)
+    assert registered("render", "--check").exit_code == 0
+
+
 def test_check_reports_missing_and_orphaned_charts(registered: Cli) -> None:
     repo = registered.settings.repo
     dep = registered.deploy()
