@@ -50,6 +50,11 @@ _TREE, _FILE = 0o40000, 0o100644
 _NO_SHA = "0" * 40
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git knows this one without storing it
 _REPACK_EVERY = 32  # commits written as packs between two geometric repacks
+# Creating files is mostly kernel time here, which one process spends on one core: a large
+# checkout spreads it over a worker per core (1,000 charts: 10-15 s down to 7.5-8.3 s on 2 cores
+# in a slow hour). A server's round, under 100 charts, stays in one process: starting workers
+# costs more than it saves when every core is busy.
+_PARALLEL_CHECKOUT = ("checkout.workers=0", "checkout.thresholdForParallelism=1200")
 
 # What a commit sets at a path: a file's bytes, a directory holding exactly these files (by path
 # relative to it), or None for nothing there.
@@ -243,12 +248,15 @@ def _decode_tree(data: bytes) -> _Entries:
     return entries
 
 
-def _run_git(root: Path, command: str, *args: str, paths: Sequence[str]) -> None:
+def _run_git(
+    root: Path, command: str, *args: str, paths: Sequence[str], config: Sequence[str] = ()
+) -> None:
     """Run a git command on many literal paths, handed over on stdin rather than as arguments."""
     done = subprocess.run(
         [
             "git",
             "--literal-pathspecs",
+            *(arg for setting in config for arg in ("-c", setting)),
             "-C",
             str(root),
             command,
@@ -605,7 +613,13 @@ class GitOpsRepo:
         # no other part of the tree (a two-tree `read-tree -u` took 0.45 s at 10,000 charts).
         if paths:
             _run_git(
-                self.root, "restore", f"--source={source}", "--staged", "--worktree", paths=paths
+                self.root,
+                "restore",
+                f"--source={source}",
+                "--staged",
+                "--worktree",
+                paths=paths,
+                config=_PARALLEL_CHECKOUT,
             )
 
     def close(self) -> None:
