@@ -275,6 +275,28 @@ def _run_git(
         )
 
 
+def _held_open(path: Path) -> bool:
+    """Whether any process has `path` open (Linux /proc; elsewhere assumed so)."""
+    target = str(path)
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return True
+    for pid in proc.iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            fds = list((pid / "fd").iterdir())
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == target:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 class _Journal:
     """The work tree paths written since the last commit that covers them, one per line.
 
@@ -577,6 +599,7 @@ class GitOpsRepo:
         paths = self._journal.read()
         if paths is None:
             return
+        self._drop_stale_index_lock()
         root = self.repo.head.commit.tree.binsha if self.head() is not None else None
         present = [p for p in paths if self._objects.lookup(root, p) is not None]
         absent = [p for p in paths if self._objects.lookup(root, p) is None]
@@ -596,6 +619,14 @@ class GitOpsRepo:
             for start in range(0, len(present), 1000):
                 self._git.clean("-fdq", "--", *present[start : start + 1000])
         self._journal.clear()
+
+    def _drop_stale_index_lock(self) -> None:
+        # A git killed while staging (SIGKILL gives it no chance to clean up) leaves index.lock,
+        # and every later git command refuses to run. Only a writer may touch the index, and this
+        # one holds the writer lock, so a lock file that no process has open is a dead one's.
+        lock = Path(self.repo.git_dir) / "index.lock"
+        if lock.exists() and not _held_open(lock):
+            lock.unlink(missing_ok=True)
 
     def _move_head(self, commit: str, parent: str | None) -> None:
         if self._refs is None:

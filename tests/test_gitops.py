@@ -199,6 +199,30 @@ def test_the_journal_outlives_another_process_recovering_it(tmp_path: Path) -> N
     server.close()
 
 
+def test_recovery_clears_the_index_lock_of_a_killed_git_only(tmp_path: Path) -> None:
+    repo = GitOpsRepo(tmp_path / "gitops")
+    repo.commit_edits({"ns/a": {"f": b"1\n"}}, "first\n")
+    journal = repo.root / ".git/overseer-journal"
+    lock = repo.root / ".git/index.lock"
+    # A render was killed while `git add` ran: its journal and git's lock file are left.
+    (repo.root / "ns/b").mkdir()
+    (repo.root / "ns/b/f").write_bytes(b"half\n")
+    journal.write_text("ns/b\n")
+    other = GitOpsRepo(tmp_path / "gitops")
+    # While some git still has it open, it is not ours to remove.
+    with lock.open("wb"), pytest.raises(UserError, match=r"index\.lock"), other.lock():
+        pass
+    assert lock.exists()
+    other.close()
+    after = GitOpsRepo(tmp_path / "gitops")
+    with after.lock():  # nobody has it open any more
+        assert not lock.exists() and not (after.root / "ns/b").exists()
+    assert not journal.exists()
+    assert git(after.root, "status", "--porcelain", "--untracked-files=all") == ""
+    after.close()
+    repo.close()
+
+
 def test_chart_listing_skips_files_and_removes_staging_leftovers(tmp_path: Path) -> None:
     (tmp_path / "ns/app").mkdir(parents=True)
     (tmp_path / "ns/NOTES.md").write_text("not a chart\n")
