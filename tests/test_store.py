@@ -14,7 +14,7 @@ from generator.service import apply as apply_service
 from generator.service import deployments as deployments_service
 from generator.service import plugins as plugins_service
 from generator.service.context import Context
-from generator.service.deployments import DeploymentRequest, DeploymentUpdate
+from generator.service.deployments import DeploymentRequest, DeploymentUpdate, DeploymentView
 from generator.store import deployments as store
 from generator.store import migrate
 from generator.tools import helm
@@ -45,6 +45,16 @@ def make_service(tmp_path: Path, url: str) -> Context:
             namespace="a8s",
         )
     )
+
+
+def deployed(any_pg: PgServer, tmp_path: Path, manifest: Path) -> tuple[Context, DeploymentView]:
+    """A fresh database with the claude plugin and one rendered deployment of it."""
+    service = make_service(tmp_path, any_pg.fresh_database())
+    plugins_service.register_bytes(service, manifest.read_bytes(), "p")
+    request = DeploymentRequest(
+        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
+    )
+    return service, deployments_service.create(service, request).deployment
 
 
 def test_migrations_apply_and_report(any_pg: PgServer) -> None:
@@ -178,12 +188,7 @@ def test_unmigrated_database_names_the_fix(embedded_pg: PgServer, tmp_path: Path
 def test_an_update_during_an_apply_stays_pending(
     any_pg: PgServer, tmp_path: Path, claude_manifest: Path
 ) -> None:
-    service = make_service(tmp_path, any_pg.fresh_database())
-    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
-    request = DeploymentRequest(
-        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
-    )
-    dep = deployments_service.create(service, request).deployment
+    service, dep = deployed(any_pg, tmp_path, claude_manifest)
     applied_before, rendered = "0" * 40, "1" * 40
     with service.transaction() as conn:
         store.set_status(conn, dep.id, "APPLYING", applied_commit=applied_before)
@@ -214,12 +219,7 @@ def test_an_update_during_an_apply_stays_pending(
 def test_a_refresh_or_an_apply_never_overwrites_a_newer_change(
     any_pg: PgServer, tmp_path: Path, claude_manifest: Path
 ) -> None:
-    service = make_service(tmp_path, any_pg.fresh_database())
-    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
-    request = DeploymentRequest(
-        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
-    )
-    dep = deployments_service.create(service, request).deployment
+    service, dep = deployed(any_pg, tmp_path, claude_manifest)
     with service.transaction() as conn:
         store.set_status(conn, dep.id, "READY", helm_revision=1)
         seen = store.get(conn, dep.id)
@@ -246,12 +246,7 @@ def test_a_refresh_or_an_apply_never_overwrites_a_newer_change(
 def test_a_secret_change_stays_due_until_applied(
     any_pg: PgServer, tmp_path: Path, claude_manifest: Path
 ) -> None:
-    service = make_service(tmp_path, any_pg.fresh_database())
-    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
-    request = DeploymentRequest(
-        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
-    )
-    dep = deployments_service.create(service, request).deployment
+    service, dep = deployed(any_pg, tmp_path, claude_manifest)
 
     def record() -> store.DeploymentRecord:
         with service.transaction() as conn:
@@ -284,18 +279,15 @@ def test_a_secret_change_stays_due_until_applied(
 def test_a_failed_apply_keeps_the_revision_helm_could_not_report(
     any_pg: PgServer, tmp_path: Path, claude_manifest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = make_service(tmp_path, any_pg.fresh_database())
-    plugins_service.register_bytes(service, claude_manifest.read_bytes(), "p")
-    request = DeploymentRequest(
-        environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
-    )
-    dep = deployments_service.create(service, request).deployment
+    service, dep = deployed(any_pg, tmp_path, claude_manifest)
     with service.transaction() as conn:
         store.set_status(conn, dep.id, "READY", helm_revision=3)
         before = store.get(conn, dep.id)
     assert before is not None
 
-    def unreachable(*args: object, **kwargs: object) -> None:  # the API server flaps
+    # A fault no real cluster produces on demand: the API server goes away between helm's
+    # upgrade and its status call. Everything else here is real.
+    def unreachable(*args: object, **kwargs: object) -> None:
         raise helm.HelmFailed("upgrade", "Error: kubernetes cluster unreachable")
 
     monkeypatch.setattr(helm, "upgrade_install", unreachable)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import click
 
@@ -32,6 +33,19 @@ def _parse_sets(sets: tuple[str, ...], set_env: tuple[str, ...]) -> dict[str, st
     return data
 
 
+def _variable_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--set NAME=VALUE and --set-env NAME, shared by `deploy create` and `deploy update`."""
+    command = click.option(
+        "--set-env",
+        multiple=True,
+        metavar="NAME",
+        help="Take variable NAME from the environment variable of that name, so secrets stay off the command line.",
+    )(command)
+    return click.option(
+        "--set", "sets", multiple=True, metavar="NAME=VALUE", help="A variable value (repeatable)."
+    )(command)
+
+
 def _print_view(d: DeploymentView) -> None:
     table(
         ["FIELD", "VALUE"],
@@ -55,15 +69,7 @@ def _print_view(d: DeploymentView) -> None:
 
 @deploy.command("create")
 @click.argument("plugin")
-@click.option(
-    "--set", "sets", multiple=True, metavar="NAME=VALUE", help="A variable value (repeatable)."
-)
-@click.option(
-    "--set-env",
-    multiple=True,
-    metavar="NAME",
-    help="Take variable NAME from the environment variable of that name, so secrets stay off the command line.",
-)
+@_variable_options
 @click.option(
     "--tool",
     "tools",
@@ -125,15 +131,7 @@ def _print_change(service: Context, change: Change, output: str) -> None:
 
 @deploy.command("update")
 @click.argument("ident", metavar="ID")
-@click.option(
-    "--set", "sets", multiple=True, metavar="NAME=VALUE", help="A new variable value (repeatable)."
-)
-@click.option(
-    "--set-env",
-    multiple=True,
-    metavar="NAME",
-    help="Take variable NAME from the environment variable of that name, so secrets stay off the command line.",
-)
+@_variable_options
 @click.option(
     "--unset",
     multiple=True,
