@@ -31,6 +31,10 @@ class Settings:
     apply_parallel: int = 10
     git_remote: str | None = None
     branch_per_change: bool = False
+    # checkout: the repository's files follow every commit (the CLI); lazy: only when a reader
+    # asks (the server, whose requests need objects and a ref only). See gitops.worktree.
+    # None: the caller's default (the CLI checks out, the server is lazy).
+    worktree: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +52,7 @@ class Settings:
             git_remote=env.get("OVERSEER_GIT_REMOTE") or None,
             branch_per_change=env.get("OVERSEER_BRANCH_PER_CHANGE", "").lower()
             in ("1", "true", "yes"),
+            worktree=env.get("OVERSEER_WORKTREE") or None,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -143,3 +143,17 @@ class DatabaseUnavailable(UserError):
 
     exit_code = 7
     http_status = 503
+
+
+class GitFailed(UserError):
+    """A git command failed underneath: the server's fault, never the request's (HTTP 500)."""
+
+    exit_code = 1
+    http_status = 500
+
+    def __init__(self, command: str, detail: str, hint: str = "") -> None:
+        self.command = command
+        self.detail = detail
+        super().__init__(
+            f"git {command} failed: {detail or 'no answer'}" + (f"; {hint}" if hint else "")
+        )

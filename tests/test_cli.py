@@ -17,6 +17,8 @@ import yaml
 
 from generator.cli import main
 from generator.errors import UserError
+from generator.gitops.objects import ObjectStore
+from generator.store.deployments import LIVE
 from generator.service import render as render_service
 from tests.conftest import Cli, commit_count, git_log
 
@@ -389,63 +391,70 @@ def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
     assert registered("render", "--check").exit_code == 0
 
 
-# A render killed before its commit: in the bulk path after `git add` (files written and staged),
-# in the in-memory path before anything is committed (a removed chart already deleted on disk).
-KILL_RENDER = """
-import os, signal, sys
-from generator import gitops
-from generator.cli import main
-from generator.errors import UserError
-from generator.service import render as render_service
-target = getattr(gitops.GitOpsRepo, sys.argv[1])
-def killed(self, *args, **kwargs):
-    if sys.argv[1] == "_stage":
-        target(self, *args, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)
-setattr(gitops.GitOpsRepo, sys.argv[1], killed)
-main(sys.argv[2:])
-"""
+def agree(cli: Cli) -> None:
+    """The repository and the database agree: every live row's chart is on HEAD and recorded
+    there, no chart lacks a live row, the objects are sound and nothing is left uncommitted."""
+    repo = cli.settings.repo
+    head = git_log(repo, "-1", "--format=%H").strip()
+    listed = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-d", "--name-only", "HEAD", "a8s/"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    with psycopg.connect(cli.env["DATABASE_URL"]) as conn:
+        live = conn.execute(
+            f"SELECT d.namespace || '/' || d.deployment_id, d.rendered_commit "
+            f"FROM deployments d WHERE {LIVE}"
+        ).fetchall()
+    assert sorted(listed) == sorted(path for path, _ in live)
+    for _, rendered in live:
+        assert rendered is not None
+        ancestor = ["git", "-C", str(repo), "merge-base", "--is-ancestor", rendered, head]
+        subprocess.run(ancestor, check=True)
+    subprocess.run(["git", "-C", str(repo), "fsck", "--strict", "--no-dangling"], check=True)
+    status = ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"]
+    assert subprocess.run(status, capture_output=True, text=True, check=True).stdout == ""
+    assert cli("render", "--check").exit_code == 0
 
 
-@pytest.mark.parametrize(
-    ("flags", "kill_in"), [(["--full"], "_stage"), ([], "commit_edits")], ids=["bulk", "held"]
-)
-def test_a_render_killed_before_its_commit_is_undone_by_the_next(
-    registered: Cli, flags: list[str], kill_in: str
+@pytest.mark.parametrize("step", ["objects-written", "ref-moved", "database-committed"])
+@pytest.mark.parametrize("command", ["create", "render"])
+def test_a_writer_killed_at_any_step_is_reconciled_by_the_next(
+    registered: Cli, command: str, step: str
 ) -> None:
+    # A real SIGKILL at each boundary of a changeset: after its objects are written, after the
+    # branch moved, after the database committed (before the lock and its journal are let go).
     repo = registered.settings.repo
+    registered.deploy()
     gone = registered.deploy()
-    kept = registered.deploy()
-    new = [registered.deploy("--no-render") for _ in range(2)]
     with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
         conn.execute(
             "UPDATE deployments SET expires_at = now() - interval '1 second' WHERE id = %s",
             (gone["id"],),
         )
+    waiting = [registered.deploy("--no-render") for _ in range(2)]
     head = git_log(repo, "-1", "--format=%H")
+    args = {
+        "create": ["deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k"],
+        "render": ["render", "--no-progress"],
+    }[command]
     killed = subprocess.run(
-        [sys.executable, "-c", KILL_RENDER, kill_in, "render", *flags, "--no-progress"],
-        env={**os.environ, **registered.env},
+        [sys.executable, "-m", "generator.cli", *args],
+        env={**os.environ, **registered.env, "OVERSEER_TEST_KILL_AT": step},
         capture_output=True,
         text=True,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert git_log(repo, "-1", "--format=%H") == head
-    status = "git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"
-    assert subprocess.run(status, capture_output=True, text=True).stdout  # left half-done
+    moved = git_log(repo, "-1", "--format=%H") != head
+    assert moved == (step != "objects-written")
 
-    result = registered("render")
+    result = registered("render", "--no-progress")
     assert result.exit_code == 0, result.stderr
-    assert "2 added" in result.stdout and "1 removed" in result.stdout, result.stdout
-    assert subprocess.run(status, capture_output=True, text=True, check=True).stdout == ""
-    committed = subprocess.run(
+    agree(registered)
+    tree = subprocess.run(
         ["git", "-C", str(repo), "ls-tree", "-d", "--name-only", "HEAD", "a8s/"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert sorted(committed) == sorted(str(d["chart"]) for d in (kept, *new))
-    assert registered("render", "--check").exit_code == 0
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert {str(w["chart"]) for w in waiting} <= set(tree) and str(gone["chart"]) not in tree
 
 
 def test_a_commit_the_database_never_recorded_is_recorded_by_the_next_render(
@@ -468,10 +477,10 @@ def test_a_commit_the_database_never_recorded_is_recorded_by_the_next_render(
     assert again.stdout.startswith("nothing to commit") and commit_count(repo) == before + 1
 
 
-def test_every_write_path_commits_the_same_tree(
+def test_held_and_spilled_changesets_commit_the_same_tree(
     registered: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held, bulk = registered.settings.repo, tmp_path / "bulk"
+    held, spilled = registered.settings.repo, tmp_path / "spilled"
 
     def tree(repo: Path) -> str:
         out = subprocess.run(
@@ -485,19 +494,21 @@ def test_every_write_path_commits_the_same_tree(
 
     deps = [registered.deploy("--no-render") for _ in range(5)]
     assert registered("render").exit_code == 0  # 5 charts, held in memory
-    assert registered("render", "--full", env={"OVERSEER_REPO": str(bulk)}).exit_code == 0
-    assert tree(held) == tree(bulk) and clean(held) and clean(bulk)
+    with monkeypatch.context() as patched:
+        patched.setattr(ObjectStore, "SPILL_BYTES", 1)  # every blob streams through fast-import
+        assert registered("render", env={"OVERSEER_REPO": str(spilled)}).exit_code == 0
+    assert tree(held) == tree(spilled) and clean(held) and clean(spilled)
     with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
         conn.execute(
             """UPDATE deployments SET config = replace(config, '"HEIGHT": "768"', '"HEIGHT": "9"')
                WHERE id = ANY(%s)""",
             ([d["id"] for d in deps],),
         )
-    monkeypatch.setattr(render_service, "_HOLD_MAX", 2)  # the third changed chart spills to disk
-    spilled = registered("render")
-    assert spilled.exit_code == 0 and "5 changed" in spilled.stdout, spilled.stdout
-    assert registered("render", "--full", env={"OVERSEER_REPO": str(bulk)}).exit_code == 0
-    assert tree(held) == tree(bulk) and clean(held) and clean(bulk)
+    monkeypatch.setattr(ObjectStore, "SPILL_BYTES", 1)
+    changed = registered("render")
+    assert changed.exit_code == 0 and "5 changed" in changed.stdout, changed.stdout
+    assert registered("render", "--full", env={"OVERSEER_REPO": str(spilled)}).exit_code == 0
+    assert tree(held) == tree(spilled) and clean(held) and clean(spilled)
     assert registered("render", "--check").exit_code == 0
 
 

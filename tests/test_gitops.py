@@ -1,25 +1,44 @@
-"""The GitOps wrapper's in-process commits agree with what git itself would commit, and leave
-the index and the work tree agreeing with them."""
+"""The git layer's own guarantees: changesets build the trees git would, move the branch only
+compare-and-swap, leave the files to the work-tree policy, and recover from a killed writer."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from generator.config import Settings
-from generator.errors import UserError
-from generator.gitops import Edit, GitOpsRepo, _RefUpdater
+from generator.errors import GitFailed
+from generator.gitops import CHECKOUT, LAZY, GitOpsRepo
+from generator.gitops.refs import RefUpdater
 from generator.service.context import Context
-from generator.write import STAGING_PREFIX, ChartTree
+
+# What a changeset sets at a path: a file's bytes, a directory holding exactly these files, or
+# None to remove it.
+Edit = bytes | Mapping[str, bytes] | None
 
 
 def git(root: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+def commit(repo: GitOpsRepo, edits: dict[str, Edit], message: str) -> str | None:
+    """Apply `edits` through one changeset."""
+    with repo.changes() as tx:
+        for path, content in edits.items():
+            if content is None:
+                tx.remove(path)
+            elif isinstance(content, bytes):
+                tx.put_file(path, content)
+            else:
+                tx.put(path, content)
+        return tx.commit(message)
 
 
 def apply_to_disk(root: Path, edits: dict[str, Edit]) -> None:
@@ -45,6 +64,10 @@ def git_tree_of(work: Path) -> str:
     return git(work, "write-tree")
 
 
+def clean(root: Path) -> bool:
+    return git(root, "status", "--porcelain", "--untracked-files=all") == ""
+
+
 ROUNDS: list[dict[str, Edit]] = [
     {
         "ns/app-1": {"Chart.yaml": b"name: app-1\n", "templates/a.yaml": b"a\n"},
@@ -64,19 +87,21 @@ ROUNDS: list[dict[str, Edit]] = [
 ]
 
 
-def test_commit_edits_builds_the_tree_git_would(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spill_bytes", [32 << 20, 1], ids=["in-memory", "spilled"])
+def test_changesets_build_the_tree_git_would(tmp_path: Path, spill_bytes: int) -> None:
     repo = GitOpsRepo(tmp_path / "gitops")
+    repo.objects.spill_bytes = spill_bytes  # 1: every blob streams through fast-import
     mirror = tmp_path / "mirror"  # the same edits, committed by git from a work tree
     mirror.mkdir()
     git(mirror, "init", "-q")
     for number, edits in enumerate(ROUNDS):
-        commit = repo.commit_edits(edits, f"round {number}\n")
-        assert commit is not None
+        sha = commit(repo, edits, f"round {number}\n")
+        assert sha is not None
         apply_to_disk(mirror, edits)
         assert git(repo.root, "rev-parse", "HEAD^{tree}") == git_tree_of(mirror)
-        assert git(repo.root, "rev-parse", "HEAD") == commit
-        # The index and the work tree agree with the commit: nothing staged, modified or left over.
-        assert git(repo.root, "status", "--porcelain", "--untracked-files=all") == ""
+        assert git(repo.root, "rev-parse", "HEAD") == sha
+        # Checked out: the index and the files agree with the commit once the lock is let go.
+        assert clean(repo.root)
     assert git(repo.root, "rev-list", "--count", "HEAD") == str(len(ROUNDS))
     assert sorted(p.name for p in repo.root.iterdir()) == [".git", ".overseer", "other"]
     assert git(repo.root, "log", "-1", "--format=%an <%ae>|%cn <%ce>") == (
@@ -93,155 +118,173 @@ ONE_CHART: dict[str, Edit] = {"ns/app": {"Chart.yaml": b"name: app\n"}}
 def committed(tmp_path: Path) -> Iterator[tuple[GitOpsRepo, str]]:
     """A repository with one chart committed, and that commit."""
     repo = GitOpsRepo(tmp_path / "gitops")
-    first = repo.commit_edits(ONE_CHART, "first\n")
+    first = commit(repo, ONE_CHART, "first\n")
     assert first is not None
     yield repo, first
     repo.close()
 
 
-def test_commit_edits_that_change_nothing_commit_nothing(
+def test_a_changeset_that_changes_nothing_commits_nothing(
     committed: tuple[GitOpsRepo, str],
 ) -> None:
     repo, first = committed
-    assert repo.commit_edits(ONE_CHART, "again\n") is None
-    assert repo.commit_edits({"ns/missing": None}, "remove nothing\n") is None
-    assert git(repo.root, "rev-parse", "HEAD") == first
+    with repo.changes() as tx:
+        assert tx.put("ns/app", {"Chart.yaml": b"name: app\n"}) is False
+        assert tx.remove("ns/missing") is False
+        assert tx.put("ns/app", {"Chart.yaml": b"name: changed\n"}) is True
+        assert tx.paths == ["ns/app"]
+    assert commit(repo, ONE_CHART, "again\n") is None
+    assert commit(repo, {"ns/missing": None}, "remove nothing\n") is None
+    assert git(repo.root, "rev-parse", "HEAD") == first  # the abandoned changeset left no trace
 
 
 def test_ref_update_refuses_a_branch_that_moved(committed: tuple[GitOpsRepo, str]) -> None:
     repo, first = committed
-    updater = _RefUpdater(repo.root)
-    with pytest.raises(UserError, match="update-ref"):
+    updater = RefUpdater(str(repo.git_dir))
+    with pytest.raises(GitFailed, match="update-ref"):
         updater.update("HEAD", first, "1" * 40)  # HEAD is not where the caller thinks
+    updater.update("refs/heads/other", first, None)  # the updater lives on after a refusal
+    with pytest.raises(GitFailed, match="update-ref"):
+        updater.update("refs/heads/other", first, None)  # None: it must not exist yet
     updater.close()
     assert git(repo.root, "rev-parse", "HEAD") == first
+
+
+def test_a_changeset_on_a_moved_branch_fails_and_moves_nothing(
+    committed: tuple[GitOpsRepo, str],
+) -> None:
+    repo, first = committed
+    with repo.changes() as tx:
+        tx.put("ns/b", {"f": b"1\n"})
+        # Another writer that ignored the lock moved the branch meanwhile.
+        other = git(
+            repo.root, "-c", "user.name=o", "-c", "user.email=o@o",
+            "commit-tree", "-p", first, "-m", "other", first + "^{tree}",
+        )  # fmt: skip
+        git(repo.root, "update-ref", "HEAD", other)
+        with pytest.raises(GitFailed, match="update-ref"):
+            tx.commit("mine\n")
+    assert git(repo.root, "rev-parse", "HEAD") == other
 
 
 def test_many_commits_stay_readable_as_packs_are_folded(tmp_path: Path) -> None:
     repo = GitOpsRepo(tmp_path / "gitops")
     for number in range(70):  # past two repack points
-        edits: dict[str, Edit] = {f"ns/app-{number}": {"Chart.yaml": b"n: %d\n" % number}}
-        assert repo.commit_edits(edits, f"{number}\n") is not None
+        assert commit(repo, {f"ns/app-{number}": {"Chart.yaml": b"n: %d\n" % number}}, "c\n")
     repo.close()  # waits for a repack still running
     packs = list((repo.root / ".git" / "objects" / "pack").glob("*.pack"))
     assert len(packs) < 70
+    assert not list((repo.root / ".git" / "objects").glob("??/*"))  # no loose object at all
     subprocess.run(["git", "-C", str(repo.root), "fsck", "--strict"], check=True)
     assert len(git(repo.root, "ls-tree", "--name-only", "HEAD", "ns/").splitlines()) == 70
 
 
-def test_commit_edits_overwrites_hand_edits_only_where_it_writes(tmp_path: Path) -> None:
+def test_a_checkout_overwrites_hand_edits_only_where_the_commit_changes(tmp_path: Path) -> None:
     repo = GitOpsRepo(tmp_path / "gitops")
-    repo.commit_edits({"ns/a": {"f": b"1\n"}, "ns/b": {"f": b"1\n"}}, "first\n")
+    commit(repo, {"ns/a": {"f": b"1\n"}, "ns/b": {"f": b"1\n"}}, "first\n")
     (repo.root / "ns/a/f").write_bytes(b"hand edit\n")
     (repo.root / "ns/b/f").write_bytes(b"hand edit\n")
     (repo.root / "ns/a/stray").write_bytes(b"untracked\n")
-    repo.commit_edits({"ns/a": {"f": b"2\n"}}, "second\n")
+    commit(repo, {"ns/a": {"f": b"2\n"}}, "second\n")
     assert (repo.root / "ns/a/f").read_bytes() == b"2\n"
-    assert (repo.root / "ns/b/f").read_bytes() == b"hand edit\n"  # not the render's to touch
+    assert (repo.root / "ns/b/f").read_bytes() == b"hand edit\n"  # not the commit's to touch
     assert (repo.root / "ns/a/stray").exists()
-    status = {line.strip() for line in git(repo.root, "status", "--porcelain").splitlines()}
-    assert status == {"M ns/b/f", "?? ns/a/stray"}
+    repo.sync_worktree(hard=True)  # what a full render does: every hand edit goes
+    assert (repo.root / "ns/b/f").read_bytes() == b"1\n"
+    assert not (repo.root / "ns/a/stray").exists()
+    assert clean(repo.root)
+
+
+def test_a_lazy_repository_writes_files_only_when_a_reader_asks(tmp_path: Path) -> None:
+    repo = GitOpsRepo(tmp_path / "gitops", worktree=LAZY)
+    for edits in ROUNDS[:2]:
+        commit(repo, edits, "round\n")
+    assert sorted(p.name for p in repo.root.iterdir()) == [".git"]  # objects and a ref only
+    assert repo.snapshot().read_file("ns/a0/x") == b"3\n"  # readable from the commit
+    reader = GitOpsRepo(tmp_path / "gitops")  # e.g. a CLI command in checkout mode
+    reader.sync_worktree()
+    assert (repo.root / "ns/a0/x").read_bytes() == b"3\n" and clean(repo.root)
+    commit(repo, ROUNDS[2], "round\n")  # the files stay where the reader left them...
+    assert (repo.root / "ns/app-2").is_dir()
+    reader.sync_worktree()  # ...until the next reader, which writes only what changed
+    assert not (repo.root / "ns/app-2").exists() and clean(repo.root)
     repo.close()
+    reader.close()
 
 
-def test_a_deferred_checkout_is_done_before_the_lock_is_let_go(tmp_path: Path) -> None:
-    repo = GitOpsRepo(tmp_path / "gitops")
-    with repo.lock():
-        first = repo.commit_edits({"ns/a": {"f": b"1\n"}}, "first\n", defer_checkout=True)
-        assert git(repo.root, "rev-parse", "HEAD") == first
-        assert not (repo.root / "ns").exists()  # committed; the work tree follows
-        # A second commit under the same lock first catches the work tree up.
-        repo.commit_edits({"ns/b": {"f": b"2\n"}}, "second\n", defer_checkout=True)
-        assert (repo.root / "ns/a/f").read_bytes() == b"1\n"
-        assert not (repo.root / "ns/b").exists()
-    assert (repo.root / "ns/b/f").read_bytes() == b"2\n"
-    assert git(repo.root, "status", "--porcelain", "--untracked-files=all") == ""
-    repo.close()
-
-
-def test_the_next_writer_finishes_a_checkout_a_killed_process_left(tmp_path: Path) -> None:
-    killed = GitOpsRepo(tmp_path / "gitops")
-    # Committed, then killed before writing the work tree (the lock would otherwise finish it).
-    commit = killed.commit_edits({"ns/a": {"f": b"1\n"}}, "first\n", defer_checkout=True)
-    # Killed after writing a chart whose commit never landed.
-    (killed.root / "ns/b").mkdir(parents=True)
-    (killed.root / "ns/b/f").write_bytes(b"half")
-    marker = killed.root / ".git/overseer-journal"
-    marker.write_text("ns/a\nns/b\nns/")  # the last line was cut short by the kill
-    after = GitOpsRepo(tmp_path / "gitops")
-    with after.lock():
-        assert (after.root / "ns/a/f").read_bytes() == b"1\n"
-        assert not (after.root / "ns/b").exists()
-    assert not marker.exists()
-    assert git(after.root, "rev-parse", "HEAD") == commit
-    assert git(after.root, "status", "--porcelain", "--untracked-files=all") == ""
-    after.close()
-
-
-def test_the_journal_outlives_another_process_recovering_it(tmp_path: Path) -> None:
-    server = GitOpsRepo(tmp_path / "gitops")
-    server.commit_edits({"ns/a": {"f": b"1\n"}}, "first\n")
-    with server.lock():  # a render that removed an untracked directory and committed nothing
-        server.record("ns/junk")
-    cli = GitOpsRepo(tmp_path / "gitops")  # another process takes the lock and recovers
-    with cli.lock():
-        pass
-    cli.close()
-    with server.lock():  # the server writes a chart, then is killed before committing it
-        server.record("ns/new")
-        (server.root / "ns/new").mkdir()
-        (server.root / "ns/new/f").write_bytes(b"uncommitted\n")
-    after = GitOpsRepo(tmp_path / "gitops")
-    with after.lock():
-        assert not (after.root / "ns/new").exists()
-    assert git(after.root, "status", "--porcelain", "--untracked-files=all") == ""
-    after.close()
-    server.close()
-
-
-def test_recovery_clears_the_index_lock_of_a_killed_git_only(tmp_path: Path) -> None:
-    repo = GitOpsRepo(tmp_path / "gitops")
-    repo.commit_edits({"ns/a": {"f": b"1\n"}}, "first\n")
-    journal = repo.root / ".git/overseer-journal"
-    lock = repo.root / ".git/index.lock"
-    # A render was killed while `git add` ran: its journal and git's lock file are left.
+def test_the_next_sync_finishes_one_a_killed_process_left(tmp_path: Path) -> None:
+    repo = GitOpsRepo(tmp_path / "gitops", worktree=LAZY)
+    commit(repo, {"ns/a": {"f": b"1\n"}}, "first\n")
+    repo.sync_worktree()
+    commit(repo, {"ns/a": {"f": b"2\n"}, "ns/b": {"f": b"2\n"}}, "second\n")
+    # A sync killed half-way: one file written, index.lock left behind by the killed git.
     (repo.root / "ns/b").mkdir()
-    (repo.root / "ns/b/f").write_bytes(b"half\n")
-    journal.write_text("ns/b\n")
-    other = GitOpsRepo(tmp_path / "gitops")
-    # While some git still has it open, it is not ours to remove.
-    with lock.open("wb"), pytest.raises(UserError, match=r"index\.lock"), other.lock():
-        pass
-    assert lock.exists()
-    other.close()
-    after = GitOpsRepo(tmp_path / "gitops")
-    with after.lock():  # nobody has it open any more
-        assert not lock.exists() and not (after.root / "ns/b").exists()
-    assert not journal.exists()
-    assert git(after.root, "status", "--porcelain", "--untracked-files=all") == ""
+    (repo.root / "ns/b/f").write_bytes(b"half")
+    (repo.git_dir / "index.lock").write_bytes(b"")
+    after = GitOpsRepo(tmp_path / "gitops", worktree=CHECKOUT)
+    after.sync_worktree()
+    assert (repo.root / "ns/a/f").read_bytes() == b"2\n"
+    assert (repo.root / "ns/b/f").read_bytes() == b"2\n"
+    assert clean(repo.root) and not (repo.git_dir / "index.lock").exists()
+    repo.close()
     after.close()
+
+
+def test_an_index_lock_some_process_holds_open_is_left_to_it(tmp_path: Path) -> None:
+    repo = GitOpsRepo(tmp_path / "gitops", worktree=LAZY)
+    commit(repo, {"ns/a": {"f": b"1\n"}}, "first\n")
+    lock = repo.git_dir / "index.lock"
+    with open(lock, "wb"):  # a live git would hold it open
+        with pytest.raises(GitFailed, match="index.lock"):
+            repo.sync_worktree()
+        assert lock.exists()
+    repo.sync_worktree()  # closed now: a dead one's, removed
+    assert clean(repo.root)
     repo.close()
 
 
-def test_chart_listing_skips_files_and_removes_staging_leftovers(tmp_path: Path) -> None:
-    (tmp_path / "ns/app").mkdir(parents=True)
-    (tmp_path / "ns/NOTES.md").write_text("not a chart\n")
-    leftover = tmp_path / "ns" / f"{STAGING_PREFIX}app2.x1"
-    leftover.mkdir()
-    (leftover / "Chart.yaml").write_text("half\n")
-    tree = ChartTree(tmp_path)
-    assert tree.chart_paths() == {"ns/app"}
-    assert leftover.exists()  # only a render clears them
-    assert tree.chart_paths(remove_leftovers=True) == {"ns/app"}
-    assert not leftover.exists()
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from generator.gitops import GitOpsRepo
+repo = GitOpsRepo(Path(sys.argv[1]))
+with repo.changes() as tx:
+    tx.put("ns/a", {"f": b"1\\n"})
+    tx.commit("first\\n")
+    os.kill(os.getpid(), signal.SIGKILL)  # before its database could commit
+"""
 
 
-def test_waiting_for_the_work_tree_creates_no_repository(tmp_path: Path) -> None:
+def test_a_journal_left_by_a_killed_writer_names_the_paths_in_doubt(tmp_path: Path) -> None:
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path / "gitops")], capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    after = GitOpsRepo(tmp_path / "gitops")
+    assert after.snapshot().chart_paths() == {"ns/a"}  # the ref had moved
+    with after.lock():
+        assert after.in_doubt == {"ns/a"}
+    with after.lock():  # let go normally: the journal is empty, nothing in doubt
+        assert after.in_doubt == set()
+    after.close()
+
+
+def test_snapshots_read_charts_from_objects(committed: tuple[GitOpsRepo, str]) -> None:
+    repo, first = committed
+    commit(repo, {"ns/b": {"Chart.yaml": b"b\n", "templates/t.yaml": b"t\n"}}, "second\n")
+    old, new = repo.snapshot(first), repo.snapshot()
+    assert old.chart_paths() == {"ns/app"} and new.chart_paths() == {"ns/app", "ns/b"}
+    assert new.read_chart("ns/b") == {"Chart.yaml": b"b\n", "templates/t.yaml": b"t\n"}
+    assert new.read_file("ns/b/missing") is None and old.read_chart("ns/b") == {}
+    out = repo.root.parent / "export"
+    new.export("ns/b", out)
+    assert (out / "templates/t.yaml").read_bytes() == b"t\n"
+    with pytest.raises(FileNotFoundError):
+        old.export("ns/b", repo.root.parent / "nothing")
+
+
+def test_reading_the_charts_creates_no_repository(tmp_path: Path) -> None:
     ctx = Context(Settings(tmp_path / "home", tmp_path / "gitops", None, None, "a8s"))
-    with ctx.settled_work_tree():
-        pass
+    assert ctx.charts().chart_paths() == set()
     assert not (tmp_path / "gitops").exists()
-    GitOpsRepo(tmp_path / "gitops").close()
-    with ctx.settled_work_tree():  # now there is one, and its writer lock is taken
-        assert ctx.repo._holder is not None
     ctx.close()

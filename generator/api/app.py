@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..config import Settings
 from ..errors import UserError, ValidationFailed
+from ..gitops import LAZY
 from ..manifest import MAX_MANIFEST_BYTES
 from ..service import deployments as deployments_service
 from ..service import plugins as plugins_service
@@ -75,6 +76,8 @@ def _error(
 def create_app(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
     """Build the application; `background` runs the apply worker and TTL reaper in-process."""
     settings = settings or Settings.from_env()
+    # Requests need objects and a ref only; the files follow when someone reads them.
+    settings = settings.with_(worktree=settings.worktree or LAZY)
     ctx = Context(settings, pooled=True)
     batcher = RenderBatcher(ctx)
     worker = Worker(ctx, interval=float(os.environ.get("OVERSEER_WORKER_INTERVAL", "2")))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -25,6 +28,11 @@ from .common import progress_bar, with_context
     is_flag=True,
     help="With --check: re-render each chart from its own inputs record, without the database.",
 )
+@click.option(
+    "--ref",
+    metavar="REF",
+    help="With --check: read the charts of this commit (a sha, a branch, HEAD) instead of the files.",
+)
 @click.option("--force", is_flag=True, help="Allow removing most charts at once.")
 @click.option(
     "--full",
@@ -46,6 +54,7 @@ def render(
     service: Context,
     check: bool,
     offline: bool,
+    ref: str | None,
     force: bool,
     full: bool,
     progress: bool,
@@ -54,7 +63,7 @@ def render(
 ) -> None:
     """Render every live deployment into the GitOps repository and commit the changes."""
     if check:
-        drifts = service_render.check(service, offline=offline)
+        drifts = service_render.check(service, service.charts(ref), offline=offline)
         for d in drifts:
             click.echo(f"{d.path}: {d.reason}")
         if drifts:
@@ -62,8 +71,8 @@ def render(
             sys.exit(1)
         click.echo("all charts match a fresh render")
         return
-    if offline:
-        raise click.UsageError("--offline only applies to --check")
+    if offline or ref:
+        raise click.UsageError("--offline and --ref only apply to --check")
     service.settings = service.settings.with_(
         git_remote=remote, branch_per_change=branch_per_change
     )
@@ -96,22 +105,32 @@ def render(
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--ref",
+    metavar="REF",
+    help="Validate the charts of this commit of the GitOps repository (no PATHS).",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
-def validate(paths: tuple[Path, ...], progress: bool) -> None:
+def validate(paths: tuple[Path, ...], ref: str | None, progress: bool) -> None:
     """Run helm lint --strict and helm template | kubeconform -strict on every chart under PATHS.
 
-    PATHS default to the GitOps repository.
+    PATHS default to the GitOps repository's files (brought up to date first), or with --ref to
+    the charts of that commit.
     """
-    targets = list(paths) or [Settings.from_env().repo]
-    bar = progress_bar("validating", progress)
-    if bar is None:
-        reports = run_validate(targets)
-    else:
-        with bar:
-            task = bar.add_task("validate", total=None)
-            reports = run_validate(
-                targets, progress=lambda d, t: bar.update(task, completed=d, total=t)
-            )
+    if ref and paths:
+        raise click.UsageError("give PATHS or --ref, not both")
+    with charts_directory(Settings.from_env(), ref, list(paths)) as targets:
+        if ref:
+            click.echo(f"validating the charts of {ref}")
+        bar = progress_bar("validating", progress)
+        if bar is None:
+            reports = run_validate(targets)
+        else:
+            with bar:
+                task = bar.add_task("validate", total=None)
+                reports = run_validate(
+                    targets, progress=lambda d, t: bar.update(task, completed=d, total=t)
+                )
     failed = [r for r in reports if r.problems]
     for r in failed:
         click.echo(f"FAIL {r.chart}")
@@ -120,3 +139,27 @@ def validate(paths: tuple[Path, ...], progress: bool) -> None:
     click.echo(f"{len(reports) - len(failed)} of {len(reports)} chart(s) valid")
     if failed:
         sys.exit(1)
+
+
+@contextmanager
+def charts_directory(
+    settings: Settings, ref: str | None, paths: list[Path]
+) -> Iterator[list[Path]]:
+    """The directories to validate: PATHS, the repository's files, or a commit's charts."""
+    if paths:
+        yield paths
+        return
+    ctx = Context(settings)
+    try:
+        if ref is None:
+            ctx.charts()  # brings the files Overseer keeps up to date
+            yield [settings.repo]
+            return
+        snapshot = ctx.snapshot(ref)
+        with tempfile.TemporaryDirectory(prefix="overseer-validate-") as tmp:
+            # Laid out as <namespace>/<release>, as in the repository.
+            for chart in sorted(snapshot.chart_paths()):
+                snapshot.export(chart, Path(tmp) / chart)
+            yield [Path(tmp)]
+    finally:
+        ctx.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -135,13 +134,13 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
         sealed = store.secret_data(conn, d.id)
     secrets = ctx.secrets.open(sealed)
     revision = store.secret_revision(sealed)
-    chart = ctx.settings.repo / d.namespace / d.deployment_id
+    chart = f"{d.namespace}/{d.deployment_id}"
     target = cluster(ctx)
     try:
         with tempfile.TemporaryDirectory(prefix="overseer-apply-") as tmp:  # created 0700
             snapshot = Path(tmp) / "chart"
-            with ctx.settled_work_tree():
-                shutil.copytree(chart, snapshot)
+            # From the commit this apply records as applied: what helm installs is exactly it.
+            ctx.repo.snapshot(d.rendered_commit).export(chart, snapshot)
             values = Path(tmp) / "secret-values.yaml"
             # The revision names the sealed values, not the values: it changes with them and
             # reveals nothing (each sealing is freshly encrypted), and the pods roll on a change.
@@ -168,7 +167,7 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
         left_at = known.get("helm_revision", d.helm_revision)
         return Outcome(d.deployment_id, d.namespace, "failed", FAILED, left_at, reason)
     except FileNotFoundError:
-        reason = f"chart {chart} is missing; run `overseer render`"
+        reason = f"chart {chart} is missing from commit {d.rendered_commit}; run `overseer render`"
         with ctx.transaction() as conn:
             store.finish_apply(conn, d.id, FAILED, reason)
         return Outcome(d.deployment_id, d.namespace, "failed", FAILED, None, reason)

@@ -8,15 +8,12 @@ list one by one) instead of each request waiting for its own turn at the reposit
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass
 
 from . import render as render_service
 from .context import Context
-
-log = logging.getLogger("overseer.render")
 
 
 @dataclass
@@ -76,22 +73,8 @@ class RenderBatcher:
                 if self._stopping:
                     return
                 continue
-            # The waiters are answered as soon as the commit and the database agree; git writes
-            # the work tree after that, still under the lock, so no reader sees it half-done.
-            with self.ctx.repo.lock():
-                start = time.perf_counter()
-                try:
-                    round_.commit = render_service.render(self.ctx, defer_checkout=True).commit
-                except BaseException as exc:  # handed to every waiter of this round
-                    round_.error = exc
-                round_.done.set()
-                answered = time.perf_counter()
-                try:
-                    self.ctx.repo.finish_checkout()
-                except Exception:  # the next writer retries it first; this thread must live on
-                    log.exception("checking out the rendered commit failed")
-                log.debug(
-                    "render round: committed in %.0f ms, work tree written in %.0f ms",
-                    (answered - start) * 1000,
-                    (time.perf_counter() - answered) * 1000,
-                )
+            try:
+                round_.commit = render_service.render(self.ctx).commit
+            except BaseException as exc:  # handed to every waiter of this round
+                round_.error = exc
+            round_.done.set()

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 
+from ..charts import ChartSource, DirectoryCharts
 from ..config import Settings
-from ..gitops import GitOpsRepo
+from ..errors import NotFound
+from ..gitops import CHECKOUT, GitOpsRepo, Snapshot
 from ..store import db, migrate
 from ..store.secrets import SecretBox
 
@@ -84,20 +86,27 @@ class Context:
         """Seals secret variable values before they reach the database."""
         return SecretBox.from_config(self.settings.secret_key, self.settings.secret_key_file)
 
-    @contextmanager
-    def settled_work_tree(self) -> Iterator[None]:
-        """Hold the writer lock, so no render is writing the work tree meanwhile.
+    def snapshot(self, ref: str) -> Snapshot:
+        """The charts of commit `ref` (a sha, a branch, HEAD), read from objects."""
+        commit = self.repo.head(ref) if (self.settings.repo / ".git").is_dir() else None
+        if commit is None:
+            raise NotFound(f"{ref}: no such commit in {self.settings.repo}")
+        return self.repo.snapshot(commit)
 
-        A repository that does not exist yet is not created for this: there is nothing to wait
-        for, and reading it finds nothing.
+    def charts(self, ref: str | None = None) -> ChartSource:
+        """The charts of commit `ref`, read from objects; without one, the repository's files.
+
+        Files that Overseer keeps (a repository it checked out) are first brought up to date, so
+        a lazy server repository reads like a checked-out one. A repository that does not exist
+        yet is not created for this: reading it finds nothing.
         """
-        if not (self.settings.repo / ".git").is_dir():
-            yield
-            return
-        with self.repo.lock():
-            yield
+        if ref is not None:
+            return self.snapshot(ref)
+        if (self.settings.repo / ".git").is_dir() and self.repo.worktree.at() is not None:
+            self.repo.sync_worktree()
+        return DirectoryCharts(self.settings.repo)
 
     @cached_property
     def repo(self) -> GitOpsRepo:
         """The GitOps repository (created on first use)."""
-        return GitOpsRepo(self.settings.repo)
+        return GitOpsRepo(self.settings.repo, worktree=self.settings.worktree or CHECKOUT)

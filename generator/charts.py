@@ -1,0 +1,78 @@
+"""Where rendered charts are read from: a commit's tree (`gitops.Snapshot`) or a directory.
+
+Both answer the same three questions, so the checks and the render compare against either.
+A chart lives at `<namespace>/<release>/`; names starting with "." are Overseer's own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from .render import INPUTS_FILE, Chart
+
+STATE_FILE = ".overseer/render-state.json"
+
+
+class ChartSource(Protocol):
+    """Rendered charts, read-only."""
+
+    def chart_paths(self) -> set[str]:
+        """`namespace/release` of every chart."""
+        ...
+
+    def read_file(self, rel: str) -> bytes | None:
+        """A file by path from the root, or None when absent."""
+        ...
+
+    def read_chart(self, chart_path: str) -> Chart:
+        """Every file of a chart, by path relative to the chart."""
+        ...
+
+
+def read_inputs(source: ChartSource, chart_path: str) -> bytes | None:
+    """A chart's inputs record, or None when absent."""
+    return source.read_file(f"{chart_path}/{INPUTS_FILE}")
+
+
+class DirectoryCharts:
+    """The charts in a directory: a work tree, a CI checkout, a copy."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def chart_paths(self) -> set[str]:
+        """`namespace/release` of every chart directory present."""
+        found: set[str] = set()
+        if not self.root.is_dir():
+            return found
+        with os.scandir(self.root) as namespaces:
+            for ns in namespaces:
+                if not ns.is_dir() or ns.name.startswith("."):
+                    continue
+                # Every visible directory at this depth is a chart; is_dir() comes from the
+                # listing itself, so a large namespace costs no stat per chart.
+                with os.scandir(ns.path) as releases:
+                    found.update(
+                        f"{ns.name}/{rel.name}"
+                        for rel in releases
+                        if not rel.name.startswith(".") and rel.is_dir()
+                    )
+        return found
+
+    def read_file(self, rel: str) -> bytes | None:
+        """A file of the repository, or None when absent."""
+        try:
+            return (self.root / rel).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    def read_chart(self, chart_path: str) -> Chart:
+        """Every file of a chart, by path relative to the chart."""
+        base = self.root / chart_path
+        return {
+            p.relative_to(base).as_posix(): p.read_bytes()
+            for p in sorted(base.rglob("*"))
+            if p.is_file()
+        }

@@ -1,0 +1,29 @@
+"""The git layer: the GitOps repository, changed only through changesets.
+
+- `repository`: where the repository lives, its writer lock, and its parts;
+- `objects`: blobs, trees and commits built in-process, written as packs;
+- `changeset`: the one way to change the repository (objects, journal, ref);
+- `refs`: the one way a ref moves, compare-and-swap;
+- `journal`: changesets whose database commit is not yet confirmed;
+- `snapshot`: the charts of a commit, read from objects;
+- `worktree`: the checked-out files, brought to a commit when someone wants files;
+- `remote`: push, and replay onto a remote's main that moved.
+"""
+
+from .changeset import Changeset, crash_point
+from .objects import IDENTITY
+from .remote import publish, push_pending
+from .repository import CHECKOUT, LAZY, GitOpsRepo
+from .snapshot import Snapshot
+
+__all__ = [
+    "CHECKOUT",
+    "IDENTITY",
+    "LAZY",
+    "Changeset",
+    "GitOpsRepo",
+    "Snapshot",
+    "crash_point",
+    "publish",
+    "push_pending",
+]

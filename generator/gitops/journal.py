@@ -1,0 +1,60 @@
+"""The crash journal: changesets whose database commit is not yet known to have happened.
+
+A changeset appends its entry (ref, old and new commit, the chart paths it touched) before the
+ref moves; the writer lock's holder empties the journal when it lets go of the lock normally,
+which is after its database transaction committed. A journal found non-empty by the next holder
+therefore names commits that may have landed in Git without their rows: the paths in doubt,
+which the next render reconciles with the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class Journal:
+    """One append-only file in the git directory, kept open by the lock's holder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def append(self, entry: dict[str, object]) -> None:
+        """Record one entry; it reaches the kernel before this returns (a SIGKILL keeps it)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.write(self._fd, json.dumps(entry, sort_keys=True).encode() + b"\n")
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The complete entries recorded (a line cut short by a kill is ignored)."""
+        try:
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                found.append(entry)
+        return found
+
+    def clear(self) -> None:
+        """Empty the journal (truncating is cheaper than creating the file anew each time)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+        elif self.path.exists():
+            os.truncate(self.path, 0)
+
+    def close(self) -> None:
+        """Let go of the file handle (the next lock holder may be another process)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

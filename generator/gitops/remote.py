@@ -1,0 +1,148 @@
+"""Publishing commits to a remote: push, and on a rejection, replay ours onto theirs.
+
+The replay is done with objects, as a changeset is: each of our commits not on the remote
+becomes a commit on top of the remote's main with the same changes, compared chart by chart
+(a path at most two levels deep: `<namespace>/<release>`, or a file). A path both sides changed
+differently is a conflict, except the `regenerated` ones (bookkeeping the caller rewrites anyway),
+where ours wins. Then the branch moves, compare-and-swap, like every other ref update.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import TYPE_CHECKING
+
+from ..errors import Conflict, GitFailed
+from .objects import TREE, Entries, Entry, Plan, place
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from .repository import GitOpsRepo
+
+_UNIT_DEPTH = 2  # charts live at <namespace>/<release>
+
+
+class PushRejected(Exception):
+    """The remote's branch has commits ours lack."""
+
+
+def _git(repo: GitOpsRepo, *args: str) -> str:
+    done = subprocess.run(
+        ["git", f"--git-dir={repo.git_dir}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+    )
+    if done.returncode != 0:
+        err = done.stderr.strip()
+        if args[0] == "push" and ("rejected" in err or "fetch first" in err):
+            raise PushRejected(err)
+        lines = [line.strip(" '") for line in err.splitlines() if line.strip()]
+        # git's own verdict ("fatal: ...") says more than the advice lines after it.
+        verdict = [line for line in lines if line.startswith(("fatal:", "error:"))]
+        raise GitFailed(args[0], (verdict or lines or [""])[0])
+    return done.stdout.strip()
+
+
+def publish(
+    repo: GitOpsRepo,
+    remote: str,
+    *,
+    branch_per_change: bool,
+    regenerated: Collection[str] = (),
+    attempts: int = 5,
+) -> str | None:
+    """Push what the remote lacks; return the ref pushed, or None when there is nothing.
+
+    With `branch_per_change`, HEAD goes to its own branch `overseer/<sha>`; main on the remote is
+    left to the reviewers. Until a push succeeds, `push_pending` says so, also to later processes.
+    Call it holding the writer lock.
+    """
+    pending = repo.git_dir / "overseer-push-pending"
+    pending.touch()
+    head = repo.head()
+    if head is None:
+        pending.unlink(missing_ok=True)
+        return None
+    try:
+        if branch_per_change:
+            ref = f"overseer/{head[:12]}"
+            _git(repo, "push", "--quiet", "--porcelain", remote, f"{head}:refs/heads/{ref}")
+            pending.unlink(missing_ok=True)
+            return ref
+        for attempt in range(attempts):
+            try:
+                _git(repo, "push", "--quiet", "--porcelain", remote, "HEAD:refs/heads/main")
+            except PushRejected:
+                if attempt == attempts - 1:
+                    break
+                _git(repo, "fetch", "--quiet", remote, "main")
+                replay(repo, _git(repo, "rev-parse", "FETCH_HEAD"), regenerated)
+                continue
+            pending.unlink(missing_ok=True)
+            return "main"
+    except GitFailed as exc:
+        raise GitFailed(f"push to {remote}", exc.detail) from None
+    raise GitFailed(f"push to {remote}", f"rejected {attempts} times", "try again")
+
+
+def push_pending(repo: GitOpsRepo) -> bool:
+    """Whether a push failed (or was cut short) since the last one that succeeded."""
+    return (repo.git_dir / "overseer-push-pending").exists()
+
+
+def replay(repo: GitOpsRepo, onto: str, regenerated: Collection[str] = ()) -> str:
+    """Put our commits that `onto` lacks on top of it; move HEAD there; return the new HEAD."""
+    head = repo.head()
+    assert head is not None  # noqa: S101 - publish checked
+    log = _git(repo, "log", "--reverse", "--first-parent", "--format=%H %P", f"{onto}..{head}")
+    ours = [(*line.split(), "")[:2] for line in log.splitlines()]
+    try:
+        base: str | None = _git(repo, "merge-base", onto, head)
+    except GitFailed:  # unrelated histories: everything on either side is a change
+        base = None
+    objects = repo.objects
+    theirs = _diff(repo, repo.tree_of(base), repo.tree_of(onto))
+    tip = onto
+    for commit, parent in ours:
+        changes = _diff(repo, repo.tree_of(parent or None), repo.tree_of(commit))
+        for path, entry in changes.items():
+            if path in theirs and theirs[path] != entry and path not in regenerated:
+                objects.discard()
+                raise Conflict(
+                    f"the remote's main changed {path} too, differently; merge it by hand "
+                    "(fetch, resolve, push), then render again"
+                )
+        plan: Plan = {}
+        for path, entry in changes.items():
+            place(plan, path, entry)
+        root = objects.edit(repo.tree_of(tip), plan) or objects.tree({})
+        message = _git(repo, "log", "-1", "--format=%B", commit) + "\n"
+        tip = objects.commit(root, tip, message)
+    objects.flush()
+    repo.refs.update("HEAD", tip, head)
+    repo.committed_since_lock = True
+    return tip
+
+
+def _diff(
+    repo: GitOpsRepo, old: bytes | None, new: bytes | None, prefix: str = "", depth: int = 1
+) -> dict[str, Entry | None]:
+    """Paths (down to `<namespace>/<release>`) whose entry differs between two trees."""
+    objects = repo.objects
+    before: Entries = objects.entries(old) if old is not None else {}
+    after: Entries = objects.entries(new) if new is not None else {}
+    found: dict[str, Entry | None] = {}
+    for name in before.keys() | after.keys():
+        a, b = before.get(name), after.get(name)
+        if a == b:
+            continue
+        path = f"{prefix}{name}"
+        if depth < _UNIT_DEPTH and a is not None and b is not None and a[0] == b[0] == TREE:
+            found.update(_diff(repo, a[1], b[1], f"{path}/", depth + 1))
+        else:
+            found[path] = b
+    return found

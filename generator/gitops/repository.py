@@ -1,0 +1,208 @@
+"""The GitOps repository: where it lives, its writer lock, and the parts a writer uses.
+
+Writers are serialised by an exclusive lock on a file in the git directory, held until the
+holder's database transaction commits, so concurrent renders never trip over each other and a
+render never sees a chart whose row it cannot see yet.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+
+from ..errors import ToolMissing, UserError
+from .changeset import Changeset, crash_point
+from .journal import Journal
+from .objects import ObjectStore
+from .refs import RefUpdater
+from .snapshot import Snapshot
+from .worktree import WorkTree
+
+log = logging.getLogger("overseer.git")
+# Index v4 and the untracked cache keep tens of thousands of files quick to check out; a split
+# index makes a small change rewrite a small index, not all 120,000 entries. Replaced shared
+# indexes (megabytes each at 10,000 charts) need not be kept two weeks.
+_TUNING = (
+    ("feature", "manyFiles", "true"),
+    ("core", "splitIndex", "true"),
+    ("splitIndex", "sharedIndexExpire", "1.hour.ago"),
+)
+_REPACK_EVERY = 32  # commits written as packs between two geometric repacks
+CHECKOUT, LAZY = "checkout", "lazy"
+
+
+class GitOpsRepo:
+    """A Git repository holding rendered charts.
+
+    `worktree` is `checkout` (the files follow every commit before the lock is let go: the CLI's
+    default, so `helm install rendered/<ns>/<release>` works by hand) or `lazy` (the files follow
+    only when a reader asks: the server, whose requests need objects and a ref, nothing more).
+    """
+
+    def __init__(self, root: Path, *, worktree: str = CHECKOUT) -> None:
+        if shutil.which("git") is None:
+            raise ToolMissing("git", "install git (Debian: apt-get install git)")
+        if worktree not in (CHECKOUT, LAZY):
+            raise UserError(f"OVERSEER_WORKTREE={worktree!r}: use {CHECKOUT} or {LAZY}")
+        self.root = root
+        self.mode = worktree
+        self.repo = self._open_or_init(root)
+        self.git_dir = Path(self.repo.git_dir)
+        self.objects = ObjectStore(self.repo)
+        self.refs = RefUpdater(str(self.git_dir))
+        self.journal = Journal(self.git_dir / "overseer-journal")
+        self.worktree = WorkTree(root, self.git_dir)
+        # Paths of changesets whose database commit was never confirmed (see `journal`).
+        self.in_doubt: set[str] = set()
+        self.committed_since_lock = False
+        # flock excludes other processes; the thread lock excludes other threads of this one.
+        self._thread_lock = threading.Lock()
+        self._holder: int | None = None
+        self._commits = 0
+        self._repack: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def _open_or_init(root: Path) -> git.Repo:
+        root.mkdir(parents=True, exist_ok=True)
+        if not (root / ".git").exists():
+            # Initialise beside the target and move .git into place: rename is atomic, so of two
+            # processes initialising at once one wins and the other simply opens its repository.
+            staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.init-"))
+            try:
+                fresh = git.Repo.init(staging, initial_branch="main")
+                # Tuned before it becomes visible, so no two processes ever edit its config.
+                with fresh.config_writer() as config:
+                    for section, option, value in _TUNING:
+                        config.set_value(section, option, value)
+                os.rename(staging / ".git", root / ".git")
+            except OSError:
+                if not (root / ".git").is_dir():
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        try:
+            return git.Repo(root)
+        except git.InvalidGitRepositoryError:
+            raise UserError(
+                f"{root}/.git exists but is not a Git repository; move it away"
+            ) from None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the writer lock of this repository (re-entrant within one thread).
+
+        Let go normally, it empties the journal: the holder's database work is done by then.
+        """
+        if self._holder == threading.get_ident():
+            yield
+            return
+        with self._thread_lock:
+            fd = os.open(self.git_dir / "overseer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._holder = threading.get_ident()
+                self._recover()
+                yield
+                self._release()
+            finally:
+                self.journal.close()  # the next holder may be another process
+                self._holder = None
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def _recover(self) -> None:
+        self.committed_since_lock = False
+        entries = self.journal.entries()
+        self.in_doubt = {
+            str(p) for e in entries if isinstance(e.get("paths"), list) for p in e["paths"]
+        }
+        if entries:
+            log.warning(
+                "a writer died after committing %d change(s) to Git, before its database said "
+                "so; the next render reconciles %d path(s)",
+                len(entries),
+                len(self.in_doubt),
+            )
+
+    def _release(self) -> None:
+        crash_point("database-committed")
+        if self.committed_since_lock:
+            self._maintain()
+        self.journal.clear()
+        self.in_doubt = set()
+        if self.mode == CHECKOUT:  # also after a writer killed before its files followed
+            try:
+                self.worktree.sync(self.head())
+            except UserError as exc:  # the commit stands; the next reader retries the files
+                log.warning("%s", exc.message)
+
+    def head(self, ref: str = "HEAD") -> str | None:
+        """The commit sha `ref` names, or None (an empty repository, an unknown ref)."""
+        try:
+            return str(self.repo.rev_parse(ref).hexsha)
+        except (ValueError, git.BadName):
+            return None
+
+    def tree_of(self, commit: str | None) -> bytes | None:
+        """The root tree of a commit (read through the object store, which threads share)."""
+        if commit is None:
+            return None
+        header = self.objects.read(bytes.fromhex(commit))[:46]
+        if not header.startswith(b"tree "):
+            raise UserError(f"{commit} is not a commit of {self.root}")
+        return bytes.fromhex(header[5:45].decode())
+
+    def snapshot(self, commit: str | None = None, root: bytes | None = None) -> Snapshot:
+        """The charts of `commit` (default HEAD), read from objects."""
+        if commit is None:
+            commit = self.head()
+        return Snapshot(self.objects, commit, root if root is not None else self.tree_of(commit))
+
+    @contextmanager
+    def changes(self, ref: str = "HEAD", base: str | None = None) -> Iterator[Changeset]:
+        """A changeset on `ref` from `base` (default: where `ref` is), under the writer lock."""
+        with self.lock():
+            tx = Changeset(self, ref, base if base is not None else self.head(ref))
+            try:
+                yield tx
+            finally:
+                if tx.commit_sha is None:
+                    self.objects.discard()
+
+    def sync_worktree(self, *, hard: bool = False) -> None:
+        """Bring the files to HEAD now (a reader wants them)."""
+        with self.lock():
+            self.worktree.sync(self.head(), hard=hard)
+
+    def _maintain(self) -> None:
+        # Each commit adds a small pack, and lookups slow down as packs pile up. A geometric
+        # repack folds the small ones together without rewriting the big one; it runs beside the
+        # next commits (git allows that) and is only reaped here.
+        self._commits += 1
+        if self._repack is not None and self._repack.poll() is not None:
+            self._repack = None
+        if self._repack is None and self._commits % _REPACK_EVERY == 0:
+            self._repack = subprocess.Popen(
+                ["git", f"--git-dir={self.git_dir}", "repack", "-d", "-q", "--geometric=2"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+    def close(self) -> None:
+        """End the helper processes (the ref updater, a repack still running)."""
+        self.journal.close()
+        self.refs.close()
+        if self._repack is not None:
+            self._repack.wait()
+            self._repack = None
+        self.repo.close()
