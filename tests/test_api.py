@@ -317,13 +317,20 @@ def test_hundred_concurrent_creates(api_no_worker: Server, settings: Settings) -
     releases = {r.json()["deployment_id"] for r in responses}
     assert len(releases) == 100
     repo = settings.repo
-    assert {p.name for p in repo.glob(f"{settings.namespace}/*")} == releases
+    # The server wrote objects and a ref only; its files follow when a reader asks.
+    assert not (repo / settings.namespace).exists()
+    listed = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "--name-only", "HEAD", f"{settings.namespace}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert {p.rsplit("/", 1)[1] for p in listed} == releases
     assert commit_count(repo) <= 100  # group commit: several deployments per commit
     fsck = subprocess.run(
         ["git", "-C", str(repo), "fsck", "--strict"], capture_output=True, text=True
     )
     assert fsck.returncode == 0, fsck.stderr
-    assert Cli(settings)("render", "--check").exit_code == 0
+    assert Cli(settings)("render", "--check").exit_code == 0  # brings the files up to date
+    assert {p.name for p in repo.glob(f"{settings.namespace}/*")} == releases
     assert len(httpx.get(f"{url}/deployments").json()) == 100
 
 

@@ -56,12 +56,15 @@ class GitOpsRepo:
             raise UserError(f"OVERSEER_WORKTREE={worktree!r}: use {CHECKOUT} or {LAZY}")
         self.root = root
         self.mode = worktree
+        created = not (root / ".git").exists()
         self.repo = self._open_or_init(root)
         self.git_dir = Path(self.repo.git_dir)
         self.objects = ObjectStore(self.repo)
         self.refs = RefUpdater(str(self.git_dir))
         self.journal = Journal(self.git_dir / "overseer-journal")
         self.worktree = WorkTree(root, self.git_dir)
+        if created or worktree == LAZY:  # never a clone a reader merely opened
+            self.worktree.adopt(self.head())
         # Paths of changesets whose database commit was never confirmed (see `journal`).
         self.in_doubt: set[str] = set()
         self.committed_since_lock = False

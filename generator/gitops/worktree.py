@@ -58,6 +58,20 @@ class WorkTree:
         self.git_dir = git_dir
         self._record = git_dir / "overseer-worktree"
 
+    @staticmethod
+    def managed(root: Path) -> bool:
+        """Whether Overseer keeps the files of the repository at `root` (it has a record)."""
+        return (root / ".git" / "overseer-worktree").is_file()
+
+    def adopt(self, head: str | None) -> None:
+        """Start keeping the files of a repository that has no record: they are at `head`.
+
+        A repository Overseer just created has no commit yet; one made by an earlier version
+        of Overseer had its files at HEAD whenever no writer held it.
+        """
+        if not self._record.exists():
+            self._write(head or "")
+
     def at(self) -> str | None:
         """The commit the index and the files were last brought to, if recorded."""
         try:
@@ -85,8 +99,11 @@ class WorkTree:
             ]
             if charts:
                 self._git("clean", "-fdq", "--", *charts)
+        self._write(head)
+
+    def _write(self, commit: str) -> None:
         tmp = self._record.with_suffix(".tmp")
-        tmp.write_text(head + "\n", encoding="ascii")
+        tmp.write_text(commit + "\n", encoding="ascii")
         os.replace(tmp, self._record)
 
     def forget(self) -> None:

@@ -15,6 +15,7 @@ from ..charts import ChartSource, DirectoryCharts
 from ..config import Settings
 from ..errors import NotFound
 from ..gitops import CHECKOUT, GitOpsRepo, Snapshot
+from ..gitops.worktree import WorkTree
 from ..store import db, migrate
 from ..store.secrets import SecretBox
 
@@ -96,13 +97,14 @@ class Context:
     def charts(self, ref: str | None = None) -> ChartSource:
         """The charts of commit `ref`, read from objects; without one, the repository's files.
 
-        Files that Overseer keeps (a repository it checked out) are first brought up to date, so
-        a lazy server repository reads like a checked-out one. A repository that does not exist
+        Files that Overseer keeps (a repository it made) are first brought up to date, so a lazy
+        server repository reads like a checked-out one; the files of any other clone are read
+        as they are, uncommitted edits included. A repository that does not exist
         yet is not created for this: reading it finds nothing.
         """
         if ref is not None:
             return self.snapshot(ref)
-        if (self.settings.repo / ".git").is_dir() and self.repo.worktree.at() is not None:
+        if WorkTree.managed(self.settings.repo):  # never a clone Overseer did not make
             self.repo.sync_worktree()
         return DirectoryCharts(self.settings.repo)
 
