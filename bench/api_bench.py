@@ -77,12 +77,39 @@ def file_create_us(directory: Path, count: int = 300) -> float:
     return elapsed / count * 1e6
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User plus system CPU time so far of a process, and of its children it has waited for."""
+def _stat(pid: int) -> list[int]:
     with open(f"/proc/{pid}/stat") as f:
-        fields = [int(v) for v in f.read().rsplit(")", 1)[1].split()[11:15]]
+        return [int(v) for v in f.read().rsplit(")", 1)[1].split()[11:15]]
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time so far (user plus system) of the server, and of its git processes.
+
+    The git processes are those that ended (the server waited for them) and those still
+    running, such as the long-lived `cat-file --batch` and `update-ref --stdin`.
+    """
     tick = os.sysconf("SC_CLK_TCK")
-    return (fields[0] + fields[1]) / tick, (fields[2] + fields[3]) / tick
+    own = _stat(pid)
+    children = own[2] + own[3]
+    for child in _descendants(pid):
+        try:
+            fields = _stat(child)
+        except OSError:  # it ended meanwhile; its time moves to the waited-for sum
+            continue
+        children += fields[0] + fields[1]
+    return (own[0] + own[1]) / tick, children / tick
 
 
 def wrk(url: str, script: Path, clients: int, seconds: int) -> Run:
@@ -107,10 +134,30 @@ def wrk(url: str, script: Path, clients: int, seconds: int) -> Run:
     )
 
 
+def prefill(env: dict[str, str], count: int) -> None:
+    """Register the plugin, seed `count` deployments and render them, before the server starts."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from render_bench import seed
+
+    overseer = ["overseer", "plugin", "register", str(ROOT / "environments/claude/plugin.yaml")]
+    subprocess.run(overseer, env=env, check=True, capture_output=True)
+    seed(env["DATABASE_URL"], count, namespace="a8s")
+    start = time.perf_counter()
+    subprocess.run(["overseer", "render", "--no-progress"], env=env, check=True)
+    print(f"prefilled {count:,} charts in {time.perf_counter() - start:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="length of each run")
     parser.add_argument("--runs", type=int, default=3, help="separate runs at 16 clients")
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start from a repository already holding N charts in the same namespace",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit(
@@ -134,6 +181,8 @@ def main() -> None:
         "OVERSEER_SECRET_KEY": KEY,
         "OVERSEER_LOG_LEVEL": "warning",
     }
+    if args.prefill:
+        prefill(env, args.prefill)
     server = subprocess.Popen(["overseer", "serve", "--no-worker", "--port", str(port)], env=env)
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -167,9 +216,9 @@ def main() -> None:
         print(f"{'1 client: p50 / p99':<36}  {one.p50_ms:4.0f} / {one.p99_ms:4.0f} ms")
         print(
             f"{'16 clients: p50 / p99 (median run)':<36}  {median.p50_ms:4.0f} / {median.p99_ms:4.0f} ms"
-            "  ≤ 50 / ≤ 250 ms"
+            "  ≤ 50 / ≤ 150 ms"
         )
-        print(f"{'sustained throughput, 16 clients':<36}  {median.rate:6.1f} /s    ≥ 100 /s")
+        print(f"{'sustained throughput, 16 clients':<36}  {median.rate:6.1f} /s    ≥ 300 /s")
         total = one.requests + sum(r.requests for r in runs)
         commits = subprocess.run(
             ["git", "-C", str(base / "gitops"), "rev-list", "--count", "HEAD"],

@@ -56,8 +56,8 @@ def make_context(base: Path, url: str, name: str, worktree: str = "checkout") ->
     )
 
 
-def seed(url: str, count: int) -> None:
-    """Insert `count` synthetic deployments of claude-environment (secret values sealed once)."""
+def seed(url: str, count: int, namespace: str = "bench") -> None:
+    """Insert `count` synthetic deployments of claude-environment (no secret value stored)."""
     with db.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE deployments")
         plugin = conn.execute("SELECT id FROM plugins WHERE name = 'claude-environment'").fetchone()
@@ -84,7 +84,7 @@ def seed(url: str, count: int) -> None:
                         plugin["id"],
                         "CREATING",
                         config,
-                        "bench",
+                        namespace,
                     )
                 )
 

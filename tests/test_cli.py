@@ -589,6 +589,46 @@ def test_validate_names_chart_and_resource(
     assert bad.stdout.endswith("0 of 1 chart(s) valid\n")
 
 
+def test_a_lazy_repository_reads_like_a_checked_out_one(
+    registered: Cli, kubeconform_bin: str, helm_bin: str, tmp_path: Path
+) -> None:
+    checked, lazy = registered.settings.repo, tmp_path / "lazy"
+    as_server = {"OVERSEER_WORKTREE": "lazy", "OVERSEER_REPO": str(lazy)}
+    deps = [registered.deploy("--no-render") for _ in range(3)]
+    assert registered("render").exit_code == 0
+    assert registered("render", env=as_server).exit_code == 0
+    assert git_log(lazy, "-1", "--format=%T") == git_log(checked, "-1", "--format=%T")
+    assert not (lazy / "a8s").exists()  # objects and a ref only
+    for args in (
+        ["render", "--check", "--offline", "--ref", "HEAD"],
+        ["validate", "--ref", "HEAD"],
+    ):
+        from_commit = registered(*args, "--no-progress" if args[0] == "validate" else "--offline")
+        lazily = registered(*args, env=as_server)
+        assert from_commit.exit_code == lazily.exit_code == 0, lazily.stdout
+        assert from_commit.stdout == lazily.stdout
+    checks = registered("validate", "--ref", "HEAD", env=as_server).stdout
+    assert checks == "3 of 3 chart(s) valid\n"
+    # Asked for its files, the lazy repository brings them up to date first.
+    offline = registered("render", "--check", "--offline", env=as_server)
+    assert offline.exit_code == 0 and offline.stdout == "all charts match a fresh render\n"
+    assert {f"a8s/{p.name}" for p in (lazy / "a8s").iterdir()} == {str(d["chart"]) for d in deps}
+    assert registered("validate", env=as_server).stdout == "3 of 3 chart(s) valid\n"
+    # A chart broken on the branch is found from the commit as from the files.
+    broken = lazy / str(deps[0]["chart"]) / "templates" / "broken.yaml"
+    broken.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  portz: []\n"
+    )
+    subprocess.run(["git", "-C", str(lazy), "add", "-A"], check=True)
+    hand = ["-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qm", "broken"]
+    subprocess.run(["git", "-C", str(lazy), *hand], check=True)
+    bad = registered("validate", "--ref", "HEAD", env=as_server)
+    assert bad.exit_code == 1 and bad.stdout.startswith(f"FAIL HEAD:{deps[0]['chart']}\n")
+    drift = registered("render", "--check", "--offline", "--ref", "HEAD", env=as_server)
+    assert drift.exit_code == 1
+    assert drift.stdout == f"{deps[0]['chart']}: differs: templates/broken.yaml\n"
+
+
 def test_incremental_render_sees_every_kind_of_change(
     registered: Cli, claude_manifest: Path
 ) -> None:
@@ -621,6 +661,11 @@ def test_incremental_render_sees_every_kind_of_change(
     doctored["database"] = "00000000-0000-0000-0000-000000000000"
     doctored["generation"] = 10**9
     path.write_text(json.dumps(doctored))
+    # Renders read the state from the commit, so the doctored state is committed, as a hand
+    # edit merged on main would be.
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    hand = ["-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qm", "doctored"]
+    subprocess.run(["git", "-C", str(repo), *hand], check=True)
     with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
         conn.execute(
             "UPDATE deployments SET config = replace(config, '\"999\"', '\"555\"') WHERE id = %s",

@@ -120,8 +120,6 @@ def validate(paths: tuple[Path, ...], ref: str | None, progress: bool) -> None:
     if ref and paths:
         raise click.UsageError("give PATHS or --ref, not both")
     with charts_directory(Settings.from_env(), ref, list(paths)) as targets:
-        if ref:
-            click.echo(f"validating the charts of {ref}")
         bar = progress_bar("validating", progress)
         if bar is None:
             reports = run_validate(targets)
@@ -131,6 +129,9 @@ def validate(paths: tuple[Path, ...], ref: str | None, progress: bool) -> None:
                 reports = run_validate(
                     targets, progress=lambda d, t: bar.update(task, completed=d, total=t)
                 )
+        if ref:  # named as in the commit, not by the scratch directory they were read into
+            for r in reports:
+                r.chart = f"{ref}:{Path(r.chart).relative_to(targets[0])}"
     failed = [r for r in reports if r.problems]
     for r in failed:
         click.echo(f"FAIL {r.chart}")

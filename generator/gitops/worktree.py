@@ -91,8 +91,15 @@ class WorkTree:
         if recorded == head and not hard:
             return
         self._drop_stale_index_lock()
-        trees = [head] if hard or recorded is None else [recorded, head]
-        self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", *trees)
+        if hard or recorded is None:
+            self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", head)
+        else:
+            try:
+                self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", recorded, head)
+            except GitFailed:
+                # The index is not where the record says (someone committed by hand here):
+                # a one-tree reset to HEAD, which reads every entry but always works.
+                self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", head)
         if hard:
             charts = [
                 p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
