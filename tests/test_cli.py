@@ -18,8 +18,8 @@ import yaml
 from generator.cli import main
 from generator.errors import UserError
 from generator.gitops.objects import ObjectStore
-from generator.store.deployments import LIVE
 from generator.service import render as render_service
+from generator.store.deployments import LIVE
 from tests.conftest import Cli, commit_count, git_log
 
 ROOT = Path(__file__).resolve().parent.parent

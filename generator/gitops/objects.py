@@ -9,13 +9,14 @@ memory holds their shas only, and the compression runs on the other core.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from io import BytesIO
 from pathlib import Path
 from typing import Union
@@ -48,11 +49,15 @@ Plan = dict[str, Union["Plan", Entry, None]]
 def encode_tree(entries: Entries) -> bytes:
     """The canonical bytes of a tree object."""
     # Git orders a tree's entries by name, comparing a subtree's name as if it ended in "/".
-    ordered = sorted(entries.items(), key=lambda e: e[0] + "/" if e[1][0] == TREE else e[0])
-    return b"".join(
-        b"%o %s\0%s" % (mode, name.encode("utf-8", "surrogateescape"), sha)
-        for name, (mode, sha) in ordered
-    )
+    return b"".join(_part(name, e) for name, e in sorted(entries.items(), key=lambda i: _key(*i)))
+
+
+def _key(name: str, entry: Entry) -> str:
+    return name + "/" if entry[0] == TREE else name
+
+
+def _part(name: str, entry: Entry) -> bytes:
+    return b"%o %s\0%s" % (entry[0], name.encode("utf-8", "surrogateescape"), entry[1])
 
 
 def decode_tree(data: bytes) -> Entries:
@@ -121,6 +126,13 @@ class ObjectStore:
     """
 
     _CACHE_LIMIT = 20_000
+    # A namespace of 10,000 charts is a tree of 10,000 entries, and every commit that touches
+    # one chart writes it anew. Trees this large keep their sorted, encoded entries, so the next
+    # version is a few list splices and a join (about 0.5 ms) instead of a sort and an encode of
+    # every entry (8 ms); and their packs are stored rather than compressed (a 540 KB tree takes
+    # 9 ms at zlib level 1, 0.4 ms at level 0), which the geometric repack later makes up for.
+    _SPLICE_MIN = 512
+    _SPLICED_KEPT = 8
     # Past this many bytes of new blobs, a changeset streams them to disk rather than hold them.
     SPILL_BYTES = 32 << 20
 
@@ -137,6 +149,7 @@ class ObjectStore:
         self._spill: _Spill | None = None
         self._spilled: set[bytes] = set()
         self._by_id: dict[int, tuple[bytes, bytes]] = {}  # id(data) -> (data, sha)
+        self._spliced: dict[bytes, tuple[list[str], list[bytes]]] = {}  # sha -> (keys, parts)
 
     # Reading.
     def read(self, binsha: bytes) -> bytes:
@@ -213,7 +226,8 @@ class ObjectStore:
 
     def edit(self, root: bytes | None, plan: Plan) -> bytes | None:
         """The sha of `root` with `plan` applied; None when nothing is left."""
-        entries = dict(self.entries(root)) if root is not None else {}
+        base = self.entries(root) if root is not None else {}
+        entries = dict(base)
         for name, step in plan.items():
             if isinstance(step, dict):
                 current = entries.get(name)
@@ -224,7 +238,37 @@ class ObjectStore:
                 entries.pop(name, None)
             else:
                 entries[name] = step
-        return self.tree(entries) if entries else None  # git stores no empty subtree
+        if not entries:
+            return None  # git stores no empty subtree
+        if root is not None and len(base) >= self._SPLICE_MIN:
+            return self._splice(root, base, entries, plan.keys())
+        return self.tree(entries)
+
+    def _splice(self, root: bytes, base: Entries, entries: Entries, names: Iterable[str]) -> bytes:
+        known = self._spliced.get(root)
+        if known is None:
+            keys = sorted(_key(*item) for item in base.items())
+            parts = [_part(k.removesuffix("/"), base[k.removesuffix("/")]) for k in keys]
+        else:
+            keys, parts = list(known[0]), list(known[1])
+        for name in names:
+            old, new = base.get(name), entries.get(name)
+            if old == new:
+                continue
+            if old is not None:
+                at = bisect.bisect_left(keys, _key(name, old))
+                del keys[at], parts[at]
+            if new is not None:
+                key = _key(name, new)
+                at = bisect.bisect_left(keys, key)
+                keys.insert(at, key)
+                parts.insert(at, _part(name, new))
+        binsha = self._queue(b"tree", b"".join(parts))
+        self._remember(binsha, entries)
+        if len(self._spliced) >= self._SPLICED_KEPT:
+            self._spliced.pop(next(iter(self._spliced)))
+        self._spliced[binsha] = (keys, parts)
+        return binsha
 
     def commit(self, tree: bytes, parent: str | None, message: str) -> str:
         """Queue a commit with Overseer's identity; return its sha."""
@@ -249,7 +293,9 @@ class ObjectStore:
                 for sha, (kind, data) in self._pending.items()
             ]
             self.pack_dir.mkdir(parents=True, exist_ok=True)
-            PackEntity.create(objects, str(self.pack_dir), object_count=len(objects))
+            PackEntity.create(
+                objects, str(self.pack_dir), object_count=len(objects), zlib_compression=0
+            )
             if len(self._stored) >= 10 * self._CACHE_LIMIT:
                 self._stored.clear()  # a bound on memory; forgetting only costs a rewrite
             self._stored.update(self._pending)

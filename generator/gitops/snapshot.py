@@ -34,6 +34,19 @@ class Snapshot:
             )
         return found
 
+    def chart_count(self) -> int:
+        """How many charts there are, from the namespace trees' sizes (no listing).
+
+        Every entry at chart depth counts: Overseer keeps only chart directories there.
+        """
+        if self.root is None:
+            return 0
+        return sum(
+            len(self.objects.entries(sha))
+            for ns, (mode, sha) in self.objects.entries(self.root).items()
+            if mode == TREE and not ns.startswith(".")
+        )
+
     def tree_of(self, path: str) -> bytes | None:
         """The sha of the directory at `path`, or None."""
         entry = self.objects.lookup(self.root, path)

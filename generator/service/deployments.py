@@ -335,8 +335,10 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
     """Mark a deployment deleted, remove its chart in a commit, and uninstall its release.
 
     With `render` false only the row changes; `overseer render` and `overseer apply` finish later.
+    The row is stored under the writer lock either way: an incremental render finds deletions
+    by their generation, and no render's watermark may pass one that is not committed yet.
     """
-    with ctx.writer(lock=render) as conn:
+    with ctx.writer() as conn:
         record = store.get(conn, ident)
         if record is None:
             raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')

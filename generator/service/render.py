@@ -211,9 +211,11 @@ def _load_state(data: bytes | None) -> dict[str, Any] | None:
 
 
 def _comparable(previous: dict[str, Any], current: dict[str, Any]) -> bool:
-    # Trust the recorded generation only for the same database and the same templates.
+    # Trust the recorded generation only for the same database and the same templates, and only
+    # if the database has not gone back below it (a restored backup, a copy of an older one).
     return (
         isinstance(previous.get("generation"), int)
+        and previous["generation"] <= current["generation"]
         and isinstance(previous.get("plugins"), dict)
         and all(previous.get(k) == current[k] for k in ("schema", "generator", "database"))
     )
@@ -235,49 +237,61 @@ class _Pass:
         self.result = RenderResult()
 
     def run(self, *, force: bool, in_doubt: set[str]) -> RenderResult:
-        """Fill the changeset; return what it changes (the commit is the caller's)."""
+        """Fill the changeset; return what it changes (the commit is the caller's).
+
+        Incremental when the state on HEAD was recorded for this database and these
+        templates: only rows changed since its generation, of changed plugins, or never
+        rendered are read, and only rows known to be gone are removed, so a round costs what
+        changed, not what the repository holds. Otherwise every row is compared with every
+        chart, and a chart with no live row is removed (unless that is most of them).
+        """
         conn, result = self.conn, self.result
-        existing = self.head.chart_paths()
-        live = _live_paths(conn)
-        removed = sorted(existing - live)
-        # Charts of a changeset whose rows never committed (journaled) are known to be ours.
-        unknown = set(removed) - store.gone_release_paths(conn) - in_doubt if removed else set()
-        if unknown and len(unknown) * 2 > len(existing) and not force:
-            raise MassDeletionRefused(len(removed), len(existing))
         state = _state(store.fingerprint(conn), Renderer.generator())
         previous = _load_state(self.head.read_file(STATE_FILE))
         if not self.full and previous is not None and _comparable(previous, state):
-            # Incremental: only rows changed since the last render, of changed plugins, or new.
             rows = store.iter_live_for_render(
                 conn,
                 since=int(previous["generation"]),
                 plugin_ids=sorted(
                     p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
                 ),
-                paths=sorted(live - existing),
             )
+            gone = store.gone_since(conn, int(previous["generation"]), sorted(in_doubt))
+            removed = sorted(p for p in gone if self.head.tree_of(p) is not None)
+            total = self.head.chart_count()
         else:
+            existing = self.head.chart_paths()
+            live = _live_paths(conn)
+            removed = sorted(existing - live)
+            # Charts of a changeset whose rows never committed (journaled) are known to be ours.
+            unknown = set(removed) - store.gone_release_paths(conn) - in_doubt if removed else set()
+            if unknown and len(unknown) * 2 > len(existing) and not force:
+                raise MassDeletionRefused(len(removed), len(existing))
             rows = store.iter_live_for_render(conn)
+            total = len(live)
+        done = 0
         for done, row in enumerate(rows, start=1):
-            self._one(row, existing)
-            if self.progress is not None and (done % 250 == 0 or done == len(live)):
-                self.progress(done, len(live))
+            self._one(row)
+            if self.progress is not None and done % 250 == 0:
+                self.progress(done, max(total, done))
+        if self.progress is not None:
+            self.progress(done, done)
         for path in removed:
             result.removed.append(_removed_change(self.head, path))
             self.tx.remove(path)
         result.added.sort(key=lambda c: c.path)
         result.changed.sort(key=lambda c: c.path)
-        result.unchanged = len(live) - len(result.added) - len(result.changed)
+        result.unchanged = self.head.chart_count() - len(result.changed) - len(result.removed)
         if result.touched:  # the state only moves with a commit: a no-op render writes nothing
             self.tx.put_file(STATE_FILE, dump_json(state))
         return result
 
-    def _one(self, row: dict[str, Any], existing: set[str]) -> None:
+    def _one(self, row: dict[str, Any]) -> None:
         plugin = self.plugins.get(row)
         dep = render_input(row, plugin.manifest)
         path = dep.chart_path
         inputs = self.renderer.inputs_record(dep, plugin)
-        is_new = path not in existing
+        is_new = self.head.tree_of(path) is None
         if not (self.full or is_new or read_inputs(self.head, path) != inputs):
             return
         chart = self.renderer.render(dep, plugin, inputs)

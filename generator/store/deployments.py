@@ -119,19 +119,20 @@ def iter_live_for_render(
     *,
     since: int | None = None,
     plugin_ids: Sequence[str] = (),
-    paths: Sequence[str] = (),
 ) -> Iterator[dict[str, Any]]:
     """Live deployments joined with their plugin's manifest, streamed in a stable order.
 
-    With `since`, only rows changed after that generation, of the given plugins, or at the given
-    chart paths: what an incremental render has to look at.
+    With `since`, only rows changed after that generation, of the given plugins, or never
+    rendered: what an incremental render has to look at. The last covers a row that took its
+    generation before a render's watermark passed it but committed after that render read (a
+    create stores its row without the writer lock); the partial index keeps it cheap.
     """
     where = LIVE
     params: dict[str, Any] = {}
     if since is not None:
         where += """ AND (d.generation > %(since)s OR d.plugin_id = ANY(%(plugins)s)
-                          OR d.namespace || '/' || d.deployment_id = ANY(%(paths)s))"""
-        params = {"since": since, "plugins": list(plugin_ids), "paths": list(paths)}
+                          OR d.rendered_commit IS NULL)"""
+        params = {"since": since, "plugins": list(plugin_ids)}
     with conn.cursor(name="render_live") as cur:  # server-side: 10,000 rows never sit in memory
         cur.itersize = 2000
         cur.execute(
@@ -144,6 +145,28 @@ def iter_live_for_render(
             params,
         )
         yield from cur
+
+
+def gone_since(conn: Connection, since: int, paths: Sequence[str] = ()) -> set[str]:
+    """Chart paths that stopped being live since generation `since`, and those of `paths` not live.
+
+    `paths` with no row at all count as not live. Deletes and gc's expiries bump the generation (and store their rows under the writer lock,
+    so no render's watermark passes them uncommitted); a TTL that ran out without gc having
+    run yet changes no row, so those are looked up by their expiry (a partial index).
+    """
+    rows = conn.execute(
+        f"""SELECT d.namespace || '/' || d.deployment_id AS path FROM deployments d
+            WHERE NOT ({LIVE}) AND (d.generation > %(since)s
+                  OR (d.deleted_at IS NULL AND d.expires_at <= CURRENT_TIMESTAMP))
+            UNION
+            SELECT p FROM unnest(%(paths)s::text[]) AS p
+            WHERE NOT EXISTS (
+                SELECT 1 FROM deployments d
+                WHERE d.deployment_id = split_part(p, '/', 2)
+                  AND d.namespace = split_part(p, '/', 1) AND {LIVE})""",
+        {"since": since, "paths": list(paths)},
+    ).fetchall()
+    return {str(r["path"]) for r in rows}
 
 
 def gone_release_paths(conn: Connection) -> set[str]:
