@@ -112,6 +112,31 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return (own[0] + own[1]) / tick, children / tick
 
 
+def machine_busy() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far (all cores, /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def postgres_seconds() -> float:
+    """CPU seconds so far of every PostgreSQL process (the database's share of a request)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "postgres":
+                continue
+            total += sum(_stat(int(proc.name))[:2])
+        except OSError:
+            continue
+    return total / tick
+
+
 def wrk(url: str, script: Path, clients: int, seconds: int) -> Run:
     """Post deployments over `clients` connections for `seconds`; every answer must be 201."""
     out = subprocess.run(
@@ -202,14 +227,22 @@ def main() -> None:
         runs = []
         for number in range(1, args.runs + 1):
             own, children = cpu_seconds(server.pid)
+            database, (busy, total) = postgres_seconds(), machine_busy()
             run = wrk(base_url, script, 16, args.seconds)
             own_after, children_after = cpu_seconds(server.pid)
+            database_after, (busy_after, total_after) = postgres_seconds(), machine_busy()
             runs.append(run)
+
+            def per_request(before: float, after: float, run: Run = run) -> str:
+                return f"{(after - before) / run.requests * 1000:.1f} ms"
+
             print(
                 f"run {number}: p50 {run.p50_ms:.0f} ms, p99 {run.p99_ms:.0f} ms, "
-                f"{run.rate:.1f}/s; CPU per request: server "
-                f"{(own_after - own) / run.requests * 1000:.1f} ms, its git processes "
-                f"{(children_after - children) / run.requests * 1000:.1f} ms"
+                f"{run.rate:.1f}/s; CPU per request: server {per_request(own, own_after)}, "
+                f"its git processes {per_request(children, children_after)}, PostgreSQL "
+                f"{per_request(database, database_after)}, the whole machine "
+                f"{per_request(busy, busy_after)} "
+                f"({(busy_after - busy) / (total_after - total) * 100:.0f}% of its cores busy)"
             )
         median = sorted(runs, key=lambda r: r.p50_ms)[len(runs) // 2]
         print(f"\n{'Measurement':<36}  {'Result':<12}  Target")

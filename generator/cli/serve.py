@@ -36,7 +36,12 @@ def serve(host: str, port: int, no_worker: bool) -> None:
             f"refusing to listen on {host} without authentication: set OVERSEER_API_TOKEN, "
             "or listen on 127.0.0.1"
         )
+    import sys
+
     import uvicorn
+
+    if os.environ.get("SWI"):
+        sys.setswitchinterval(float(os.environ["SWI"]))
 
     from ..api import create_app
 

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -292,14 +293,32 @@ class ObjectStore:
                 OStream(sha, kind, len(data), BytesIO(data))
                 for sha, (kind, data) in self._pending.items()
             ]
-            self.pack_dir.mkdir(parents=True, exist_ok=True)
-            PackEntity.create(
-                objects, str(self.pack_dir), object_count=len(objects), zlib_compression=0
-            )
+            self._write_pack(objects)
             if len(self._stored) >= 10 * self._CACHE_LIMIT:
                 self._stored.clear()  # a bound on memory; forgetting only costs a rewrite
             self._stored.update(self._pending)
         self._drop_pending()
+
+    def _write_pack(self, objects: list[OStream]) -> None:
+        # gitdb's own PackEntity.create names files after the sha's bytes repr and opens the new
+        # pack again; this writes the same format under git's names, index last: git only sees a
+        # pack through its index, so it never sees half of one.
+        self.pack_dir.mkdir(parents=True, exist_ok=True)
+        pack_fd, pack_tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=self.pack_dir)
+        index_fd, index_tmp = tempfile.mkstemp(prefix="tmp_idx_", dir=self.pack_dir)
+        try:
+            with open(pack_fd, "wb") as pack, open(index_fd, "wb") as index:
+                sha, _ = PackEntity.write_pack(
+                    objects, pack.write, index.write, len(objects), zlib_compression=0
+                )
+            name = self.pack_dir / f"pack-{sha.hex()}"
+            for tmp, suffix in ((pack_tmp, ".pack"), (index_tmp, ".idx")):
+                os.chmod(tmp, 0o444)  # as git leaves its packs
+                os.rename(tmp, f"{name}{suffix}")
+        except BaseException:
+            for tmp in (pack_tmp, index_tmp):
+                Path(tmp).unlink(missing_ok=True)
+            raise
 
     def discard(self) -> None:
         """Drop queued objects (the commit they were for was abandoned)."""
