@@ -50,8 +50,8 @@ try:
     import pygit2
 except ImportError as exc:
     sys.exit(
-        f"{exc.name} is not installed: run `make bench-git`, which installs it, or "
-        "`pip install pygit2==1.21.0 dulwich==1.2.21`"
+        f"{exc.name} is not installed. `make bench-git` installs pygit2 and dulwich, "
+        "as does `pip install pygit2==1.21.0 dulwich==1.2.21`."
     )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from generator.config import Settings
-from generator.errors import GitFailed
-from generator.gitops import CHECKOUT, LAZY, GitOpsRepo
+from generator.errors import Conflict, GitFailed
+from generator.gitops import CHECKOUT, LAZY, GitOpsRepo, publish, push_pending
 from generator.gitops.refs import RefUpdater
 from generator.service.context import Context
 
@@ -314,3 +314,47 @@ def test_reading_the_charts_creates_no_repository(tmp_path: Path) -> None:
     assert ctx.charts().chart_paths() == set()
     assert not (tmp_path / "gitops").exists()
     ctx.close()
+
+
+def hand_commit(work: Path, path: str, data: bytes) -> None:
+    """Someone else's commit on the remote's main, made from a clone."""
+    (work / path).parent.mkdir(parents=True, exist_ok=True)
+    (work / path).write_bytes(data)
+    git(work, "add", "-A")
+    git(work, "-c", "user.name=r", "-c", "user.email=r@r", "commit", "-qm", f"edit {path}")
+    git(work, "push", "-q", "origin", "main")
+
+
+def test_a_rejected_push_is_replayed_chart_by_chart(tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    repo = GitOpsRepo(tmp_path / "gitops")
+    commit(repo, {"ns/a": {"f": b"1\n"}, "ns/b": {"f": b"1\n"}, ".state": b"1\n"}, "first\n")
+    with repo.lock():
+        assert publish(repo, str(remote), branch_per_change=False) == "main"
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    hand_commit(other, "ns/b/f", b"theirs\n")  # a chart we do not touch
+    hand_commit(other, ".state", b"theirs\n")  # bookkeeping we rewrite anyway
+    commit(repo, {"ns/a": {"f": b"2\n"}, ".state": b"2\n"}, "second\n")
+    with repo.lock():
+        assert publish(repo, str(remote), branch_per_change=False, regenerated=[".state"])
+    assert not push_pending(repo)
+    theirs = repo.snapshot()
+    assert theirs.read_file("ns/a/f") == b"2\n" and theirs.read_file("ns/b/f") == b"theirs\n"
+    assert theirs.read_file(".state") == b"2\n"  # ours wins where we regenerate
+    assert git(repo.root, "rev-parse", "HEAD") == git(remote, "rev-parse", "main")
+    assert git(remote, "log", "--format=%s", "main").splitlines() == [
+        "second", "edit .state", "edit ns/b/f", "first",
+    ]  # fmt: skip
+    assert (repo.root / "ns/b/f").read_bytes() == b"theirs\n" and clean(repo.root)
+
+    # Both sides change the same chart differently: nothing moves, and the push stays pending.
+    git(other, "pull", "-q")
+    hand_commit(other, "ns/a/f", b"theirs\n")
+    commit(repo, {"ns/a": {"f": b"3\n"}}, "third\n")
+    head = git(repo.root, "rev-parse", "HEAD")
+    with repo.lock(), pytest.raises(Conflict, match="ns/a"):
+        publish(repo, str(remote), branch_per_change=False, regenerated=[".state"])
+    assert git(repo.root, "rev-parse", "HEAD") == head and push_pending(repo)
+    repo.close()
