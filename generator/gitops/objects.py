@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Union
 
 import git
+import pygit2
 from gitdb.base import OStream  # type: ignore[import-untyped]
-from gitdb.exc import BadObject  # type: ignore[import-untyped]
 from gitdb.pack import PackEntity  # type: ignore[import-untyped]
 
 from ..errors import GitFailed
@@ -138,7 +138,10 @@ class ObjectStore:
     SPILL_BYTES = 32 << 20
 
     def __init__(self, repo: git.Repo) -> None:
-        self._odb = repo.odb  # reads through one long-lived `git cat-file --batch`
+        # Reads go through libgit2 in-process: 1.7 times quicker than a `git cat-file --batch`
+        # round trip per object, and steady (docs/git-layer.md). libgit2 looks for packs again
+        # when an object is missing, so packs written since are found.
+        self._odb = pygit2.Repository(str(repo.git_dir)).odb
         self._git_dir = str(repo.git_dir)
         self.pack_dir = Path(repo.git_dir) / "objects" / "pack"
         self.spill_bytes = self.SPILL_BYTES
@@ -155,10 +158,10 @@ class ObjectStore:
     # Reading.
     def read(self, binsha: bytes) -> bytes:
         """The content of an object."""
-        with self._read_lock:
+        with self._read_lock:  # one libgit2 object database, shared by the reading threads
             try:
-                data: bytes = self._odb.stream(binsha).read()
-            except (ValueError, BadObject):  # cat-file answered "missing"
+                _, data = self._odb.read(pygit2.Oid(raw=binsha))
+            except KeyError:
                 raise FileNotFoundError(f"git object {binsha.hex()} is missing") from None
         return data
 
