@@ -25,7 +25,15 @@ def _loopback(host: str) -> bool:
 @click.option(
     "--no-worker", is_flag=True, help="Serve only; do not apply or reap in the background."
 )
-def serve(host: str, port: int, no_worker: bool) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=int(os.environ.get("OVERSEER_PROCESSES", "1")),
+    show_default="1, or OVERSEER_PROCESSES",
+    help="Server processes sharing the port; each renders its own rounds, one at a time through "
+    "the repository's writer lock.",
+)
+def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
     """Run the HTTP API (the specification's endpoints) with a background apply worker and TTL reaper.
 
     Mutating endpoints need `Authorization: Bearer $OVERSEER_API_TOKEN` when it is set; without a
@@ -36,19 +44,16 @@ def serve(host: str, port: int, no_worker: bool) -> None:
             f"refusing to listen on {host} without authentication: set OVERSEER_API_TOKEN, "
             "or listen on 127.0.0.1"
         )
-    import sys
-
     import uvicorn
 
-    if os.environ.get("SWI"):
-        sys.setswitchinterval(float(os.environ["SWI"]))
-
-    from ..api import create_app
-
+    # Each process builds its own application from the environment (uvicorn starts them fresh).
+    os.environ["OVERSEER_BACKGROUND"] = "0" if no_worker else "1"
     uvicorn.run(
-        create_app(background=not no_worker),
+        "generator.api:from_environment",
+        factory=True,
         host=host,
         port=port,
+        workers=processes,
         log_level=os.environ.get("OVERSEER_LOG_LEVEL", "info"),
         timeout_graceful_shutdown=30,
     )

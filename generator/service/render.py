@@ -49,6 +49,8 @@ class RenderResult:
     commit: str | None = None
     pushed: str | None = None  # the remote ref pushed, when a remote is configured
     push_error: str | None = None  # why that push failed; the commit stands
+    # Charts already on the branch, unchanged, whose rows record no commit (see `_record`).
+    unrecorded: list[str] = field(default_factory=list)
 
     @property
     def touched(self) -> list[str]:
@@ -182,12 +184,10 @@ def _record(ctx: Context, conn: Connection, result: RenderResult) -> None:
         store.set_rendered(conn, [c.path for c in (*result.added, *result.changed)], result.commit)
     # A row whose chart is committed but that never learnt so (the process died after the branch
     # moved, before the database committed) would never be applied: it points at HEAD now.
-    orphaned = store.unrendered_paths(conn) - set(result.touched)
-    if orphaned:
-        head = ctx.repo.snapshot()
-        landed = sorted(p for p in orphaned if head.tree_of(p) is not None)
-        if landed and head.commit is not None:
-            store.set_rendered(conn, landed, head.commit)
+    if result.unrecorded:
+        head = ctx.repo.head()
+        if head is not None:
+            store.set_rendered(conn, result.unrecorded, head)
 
 
 def _state(fingerprint: store.Fingerprint, generator: dict[str, str]) -> dict[str, Any]:
@@ -292,12 +292,14 @@ class _Pass:
         path = dep.chart_path
         inputs = self.renderer.inputs_record(dep, plugin)
         is_new = self.head.tree_of(path) is None
-        if not (self.full or is_new or read_inputs(self.head, path) != inputs):
-            return
-        chart = self.renderer.render(dep, plugin, inputs)
-        if self.tx.put(path, chart):
-            change = ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}")
-            (self.result.added if is_new else self.result.changed).append(change)
+        if self.full or is_new or read_inputs(self.head, path) != inputs:
+            chart = self.renderer.render(dep, plugin, inputs)
+            if self.tx.put(path, chart):
+                change = ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}")
+                (self.result.added if is_new else self.result.changed).append(change)
+                return
+        if row["rendered_commit"] is None:  # on the branch already, its row never told
+            self.result.unrecorded.append(path)
 
 
 def check(ctx: Context, source: ChartSource, *, offline: bool = False) -> list[Drift]:

@@ -1,1 +1,0 @@
-DROP INDEX deployments_expiring_idx;
