@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -172,13 +173,16 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         dependencies=[Auth],
         tags=["deployments"],
     )
-    def create_deployment(request: DeploymentRequest) -> DeploymentView:
+    async def create_deployment(request: DeploymentRequest) -> DeploymentView:
         """Store a deployment, render and commit its chart; it is applied in the background."""
-        view = deployments_service.create(ctx, request, render=False).deployment
+        # The database work takes a thread; the wait for the round takes none, so a thread is
+        # never parked while its request waits to be committed.
+        created = await run_in_threadpool(deployments_service.create, ctx, request, render=False)
+        view = created.deployment
         try:
-            commit = batcher.render()
-        except BaseException:
-            deployments_service.discard(ctx, view.id)  # nothing half-written
+            commit = await batcher.render_async()
+        except Exception:  # the round failed: no chart of this row was committed
+            await run_in_threadpool(deployments_service.discard, ctx, view.id)
             raise
         worker.wake()
         return view.model_copy(update={"rendered_commit": commit})

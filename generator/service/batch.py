@@ -14,11 +14,12 @@ other core.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -35,6 +36,23 @@ class _Round:
     done: threading.Event
     commit: str | None = None
     error: BaseException | None = None
+    # Callers waiting on an event loop rather than a thread: (loop, future) to resolve.
+    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[str | None]]] = field(
+        default_factory=list
+    )
+
+    def finish(self) -> None:
+        self.done.set()
+        for loop, future in self.futures:
+            loop.call_soon_threadsafe(self._resolve, future)
+
+    def _resolve(self, future: asyncio.Future[str | None]) -> None:
+        if future.done():  # its caller gave up (a timeout, a closed connection)
+            return
+        if self.error is not None:
+            future.set_exception(self.error)
+        else:
+            future.set_result(self.commit)
 
 
 def _writer_main(settings: Settings, channel: Connection) -> None:
@@ -134,16 +152,36 @@ class RenderBatcher:
 
     def render(self, timeout: float = 120) -> str | None:
         """Block until a render that began after this call has committed; return its commit."""
-        with self._lock:
-            if self._next is None:
-                self._next = _Round(threading.Event())
-            round_ = self._next
-        self._wake.set()
+        round_ = self._join()
         if not round_.done.wait(timeout):
             raise TimeoutError("the render did not finish in time")
         if round_.error is not None:
             raise round_.error
         return round_.commit
+
+    async def render_async(self, timeout: float = 120) -> str | None:
+        """`render` for a caller on an event loop: it waits without holding a thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str | None] = loop.create_future()
+        self._join(loop, future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise TimeoutError("the render did not finish in time") from None
+
+    def _join(
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[str | None] | None = None,
+    ) -> _Round:
+        with self._lock:
+            if self._next is None:
+                self._next = _Round(threading.Event())
+            round_ = self._next
+            if loop is not None and future is not None:
+                round_.futures.append((loop, future))
+        self._wake.set()
+        return round_
 
     def _run(self) -> None:
         assert self._writer is not None  # noqa: S101 - start() made it
@@ -165,4 +203,4 @@ class RenderBatcher:
                 round_.commit = self._writer.render()
             except BaseException as exc:  # handed to every waiter of this round
                 round_.error = exc
-            round_.done.set()
+            round_.finish()

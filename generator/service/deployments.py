@@ -238,11 +238,10 @@ def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool =
     one changes neither the row nor the repository.
 
     Unlike `create`, the row is committed before the render, both under the writer lock. A render
-    finds changed rows by their generation, so (a) no render may record a watermark between this
-    row taking its generation and committing it, and (b) Git must never get ahead of the row: a
-    commit whose row then rolled back would sit below every later watermark, never corrected.
-    The other way round, a render that fails or is killed leaves a stored row above the
-    watermark, which the next render commits.
+    reads only rows changed since the last one's snapshot, so Git must never get ahead of the
+    row: a commit whose row then rolled back would never be read again, never corrected. The
+    other way round, a render that fails or is killed leaves a stored, changed row, which the
+    next render reads and commits.
     """
     with ctx.repo.lock():
         stored = _store_update(ctx, ident, change)
@@ -335,10 +334,8 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
     """Mark a deployment deleted, remove its chart in a commit, and uninstall its release.
 
     With `render` false only the row changes; `overseer render` and `overseer apply` finish later.
-    The row is stored under the writer lock either way: an incremental render finds deletions
-    by their generation, and no render's watermark may pass one that is not committed yet.
     """
-    with ctx.writer() as conn:
+    with ctx.writer(lock=render) as conn:
         record = store.get(conn, ident)
         if record is None:
             raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')

@@ -192,10 +192,11 @@ def _record(ctx: Context, conn: Connection, result: RenderResult) -> None:
 
 def _state(fingerprint: store.Fingerprint, generator: dict[str, str]) -> dict[str, Any]:
     return {
-        "schema": 1,
+        "schema": 2,
         "generator": generator,
         "database": fingerprint.instance,
         "generation": fingerprint.generation,
+        "xmin": fingerprint.xmin,
         "plugins": fingerprint.plugins,
     }
 
@@ -216,6 +217,7 @@ def _comparable(previous: dict[str, Any], current: dict[str, Any]) -> bool:
     return (
         isinstance(previous.get("generation"), int)
         and previous["generation"] <= current["generation"]
+        and isinstance(previous.get("xmin"), int)
         and isinstance(previous.get("plugins"), dict)
         and all(previous.get(k) == current[k] for k in ("schema", "generator", "database"))
     )
@@ -240,23 +242,25 @@ class _Pass:
         """Fill the changeset; return what it changes (the commit is the caller's).
 
         Incremental when the state on HEAD was recorded for this database and these
-        templates: only rows changed since its generation, of changed plugins, or never
-        rendered are read, and only rows known to be gone are removed, so a round costs what
-        changed, not what the repository holds. Otherwise every row is compared with every
+        templates: only rows changed since its snapshot (by transaction id), of changed
+        plugins, or in doubt after a crash are read, and only rows known to be gone are
+        removed, so a round costs what changed, not what the repository holds. Otherwise every row is compared with every
         chart, and a chart with no live row is removed (unless that is most of them).
         """
         conn, result = self.conn, self.result
         state = _state(store.fingerprint(conn), Renderer.generator())
         previous = _load_state(self.head.read_file(STATE_FILE))
         if not self.full and previous is not None and _comparable(previous, state):
+            doubt = sorted(in_doubt)
             rows = store.iter_live_for_render(
                 conn,
-                since=int(previous["generation"]),
+                since=int(previous["xmin"]),
                 plugin_ids=sorted(
                     p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
                 ),
+                paths=doubt,
             )
-            gone = store.gone_since(conn, int(previous["generation"]), sorted(in_doubt))
+            gone = store.gone_since(conn, int(previous["xmin"]), doubt)
             removed = sorted(p for p in gone if self.head.tree_of(p) is not None)
             total = self.head.chart_count()
         else:

@@ -95,15 +95,24 @@ class Fingerprint:
     instance: str
     generation: int
     plugins: dict[str, str]  # plugin id -> "version md5(manifest)"
+    # Every row changed by a transaction older than this is visible now: the oldest one still
+    # running, or (when lower) just past the newest change, so that an idle database always
+    # gives the same value and two renders of the same rows commit the same state.
+    xmin: int
 
 
 def fingerprint(conn: Connection) -> Fingerprint:
-    """The database identity, the highest generation, and a digest per plugin (one query)."""
+    """The database identity, the highest generation, a digest per plugin, and the snapshot's xmin.
+
+    One query; call it before reading the rows to render, so that what the xmin promises holds.
+    """
     row = conn.execute(
         """SELECT (SELECT id::text FROM overseer_instance ORDER BY created_at LIMIT 1) AS instance,
                   (SELECT coalesce(max(generation), 0) FROM deployments) AS generation,
                   (SELECT coalesce(json_object_agg(id, version || ' ' || md5(manifest)), '{}')
-                   FROM plugins) AS plugins"""
+                   FROM plugins) AS plugins,
+                  LEAST(pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+                        (SELECT max(changed_xid)::text::bigint + 1 FROM deployments)) AS xmin"""
     ).fetchone()
     assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
     plugins = row["plugins"]
@@ -112,7 +121,13 @@ def fingerprint(conn: Connection) -> Fingerprint:
         instance=str(row["instance"]),
         generation=int(str(row["generation"])),
         plugins={str(k): str(v) for k, v in plugins.items()},
+        xmin=int(str(row["xmin"])),
     )
+
+
+def _release_args(paths: Sequence[str]) -> dict[str, list[str]]:
+    # deployment_id is unique and indexed: match on it first, then on the whole path.
+    return {"releases": [p.rsplit("/", 1)[-1] for p in paths], "paths": list(paths)}
 
 
 def iter_live_for_render(
@@ -120,20 +135,20 @@ def iter_live_for_render(
     *,
     since: int | None = None,
     plugin_ids: Sequence[str] = (),
+    paths: Sequence[str] = (),
 ) -> Iterator[dict[str, Any]]:
     """Live deployments joined with their plugin's manifest, streamed in a stable order.
 
-    With `since`, only rows changed after that generation, of the given plugins, or never
-    rendered: what an incremental render has to look at. The last covers a row that took its
-    generation before a render's watermark passed it but committed after that render read (a
-    create stores its row without the writer lock); the partial index keeps it cheap.
+    With `since` (a transaction id), only rows changed by that transaction or a later one, of the
+    given plugins, or at the given chart paths: what an incremental render has to look at.
     """
     where = LIVE
     params: dict[str, Any] = {}
     if since is not None:
-        where += """ AND (d.generation > %(since)s OR d.plugin_id = ANY(%(plugins)s)
-                          OR d.rendered_commit IS NULL)"""
-        params = {"since": since, "plugins": list(plugin_ids)}
+        where += """ AND (d.changed_xid >= %(since)s::text::xid8 OR d.plugin_id = ANY(%(plugins)s)
+                          OR (d.deployment_id = ANY(%(releases)s)
+                              AND d.namespace || '/' || d.deployment_id = ANY(%(paths)s)))"""
+        params = {"since": str(since), "plugins": list(plugin_ids), **_release_args(paths)}
     query = f"""SELECT d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
                        d.rendered_commit, p.name AS plugin_name, p.version AS plugin_version,
                        p.manifest, p.id AS plugin_id
@@ -151,15 +166,14 @@ def iter_live_for_render(
 
 
 def gone_since(conn: Connection, since: int, paths: Sequence[str] = ()) -> set[str]:
-    """Chart paths that stopped being live since generation `since`, and those of `paths` not live.
+    """Chart paths that stopped being live since transaction `since`, and those of `paths` not live.
 
-    `paths` with no row at all count as not live. Deletes and gc's expiries bump the generation (and store their rows under the writer lock,
-    so no render's watermark passes them uncommitted); a TTL that ran out without gc having
-    run yet changes no row, so those are looked up by their expiry (a partial index).
+    `paths` with no row at all count as not live. A TTL that ran out without gc having run yet
+    changes no row, so those are looked up by their expiry (a partial index).
     """
     rows = conn.execute(
         f"""SELECT d.namespace || '/' || d.deployment_id AS path FROM deployments d
-            WHERE NOT ({LIVE}) AND (d.generation > %(since)s
+            WHERE NOT ({LIVE}) AND (d.changed_xid >= %(since)s::text::xid8
                   OR (d.deleted_at IS NULL AND d.expires_at <= CURRENT_TIMESTAMP))
             UNION
             SELECT p FROM unnest(%(paths)s::text[]) AS p
@@ -167,7 +181,7 @@ def gone_since(conn: Connection, since: int, paths: Sequence[str] = ()) -> set[s
                 SELECT 1 FROM deployments d
                 WHERE d.deployment_id = split_part(p, '/', 2)
                   AND d.namespace = split_part(p, '/', 1) AND {LIVE})""",
-        {"since": since, "paths": list(paths)},
+        {"since": str(since), "paths": list(paths)},
     ).fetchall()
     return {str(r["path"]) for r in rows}
 
@@ -215,11 +229,11 @@ def update(
 
 def set_rendered(conn: Connection, release_paths: list[str], commit: str) -> None:
     """Record the commit that last changed these charts."""
-    # deployment_id is unique and indexed, so a render round does not scan every row.
     conn.execute(
-        """UPDATE deployments SET rendered_commit = %s
-           WHERE deployment_id = ANY(%s) AND namespace || '/' || deployment_id = ANY(%s)""",
-        (commit, [p.rsplit("/", 1)[-1] for p in release_paths], release_paths),
+        """UPDATE deployments SET rendered_commit = %(commit)s
+           WHERE deployment_id = ANY(%(releases)s)
+             AND namespace || '/' || deployment_id = ANY(%(paths)s)""",
+        {"commit": commit, **_release_args(release_paths)},
     )
 
 
