@@ -32,3 +32,18 @@ ALTER TABLE deployments SET (fillfactor = 85);
 -- them. They are few, and this index finds them without a scan.
 CREATE INDEX deployments_expiring_idx ON deployments (expires_at)
     WHERE deleted_at IS NULL AND expires_at IS NOT NULL;
+
+-- The rows an incremental render reads: changed since its last snapshot, named (in doubt after a
+-- crash), or past their TTL. Each part has its own index, but a planner with no statistics yet
+-- (a table that grew quickly since the last analyze, as a busy server's does) takes the changed
+-- ones for a third of the table and scans all of it, every round. Inside this function the
+-- indexes are the only way: its SET applies to its own body only.
+CREATE FUNCTION overseer_render_candidates(since xid8, releases text[], paths text[])
+RETURNS SETOF varchar LANGUAGE sql STABLE ROWS 20 SET enable_seqscan = off AS $$
+    SELECT id FROM deployments WHERE changed_xid >= since
+    UNION
+    SELECT id FROM deployments
+    WHERE deployment_id = ANY(releases) AND namespace || '/' || deployment_id = ANY(paths)
+    UNION
+    SELECT id FROM deployments WHERE deleted_at IS NULL AND expires_at <= CURRENT_TIMESTAMP
+$$;

@@ -8,9 +8,10 @@ way. `check` instead re-renders everything and compares every byte (drift and ha
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,17 +252,17 @@ class _Pass:
         state = _state(store.fingerprint(conn), Renderer.generator())
         previous = _load_state(self.head.read_file(STATE_FILE))
         if not self.full and previous is not None and _comparable(previous, state):
-            doubt = sorted(in_doubt)
-            rows = store.iter_live_for_render(
-                conn,
-                since=int(previous["xmin"]),
-                plugin_ids=sorted(
-                    p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
-                ),
-                paths=doubt,
+            changes = store.changed_since(conn, int(previous["xmin"]), sorted(in_doubt))
+            upgraded = sorted(
+                p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
             )
-            gone = store.gone_since(conn, int(previous["xmin"]), doubt)
-            removed = sorted(p for p in gone if self.head.tree_of(p) is not None)
+            rows: Iterable[dict[str, Any]] = changes.live
+            if upgraded:  # a plugin's new version: every deployment of it renders again
+                rows = itertools.chain(
+                    (r for r in rows if r["plugin_id"] not in upgraded),
+                    store.iter_live_for_render(conn, plugin_ids=upgraded),
+                )
+            removed = sorted(p for p in changes.gone if self.head.tree_of(p) is not None)
             total = self.head.chart_count()
         else:
             existing = self.head.chart_paths()

@@ -130,60 +130,60 @@ def _release_args(paths: Sequence[str]) -> dict[str, list[str]]:
     return {"releases": [p.rsplit("/", 1)[-1] for p in paths], "paths": list(paths)}
 
 
+_RENDER_COLUMNS = """d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
+    d.rendered_commit, p.name AS plugin_name, p.version AS plugin_version, p.manifest,
+    p.id AS plugin_id"""
+
+
 def iter_live_for_render(
-    conn: Connection,
-    *,
-    since: int | None = None,
-    plugin_ids: Sequence[str] = (),
-    paths: Sequence[str] = (),
+    conn: Connection, *, plugin_ids: Sequence[str] | None = None
 ) -> Iterator[dict[str, Any]]:
     """Live deployments joined with their plugin's manifest, streamed in a stable order.
 
-    With `since` (a transaction id), only rows changed by that transaction or a later one, of the
-    given plugins, or at the given chart paths: what an incremental render has to look at.
+    With `plugin_ids`, only the deployments of those plugins.
     """
     where = LIVE
     params: dict[str, Any] = {}
-    if since is not None:
-        where += """ AND (d.changed_xid >= %(since)s::text::xid8 OR d.plugin_id = ANY(%(plugins)s)
-                          OR (d.deployment_id = ANY(%(releases)s)
-                              AND d.namespace || '/' || d.deployment_id = ANY(%(paths)s)))"""
-        params = {"since": str(since), "plugins": list(plugin_ids), **_release_args(paths)}
-    query = f"""SELECT d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
-                       d.rendered_commit, p.name AS plugin_name, p.version AS plugin_version,
-                       p.manifest, p.id AS plugin_id
-                FROM deployments d JOIN plugins p ON p.id = d.plugin_id
-                WHERE {where}
-                ORDER BY d.namespace, d.deployment_id"""
-    if since is not None and not plugin_ids:
-        # What changed since the last render: few rows, so one round trip, not a cursor's three.
-        yield from conn.execute(query, params)
-        return
+    if plugin_ids is not None:
+        where += " AND d.plugin_id = ANY(%(plugins)s)"
+        params = {"plugins": list(plugin_ids)}
     with conn.cursor(name="render_live") as cur:  # server-side: 10,000 rows never sit in memory
         cur.itersize = 2000
-        cur.execute(query, params)
+        cur.execute(
+            f"""SELECT {_RENDER_COLUMNS}
+                FROM deployments d JOIN plugins p ON p.id = d.plugin_id
+                WHERE {where}
+                ORDER BY d.namespace, d.deployment_id""",
+            params,
+        )
         yield from cur
 
 
-def gone_since(conn: Connection, since: int, paths: Sequence[str] = ()) -> set[str]:
-    """Chart paths that stopped being live since transaction `since`, and those of `paths` not live.
+@dataclass(frozen=True)
+class Changes:
+    """What an incremental render looks at."""
 
-    `paths` with no row at all count as not live. A TTL that ran out without gc having run yet
-    changes no row, so those are looked up by their expiry (a partial index).
+    live: list[dict[str, Any]]  # rows to render (as `iter_live_for_render` gives them)
+    gone: set[str]  # chart paths of rows that stopped being live, or of named paths with no row
+
+
+def changed_since(conn: Connection, since: int, paths: Sequence[str] = ()) -> Changes:
+    """Rows changed by transaction `since` or a later one, at `paths`, or past their TTL.
+
+    One round trip: a server's round asks this every time. A TTL that ran out without gc having
+    run yet changes no row, so those are looked up by their expiry.
     """
     rows = conn.execute(
-        f"""SELECT d.namespace || '/' || d.deployment_id AS path FROM deployments d
-            WHERE NOT ({LIVE}) AND (d.changed_xid >= %(since)s::text::xid8
-                  OR (d.deleted_at IS NULL AND d.expires_at <= CURRENT_TIMESTAMP))
-            UNION
-            SELECT p FROM unnest(%(paths)s::text[]) AS p
-            WHERE NOT EXISTS (
-                SELECT 1 FROM deployments d
-                WHERE d.deployment_id = split_part(p, '/', 2)
-                  AND d.namespace = split_part(p, '/', 1) AND {LIVE})""",
-        {"since": str(since), "paths": list(paths)},
+        f"""SELECT {_RENDER_COLUMNS}, ({LIVE}) AS live
+            FROM overseer_render_candidates(%(since)s::text::xid8, %(releases)s, %(paths)s) c(id)
+            JOIN deployments d ON d.id = c.id LEFT JOIN plugins p ON p.id = d.plugin_id
+            ORDER BY d.namespace, d.deployment_id""",
+        {"since": str(since), **_release_args(paths)},
     ).fetchall()
-    return {str(r["path"]) for r in rows}
+    live = [r for r in rows if r["live"] and r["plugin_id"] is not None]
+    found = {f"{r['namespace']}/{r['deployment_id']}" for r in rows}
+    gone = {f"{r['namespace']}/{r['deployment_id']}" for r in rows if not r["live"]}
+    return Changes(live, gone | (set(paths) - found))
 
 
 def gone_release_paths(conn: Connection) -> set[str]:
