@@ -94,22 +94,27 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU time so far (user plus system) of the server, and of its git processes.
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """CPU time so far (user plus system) of the server, of its writer process, and of git.
 
-    The git processes are those that ended (the server waited for them) and those still
-    running, such as the long-lived `cat-file --batch` and `update-ref --stdin`.
+    git's share counts the processes that ended (their parent waited for them) and those still
+    running, such as the long-lived `update-ref --stdin` and a repack.
     """
     tick = os.sysconf("SC_CLK_TCK")
     own = _stat(pid)
-    children = own[2] + own[3]
+    writer, git = 0, own[2] + own[3]
     for child in _descendants(pid):
         try:
             fields = _stat(child)
+            name = Path(f"/proc/{child}/comm").read_text().strip()
         except OSError:  # it ended meanwhile; its time moves to the waited-for sum
             continue
-        children += fields[0] + fields[1]
-    return (own[0] + own[1]) / tick, children / tick
+        if name.startswith("python"):  # the writer (and multiprocessing's resource tracker)
+            writer += fields[0] + fields[1]
+            git += fields[2] + fields[3]  # the git processes the writer waited for
+        else:
+            git += fields[0] + fields[1]
+    return (own[0] + own[1]) / tick, writer / tick, git / tick
 
 
 def machine_busy() -> tuple[float, float]:
@@ -226,10 +231,10 @@ def main() -> None:
         one = wrk(base_url, script, 1, args.seconds)
         runs = []
         for number in range(1, args.runs + 1):
-            own, children = cpu_seconds(server.pid)
+            own, writer, git = cpu_seconds(server.pid)
             database, (busy, total) = postgres_seconds(), machine_busy()
             run = wrk(base_url, script, 16, args.seconds)
-            own_after, children_after = cpu_seconds(server.pid)
+            own_after, writer_after, git_after = cpu_seconds(server.pid)
             database_after, (busy_after, total_after) = postgres_seconds(), machine_busy()
             runs.append(run)
 
@@ -239,7 +244,8 @@ def main() -> None:
             print(
                 f"run {number}: p50 {run.p50_ms:.0f} ms, p99 {run.p99_ms:.0f} ms, "
                 f"{run.rate:.1f}/s; CPU per request: server {per_request(own, own_after)}, "
-                f"its git processes {per_request(children, children_after)}, PostgreSQL "
+                f"its writer {per_request(writer, writer_after)}, "
+                f"git {per_request(git, git_after)}, PostgreSQL "
                 f"{per_request(database, database_after)}, the whole machine "
                 f"{per_request(busy, busy_after)} "
                 f"({(busy_after - busy) / (total_after - total) * 100:.0f}% of its cores busy)"

@@ -1,3 +1,4 @@
+DROP FUNCTION overseer_render_marks();
 DROP FUNCTION overseer_render_candidates(xid8, text[], text[]);
 DROP INDEX deployments_expiring_idx;
 ALTER TABLE deployments RESET (fillfactor);

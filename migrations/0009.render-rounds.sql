@@ -47,3 +47,11 @@ RETURNS SETOF varchar LANGUAGE sql STABLE ROWS 20 SET enable_seqscan = off AS $$
     UNION
     SELECT id FROM deployments WHERE deleted_at IS NULL AND expires_at <= CURRENT_TIMESTAMP
 $$;
+
+-- The highest generation and the newest change, for the render state. The same reason as above:
+-- with no statistics yet, max() reads the whole table rather than the end of an index.
+CREATE FUNCTION overseer_render_marks(OUT generation bigint, OUT changed bigint)
+LANGUAGE sql STABLE SET enable_seqscan = off AS $$
+    SELECT (SELECT generation FROM deployments ORDER BY generation DESC LIMIT 1),
+           (SELECT changed_xid FROM deployments ORDER BY changed_xid DESC LIMIT 1)::text::bigint
+$$;

@@ -108,11 +108,12 @@ def fingerprint(conn: Connection) -> Fingerprint:
     """
     row = conn.execute(
         """SELECT (SELECT id::text FROM overseer_instance ORDER BY created_at LIMIT 1) AS instance,
-                  (SELECT coalesce(max(generation), 0) FROM deployments) AS generation,
+                  coalesce(m.generation, 0) AS generation,
                   (SELECT coalesce(json_object_agg(id, version || ' ' || md5(manifest)), '{}')
                    FROM plugins) AS plugins,
-                  LEAST(pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
-                        (SELECT max(changed_xid)::text::bigint + 1 FROM deployments)) AS xmin"""
+                  LEAST(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, m.changed + 1)
+                    AS xmin
+           FROM overseer_render_marks() m"""
     ).fetchone()
     assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
     plugins = row["plugins"]
@@ -179,6 +180,10 @@ def changed_since(conn: Connection, since: int, paths: Sequence[str] = ()) -> Ch
             JOIN deployments d ON d.id = c.id LEFT JOIN plugins p ON p.id = d.plugin_id
             ORDER BY d.namespace, d.deployment_id""",
         {"since": str(since), **_release_args(paths)},
+        # Never a prepared statement: its plan, made once while the table was small, would
+        # scan the whole table every round ever after (a hash join); planned each time, the
+        # join follows the primary key.
+        prepare=False,
     ).fetchall()
     live = [r for r in rows if r["live"] and r["plugin_id"] is not None]
     found = {f"{r['namespace']}/{r['deployment_id']}" for r in rows}
