@@ -25,15 +25,7 @@ def _loopback(host: str) -> bool:
 @click.option(
     "--no-worker", is_flag=True, help="Serve only; do not apply or reap in the background."
 )
-@click.option(
-    "--processes",
-    type=click.IntRange(1, 64),
-    default=int(os.environ.get("OVERSEER_PROCESSES", "1")),
-    show_default="1, or OVERSEER_PROCESSES",
-    help="Server processes sharing the port; each renders its own rounds, one at a time through "
-    "the repository's writer lock.",
-)
-def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
+def serve(host: str, port: int, no_worker: bool) -> None:
     """Run the HTTP API (the specification's endpoints) with a background apply worker and TTL reaper.
 
     Mutating endpoints need `Authorization: Bearer $OVERSEER_API_TOKEN` when it is set; without a
@@ -46,14 +38,12 @@ def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
         )
     import uvicorn
 
-    # Each process builds its own application from the environment (uvicorn starts them fresh).
-    os.environ["OVERSEER_BACKGROUND"] = "0" if no_worker else "1"
+    from ..api import create_app
+
     uvicorn.run(
-        "generator.api:from_environment",
-        factory=True,
+        create_app(background=not no_worker),
         host=host,
         port=port,
-        workers=processes,
         log_level=os.environ.get("OVERSEER_LOG_LEVEL", "info"),
         timeout_graceful_shutdown=30,
     )
