@@ -191,6 +191,28 @@ class ObjectStore:
             else:
                 yield f"{prefix}{name}", sha
 
+    def diff(
+        self, old: bytes | None, new: bytes | None, *, depth: int = 2, prefix: str = ""
+    ) -> dict[str, Entry | None]:
+        """Paths whose entry differs between two trees, down to `depth` levels.
+
+        Two levels are the charts (`<namespace>/<release>`) and files beside them: a chart that
+        changed is one path, whatever changed inside it.
+        """
+        before: Entries = self.entries(old) if old is not None else {}
+        after: Entries = self.entries(new) if new is not None else {}
+        found: dict[str, Entry | None] = {}
+        for name in before.keys() | after.keys():
+            a, b = before.get(name), after.get(name)
+            if a == b:
+                continue
+            path = f"{prefix}{name}"
+            if depth > 1 and a is not None and b is not None and a[0] == b[0] == TREE:
+                found.update(self.diff(a[1], b[1], depth=depth - 1, prefix=f"{path}/"))
+            else:
+                found[path] = b
+        return found
+
     # Writing.
     def blob(self, data: bytes) -> bytes:
         """Queue a blob; return its sha."""

@@ -14,14 +14,12 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from ..errors import Conflict, GitFailed
-from .objects import TREE, Entries, Entry, Plan, place
+from .objects import Plan, place
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from .repository import GitOpsRepo
-
-_UNIT_DEPTH = 2  # charts live at <namespace>/<release>
 
 
 class PushRejected(Exception):
@@ -105,10 +103,10 @@ def replay(repo: GitOpsRepo, onto: str, regenerated: Collection[str] = ()) -> st
     except GitFailed:  # unrelated histories: everything on either side is a change
         base = None
     objects = repo.objects
-    theirs = _diff(repo, repo.tree_of(base), repo.tree_of(onto))
+    theirs = repo.objects.diff(repo.tree_of(base), repo.tree_of(onto))
     tip = onto
     for commit, parent in ours:
-        changes = _diff(repo, repo.tree_of(parent or None), repo.tree_of(commit))
+        changes = repo.objects.diff(repo.tree_of(parent or None), repo.tree_of(commit))
         for path, entry in changes.items():
             if path in theirs and theirs[path] != entry and path not in regenerated:
                 objects.discard()
@@ -126,23 +124,3 @@ def replay(repo: GitOpsRepo, onto: str, regenerated: Collection[str] = ()) -> st
     repo.refs.update("HEAD", tip, head)
     repo.committed_since_lock = True
     return tip
-
-
-def _diff(
-    repo: GitOpsRepo, old: bytes | None, new: bytes | None, prefix: str = "", depth: int = 1
-) -> dict[str, Entry | None]:
-    """Paths (down to `<namespace>/<release>`) whose entry differs between two trees."""
-    objects = repo.objects
-    before: Entries = objects.entries(old) if old is not None else {}
-    after: Entries = objects.entries(new) if new is not None else {}
-    found: dict[str, Entry | None] = {}
-    for name in before.keys() | after.keys():
-        a, b = before.get(name), after.get(name)
-        if a == b:
-            continue
-        path = f"{prefix}{name}"
-        if depth < _UNIT_DEPTH and a is not None and b is not None and a[0] == b[0] == TREE:
-            found.update(_diff(repo, a[1], b[1], f"{path}/", depth + 1))
-        else:
-            found[path] = b
-    return found

@@ -62,7 +62,7 @@ class GitOpsRepo:
         self.objects = ObjectStore(self.repo)
         self.refs = RefUpdater(str(self.git_dir))
         self.journal = Journal(self.git_dir / "overseer-journal")
-        self.worktree = WorkTree(root, self.git_dir)
+        self.worktree = WorkTree(root, self.git_dir, self.objects, self.tree_of)
         if created or worktree == LAZY:  # never a clone a reader merely opened
             self.worktree.adopt(self.head())
         # Paths of changesets whose database commit was never confirmed (see `journal`).

@@ -16,16 +16,20 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GitFailed
-from .objects import IDENTITY
+from .objects import IDENTITY, ObjectStore
 
 log = logging.getLogger("overseer.git")
 # Creating files is mostly kernel time here, which one process spends on one core: a large
 # checkout spreads it over a worker per core (1,000 charts: 10-15 s down to 7.5-8.3 s on 2 cores
 # in a slow hour).
 _PARALLEL_CHECKOUT = ("-c", "checkout.workers=0", "-c", "checkout.thresholdForParallelism=1200")
+# Up to this many changed charts, only they are restored; past it, a two-tree read-tree (git's
+# pathspec matching compares every index entry with every path named).
+_RESTORE_MAX = 200
 
 
 def held_open(path: Path) -> bool:
@@ -53,9 +57,17 @@ def held_open(path: Path) -> bool:
 class WorkTree:
     """The files under the repository's root (callers hold the writer lock)."""
 
-    def __init__(self, root: Path, git_dir: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        git_dir: Path,
+        objects: ObjectStore,
+        tree_of: Callable[[str], bytes | None],
+    ) -> None:
         self.root = root
         self.git_dir = git_dir
+        self._objects = objects
+        self._tree_of = tree_of
         self._record = git_dir / "overseer-worktree"
 
     @staticmethod
@@ -95,7 +107,7 @@ class WorkTree:
             self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", head)
         else:
             try:
-                self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", recorded, head)
+                self._move(recorded, head)
             except GitFailed:
                 # The index is not where the record says (someone committed by hand here):
                 # a one-tree reset to HEAD, which reads every entry but always works.
@@ -113,6 +125,28 @@ class WorkTree:
         tmp.write_text(commit + "\n", encoding="ascii")
         os.replace(tmp, self._record)
 
+    def _move(self, recorded: str, head: str) -> None:
+        # A few charts changed: `restore` of just them writes their files and index entries and
+        # looks at no other file (one chart in a 10,000-chart repository: 0.02 s, where a
+        # two-tree `read-tree`, which checks every file of the index, took 0.33 s). Many: the
+        # `read-tree`, whose cost no longer depends on how many were named.
+        paths = list(self._objects.diff(self._tree_of(recorded), self._tree_of(head)))
+        if not paths:
+            return
+        if len(paths) > _RESTORE_MAX:
+            self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", recorded, head)
+            return
+        self._git(
+            "--literal-pathspecs",
+            "restore",
+            f"--source={head}",
+            "--staged",
+            "--worktree",
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+            stdin="\0".join(paths).encode(),
+        )
+
     def forget(self) -> None:
         """Drop the record: the next sync resets the index and the files to HEAD in full."""
         self._record.unlink(missing_ok=True)
@@ -126,9 +160,10 @@ class WorkTree:
             log.warning("removing %s, left by a git that was killed", lock)
             lock.unlink(missing_ok=True)
 
-    def _git(self, *args: str) -> None:
+    def _git(self, *args: str, stdin: bytes = b"") -> None:
         done = subprocess.run(
             ["git", "-C", str(self.root), *args],
+            input=stdin,
             capture_output=True,
             check=False,
             env={**os.environ, **IDENTITY},
