@@ -157,3 +157,10 @@ class GitFailed(UserError):
         super().__init__(
             f"git {command} failed: {detail or 'no answer'}" + (f"; {hint}" if hint else "")
         )
+
+
+class RenderFailed(UserError):
+    """A server's render round failed underneath (its writer process died): a 500."""
+
+    exit_code = 1
+    http_status = 500

@@ -395,7 +395,6 @@ def agree(cli: Cli) -> None:
     """The repository and the database agree: every live row's chart is on HEAD and recorded
     there, no chart lacks a live row, the objects are sound and nothing is left uncommitted."""
     repo = cli.settings.repo
-    head = git_log(repo, "-1", "--format=%H").strip()
     listed = subprocess.run(
         ["git", "-C", str(repo), "ls-tree", "-d", "--name-only", "HEAD", "a8s/"],
         capture_output=True, text=True, check=True,
@@ -406,10 +405,12 @@ def agree(cli: Cli) -> None:
             f"FROM deployments d WHERE {LIVE}"
         ).fetchall()
     assert sorted(listed) == sorted(path for path, _ in live)
-    for _, rendered in live:
+    for path, rendered in live:
         assert rendered is not None
-        ancestor = ["git", "-C", str(repo), "merge-base", "--is-ancestor", rendered, head]
-        subprocess.run(ancestor, check=True)
+        # The commit a row names holds its chart as HEAD does: apply installs from that commit.
+        same = ["git", "-C", str(repo), "rev-parse", f"{rendered}:{path}", f"HEAD:{path}"]
+        recorded, current = subprocess.run(same, capture_output=True, text=True).stdout.split()
+        assert recorded == current, path
     subprocess.run(["git", "-C", str(repo), "fsck", "--strict", "--no-dangling"], check=True)
     status = ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"]
     assert subprocess.run(status, capture_output=True, text=True, check=True).stdout == ""
@@ -417,14 +418,14 @@ def agree(cli: Cli) -> None:
 
 
 @pytest.mark.parametrize("step", ["objects-written", "ref-moved", "database-committed"])
-@pytest.mark.parametrize("command", ["create", "render"])
+@pytest.mark.parametrize("command", ["create", "update", "render"])
 def test_a_writer_killed_at_any_step_is_reconciled_by_the_next(
     registered: Cli, command: str, step: str
 ) -> None:
     # A real SIGKILL at each boundary of a changeset: after its objects are written, after the
     # branch moved, after the database committed (before the lock and its journal are let go).
     repo = registered.settings.repo
-    registered.deploy()
+    kept = registered.deploy()
     gone = registered.deploy()
     with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
         conn.execute(
@@ -435,6 +436,7 @@ def test_a_writer_killed_at_any_step_is_reconciled_by_the_next(
     head = git_log(repo, "-1", "--format=%H")
     args = {
         "create": ["deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k"],
+        "update": ["deploy", "update", str(kept["id"]), "--set", "HEIGHT=999"],
         "render": ["render", "--no-progress"],
     }[command]
     killed = subprocess.run(
@@ -455,6 +457,22 @@ def test_a_writer_killed_at_any_step_is_reconciled_by_the_next(
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert {str(w["chart"]) for w in waiting} <= set(tree) and str(gone["chart"]) not in tree
+
+
+def test_a_clone_overseer_did_not_make_keeps_uncommitted_work(
+    registered: Cli, tmp_path: Path
+) -> None:
+    first = registered.deploy()
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(registered.settings.repo), str(clone)], check=True)
+    (clone / "NOTES.md").write_text("a draft, not committed\n")
+    edited = clone / str(first["chart"]) / "values.yaml"
+    edited.write_text(edited.read_text() + "# a reviewer's note\n")
+    registered.deploy("--no-render")
+    result = registered("render", env={"OVERSEER_REPO": str(clone)})
+    assert result.exit_code == 0 and "1 added" in result.stdout, result.stdout
+    assert (clone / "NOTES.md").read_text() == "a draft, not committed\n"
+    assert edited.read_text().endswith("# a reviewer's note\n")  # not a chart the render changed
 
 
 def test_held_and_spilled_changesets_commit_the_same_tree(

@@ -181,7 +181,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         view = created.deployment
         try:
             commit = await batcher.render_async()
-        except Exception:  # the round failed: no chart of this row was committed
+        except Exception:  # the round failed: the row goes, unless a round committed its chart
             await run_in_threadpool(deployments_service.discard, ctx, view.id)
             raise
         worker.wake()

@@ -102,6 +102,21 @@ def replay(repo: GitOpsRepo, onto: str, regenerated: Collection[str] = ()) -> st
         base: str | None = _git(repo, "merge-base", onto, head)
     except GitFailed:  # unrelated histories: everything on either side is a change
         base = None
+    try:
+        return _replay(repo, head, onto, base, ours, regenerated)
+    except BaseException:
+        repo.objects.discard()  # nothing queued for a replay that did not happen
+        raise
+
+
+def _replay(
+    repo: GitOpsRepo,
+    head: str,
+    onto: str,
+    base: str | None,
+    ours: list[tuple[str, ...]],
+    regenerated: Collection[str],
+) -> str:
     objects = repo.objects
     theirs = repo.objects.diff(repo.tree_of(base), repo.tree_of(onto))
     tip = onto
@@ -109,7 +124,6 @@ def replay(repo: GitOpsRepo, onto: str, regenerated: Collection[str] = ()) -> st
         changes = repo.objects.diff(repo.tree_of(parent or None), repo.tree_of(commit))
         for path, entry in changes.items():
             if path in theirs and theirs[path] != entry and path not in regenerated:
-                objects.discard()
                 raise Conflict(
                     f"the remote's main changed {path} too, differently; merge it by hand "
                     "(fetch, resolve, push), then render again"

@@ -67,6 +67,9 @@ class GitOpsRepo:
             self.worktree.adopt(self.head())
         # Paths of changesets whose database commit was never confirmed (see `journal`).
         self.in_doubt: set[str] = set()
+        # Set by a render that reconciled `in_doubt` with the database: only then may the lock's
+        # holder empty the journal when it lets go (a gc that found nothing to do must not).
+        self.reconciled = False
         self.committed_since_lock = False
         # flock excludes other processes; the thread lock excludes other threads of this one.
         self._thread_lock = threading.Lock()
@@ -125,6 +128,12 @@ class GitOpsRepo:
 
     def _recover(self) -> None:
         self.committed_since_lock = False
+        self.reconciled = False
+        if self.mode == CHECKOUT and not WorkTree.managed(self.root):
+            # A clone Overseer did not make, written to by a CLI command: its files are taken to
+            # be at HEAD, so the commit that follows restores only the paths it changes and
+            # leaves every other file (a user's uncommitted edits) as it is.
+            self.worktree.adopt(self.head())
         entries = self.journal.entries()
         self.in_doubt = {
             str(p) for e in entries if isinstance(e.get("paths"), list) for p in e["paths"]
@@ -141,8 +150,9 @@ class GitOpsRepo:
         crash_point("database-committed")
         if self.committed_since_lock:
             self._maintain()
-        self.journal.clear()
-        self.in_doubt = set()
+        if self.reconciled:
+            self.journal.clear()
+            self.in_doubt = set()
         if self.mode == CHECKOUT:  # also after a writer killed before its files followed
             try:
                 self.worktree.sync(self.head())
@@ -201,7 +211,9 @@ class GitOpsRepo:
             full = self._commits % (8 * _REPACK_EVERY) == 0
             self._repack = subprocess.Popen(
                 ["git", f"--git-dir={self.git_dir}", "repack", "-d", "-q"]
-                + (["-a"] if full else ["--geometric=2"]),
+                # -k: a full repack keeps what no ref reaches yet, such as the pack of a commit
+                # whose ref is moving while it runs.
+                + (["-a", "-k"] if full else ["--geometric=2"]),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

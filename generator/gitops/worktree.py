@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GitFailed
-from .objects import IDENTITY, ObjectStore
+from .objects import IDENTITY, TREE, ObjectStore
 
 log = logging.getLogger("overseer.git")
 # Creating files is mostly kernel time here, which one process spends on one core: a large
@@ -94,8 +94,8 @@ class WorkTree:
     def sync(self, head: str | None, *, hard: bool = False) -> None:
         """Bring the index and the files to `head`, writing only what differs.
 
-        `hard` also puts back hand edits of files that did not change, and removes untracked
-        files inside the chart directories (a full render's repair).
+        `hard` also puts back hand edits of charts that did not change, and removes untracked
+        files inside the namespaces of charts (a full render's repair).
         """
         if head is None:
             return
@@ -103,21 +103,21 @@ class WorkTree:
         if recorded == head and not hard:
             return
         self._drop_stale_index_lock()
-        if hard or recorded is None:
+        if recorded is None:
             self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", head)
         else:
             try:
                 self._move(recorded, head)
-            except GitFailed:
+            except (GitFailed, FileNotFoundError):  # FileNotFoundError: the recorded commit is gone
                 # The index is not where the record says (someone committed by hand here):
                 # a one-tree reset to HEAD, which reads every entry but always works.
                 self._git(*_PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", head)
-        if hard:
-            charts = [
-                p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
-            ]
-            if charts:
-                self._git("clean", "-fdq", "--", *charts)
+        namespaces = self._namespaces(head) if hard else []
+        if namespaces:
+            # Every chart as HEAD has it, and nothing else in them; other files are not a
+            # render's to touch (a README, a user's uncommitted work beside the namespaces).
+            self._git("restore", f"--source={head}", "--staged", "--worktree", "--", *namespaces)
+            self._git("clean", "-fdq", "--", *namespaces)
         self._write(head)
 
     def _write(self, commit: str) -> None:
@@ -145,6 +145,17 @@ class WorkTree:
             "--pathspec-from-file=-",
             "--pathspec-file-nul",
             stdin="\0".join(paths).encode(),
+        )
+
+    def _namespaces(self, head: str) -> list[str]:
+        # Top-level directories that hold only directories: the namespaces of charts.
+        root = self._tree_of(head)
+        return sorted(
+            name
+            for name, (mode, sha) in (self._objects.entries(root) if root else {}).items()
+            if mode == TREE
+            and not name.startswith(".")
+            and all(kind == TREE for kind, _ in self._objects.entries(sha).values())
         )
 
     def forget(self) -> None:

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..config import Settings
-from ..errors import UserError
+from ..errors import RenderFailed, UserError
 from . import render as render_service
 from .context import Context
 
@@ -67,10 +67,10 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
             try:
                 channel.send(("ok", render_service.render(ctx).commit))
             except UserError as exc:
-                channel.send(("error", type(exc), exc.message))
+                channel.send(("error", type(exc), exc.message, dict(vars(exc))))
             except Exception as exc:  # the server answers 500 for this round, and lives on
                 log.exception("render round failed")
-                channel.send(("error", None, f"the render failed: {exc!r}"))
+                channel.send(("error", None, f"the render failed: {exc!r}", {}))
     finally:
         ctx.close()
 
@@ -93,16 +93,17 @@ class _Writer:
             answer = self._channel.recv()
         except (EOFError, OSError):
             self._channel = None  # it died (the OOM killer?): the next round starts another
-            raise UserError("the writer process died during a render; retry") from None
+            raise RenderFailed("the writer process died during a render; retry") from None
         if answer[0] == "ok":
             return str(answer[1]) if answer[1] is not None else None
-        _, kind, message = answer
+        _, kind, message, state = answer
         if kind is None:
-            raise RuntimeError(message)
-        # The same class, so the API keeps its status; built without its own __init__, whose
-        # arguments (counts, names) only the message still holds.
+            raise RenderFailed(message)
+        # The same class with the same attributes (a validation's problems), so the API answers
+        # as it would in-process; built without its own __init__, whose arguments vary.
         error = UserError.__new__(kind)
-        UserError.__init__(error, message)
+        Exception.__init__(error, message)
+        error.__dict__.update(state)
         raise error
 
     def _start(self) -> None:

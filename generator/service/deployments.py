@@ -380,7 +380,18 @@ def connection_details(ctx: Context, ident: str) -> dict[str, Any]:
     return details
 
 
-def discard(ctx: Context, dep_id: str) -> None:
-    """Remove a deployment whose chart never reached Git (its request failed)."""
-    with ctx.transaction() as conn:
+def discard(ctx: Context, dep_id: str) -> bool:
+    """Remove a deployment whose chart never reached Git (its request failed); whether it did.
+
+    Under the writer lock, and only if the branch has no chart of it: a round that failed for
+    another row, or a later round, may have committed this one's chart meanwhile, and a chart
+    must not outlive its row. A deployment kept here is rendered and applied as any other.
+    """
+    with ctx.writer() as conn:
+        record = store.get(conn, dep_id)
+        if record is None:
+            return True
+        if ctx.repo.snapshot().tree_of(f"{record.namespace}/{record.deployment_id}") is not None:
+            return False
         store.discard(conn, dep_id)
+        return True

@@ -147,8 +147,8 @@ def render(
     repo = ctx.repo
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
         with repo.changes() as tx:
-            result = _Pass(conn, tx, full=full, progress=progress).run(
-                force=force, in_doubt=repo.in_doubt
+            result = _Pass(conn, tx, full=full, progress=progress, in_doubt=repo.in_doubt).run(
+                force=force
             )
             if result.touched:
                 result.commit = tx.commit(commit_message(result))
@@ -156,6 +156,7 @@ def render(
             repo.worktree.sync(repo.head(), hard=True)  # a full render repairs hand edits too
         _publish(ctx, result)
     _record(ctx, conn, result)
+    repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
 
 
@@ -228,9 +229,16 @@ class _Pass:
     """One walk over the rows to render, putting every chart that changed into the changeset."""
 
     def __init__(
-        self, conn: Connection, tx: Changeset, *, full: bool, progress: Progress | None
+        self,
+        conn: Connection,
+        tx: Changeset,
+        *,
+        full: bool,
+        progress: Progress | None,
+        in_doubt: set[str],
     ) -> None:
         self.conn = conn
+        self.in_doubt = in_doubt
         self.tx = tx
         self.head = tx.snapshot
         self.full = full
@@ -239,7 +247,7 @@ class _Pass:
         self.plugins = _Plugins()
         self.result = RenderResult()
 
-    def run(self, *, force: bool, in_doubt: set[str]) -> RenderResult:
+    def run(self, *, force: bool) -> RenderResult:
         """Fill the changeset; return what it changes (the commit is the caller's).
 
         Incremental when the state on HEAD was recorded for this database and these
@@ -252,7 +260,7 @@ class _Pass:
         state = _state(store.fingerprint(conn), Renderer.generator())
         previous = _load_state(self.head.read_file(STATE_FILE))
         if not self.full and previous is not None and _comparable(previous, state):
-            changes = store.changed_since(conn, int(previous["xmin"]), sorted(in_doubt))
+            changes = store.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
             upgraded = sorted(
                 p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
             )
@@ -269,7 +277,9 @@ class _Pass:
             live = _live_paths(conn)
             removed = sorted(existing - live)
             # Charts of a changeset whose rows never committed (journaled) are known to be ours.
-            unknown = set(removed) - store.gone_release_paths(conn) - in_doubt if removed else set()
+            unknown = (
+                set(removed) - store.gone_release_paths(conn) - self.in_doubt if removed else set()
+            )
             if unknown and len(unknown) * 2 > len(existing) and not force:
                 raise MassDeletionRefused(len(removed), len(existing))
             rows = store.iter_live_for_render(conn)
@@ -303,7 +313,9 @@ class _Pass:
                 change = ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}")
                 (self.result.added if is_new else self.result.changed).append(change)
                 return
-        if row["rendered_commit"] is None:  # on the branch already, its row never told
+        # On the branch already, and its row never told (or, in doubt after a crash, may name
+        # an older commit: apply installs from the commit the row names).
+        if row["rendered_commit"] is None or path in self.in_doubt:
             self.result.unrecorded.append(path)
 
 
