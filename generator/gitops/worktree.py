@@ -158,10 +158,6 @@ class WorkTree:
             and all(kind == TREE for kind, _ in self._objects.entries(sha).values())
         )
 
-    def forget(self) -> None:
-        """Drop the record: the next sync resets the index and the files to HEAD in full."""
-        self._record.unlink(missing_ok=True)
-
     def _drop_stale_index_lock(self) -> None:
         # A git killed while staging (SIGKILL gives it no chance to clean up) leaves index.lock,
         # and every later git command refuses to run. Only the writer-lock holder touches the
