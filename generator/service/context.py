@@ -39,12 +39,17 @@ class Context:
     def transaction(self) -> Iterator[db.Connection]:
         """A connection in a transaction that commits on success and rolls back on error."""
         # Autocommit outside the block, so transaction() is a real BEGIN/COMMIT, not a savepoint.
+        with self.statements() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def statements(self) -> Iterator[db.Connection]:
+        """A connection where each statement commits on its own (autocommit)."""
         with self._connection() as conn:
             if not self._schema_checked:  # the schema does not go backwards under a running process
                 migrate.require_current(conn)
                 self._schema_checked = True
-            with conn.transaction():
-                yield conn
+            yield conn
 
     @contextmanager
     def _connection(self) -> Iterator[db.Connection]:
