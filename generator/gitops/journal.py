@@ -1,10 +1,10 @@
 """The crash journal: changesets whose database commit is not yet known to have happened.
 
 A changeset appends its entry (ref, old and new commit, the chart paths it touched) before the
-ref moves; the writer lock's holder empties the journal when it lets go of the lock normally,
-which is after its database transaction committed. A journal found non-empty by the next holder
-therefore names commits that may have landed in Git without their rows: the paths in doubt,
-which the next render reconciles with the database.
+ref moves. A render empties the journal when it lets go of the writer lock normally, which is
+after its database transaction committed and after it reconciled the paths the journal named. A
+journal found non-empty by the next holder therefore names commits that may have landed in Git
+without their rows: the paths in doubt, which the next render reconciles with the database.
 """
 
 from __future__ import annotations

@@ -107,7 +107,8 @@ class GitOpsRepo:
     def lock(self) -> Iterator[None]:
         """Hold the writer lock of this repository (re-entrant within one thread).
 
-        Let go normally, it empties the journal: the holder's database work is done by then.
+        Let go normally after a render reconciled the paths in doubt (`reconciled`), it empties
+        the journal: the holder's database work is done by then.
         """
         if self._holder == threading.get_ident():
             yield
