@@ -151,9 +151,10 @@ class GitFailed(UserError):
     exit_code = 1
     http_status = 500
 
-    def __init__(self, command: str, detail: str, hint: str = "") -> None:
+    def __init__(self, command: str, detail: str, hint: str = "", *, output: str = "") -> None:
         self.command = command
         self.detail = detail
+        self.output = output  # all git said, for callers that tell one failure from another
         super().__init__(
             f"git {command} failed: {detail or 'no answer'}" + (f"; {hint}" if hint else "")
         )

@@ -4,18 +4,7 @@ DROP INDEX deployments_expiring_idx;
 ALTER TABLE deployments RESET (fillfactor);
 CREATE INDEX deployments_unrendered_idx ON deployments (id)
     WHERE rendered_commit IS NULL AND deleted_at IS NULL;
-CREATE OR REPLACE FUNCTION deployments_bump_generation() RETURNS trigger AS $$
-BEGIN
-    IF NEW.config IS DISTINCT FROM OLD.config
-       OR NEW.namespace IS DISTINCT FROM OLD.namespace
-       OR NEW.deployment_id IS DISTINCT FROM OLD.deployment_id
-       OR NEW.plugin_id IS DISTINCT FROM OLD.plugin_id
-       OR NEW.deleted_at IS DISTINCT FROM OLD.deleted_at
-       OR NEW.expires_at IS DISTINCT FROM OLD.expires_at THEN
-        NEW.generation := nextval('deployments_generation_seq');
-    END IF;
-    RETURN NEW;
-END;
-$$ LANGUAGE plpgsql;
+DROP TRIGGER deployments_generation_stamp ON deployments;
+DROP FUNCTION deployments_stamp_change();
 DROP INDEX deployments_changed_xid_idx;
 ALTER TABLE deployments DROP COLUMN changed_xid;

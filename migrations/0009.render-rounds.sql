@@ -7,20 +7,20 @@
 ALTER TABLE deployments ADD COLUMN changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX deployments_changed_xid_idx ON deployments (changed_xid);
 
-CREATE OR REPLACE FUNCTION deployments_bump_generation() RETURNS trigger AS $$
+-- Stamped whenever the generation moves: the trigger of migration 0006 decides what counts as a
+-- change to a render input, and this one, firing after it (triggers fire in name order), follows.
+CREATE FUNCTION deployments_stamp_change() RETURNS trigger AS $$
 BEGIN
-    IF NEW.config IS DISTINCT FROM OLD.config
-       OR NEW.namespace IS DISTINCT FROM OLD.namespace
-       OR NEW.deployment_id IS DISTINCT FROM OLD.deployment_id
-       OR NEW.plugin_id IS DISTINCT FROM OLD.plugin_id
-       OR NEW.deleted_at IS DISTINCT FROM OLD.deleted_at
-       OR NEW.expires_at IS DISTINCT FROM OLD.expires_at THEN
-        NEW.generation := nextval('deployments_generation_seq');
+    IF NEW.generation IS DISTINCT FROM OLD.generation THEN
         NEW.changed_xid := pg_current_xact_id();
     END IF;
     RETURN NEW;
 END;
 $$ LANGUAGE plpgsql;
+
+CREATE TRIGGER deployments_generation_stamp
+BEFORE UPDATE ON deployments
+FOR EACH ROW EXECUTE FUNCTION deployments_stamp_change();
 
 -- Never-rendered rows no longer need finding on every round, and with no index naming
 -- rendered_commit, recording a render (or an apply's status) is a HOT update: no new index

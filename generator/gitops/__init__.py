@@ -7,7 +7,8 @@
 - `journal`: changesets whose database commit is not yet confirmed;
 - `snapshot`: the charts of a commit, read from objects;
 - `worktree`: the checked-out files, brought to a commit when someone wants files;
-- `remote`: push, and replay onto a remote's main that moved.
+- `remote`: push, and replay onto a remote's main that moved;
+- `command`: one git command run to completion, its failure as git's own verdict.
 """
 
 from .changeset import Changeset, crash_point

@@ -141,7 +141,8 @@ class ObjectStore:
         # Reads go through libgit2 in-process: 1.7 times quicker than a `git cat-file --batch`
         # round trip per object, and steady (docs/git-layer.md). libgit2 looks for packs again
         # when an object is missing, so packs written since are found.
-        self._odb = pygit2.Repository(str(repo.git_dir)).odb
+        self._repository = pygit2.Repository(str(repo.git_dir))
+        self._odb = self._repository.odb
         self._git_dir = str(repo.git_dir)
         self.pack_dir = Path(repo.git_dir) / "objects" / "pack"
         self.spill_bytes = self.SPILL_BYTES
@@ -164,6 +165,18 @@ class ObjectStore:
             except KeyError:
                 raise FileNotFoundError(f"git object {binsha.hex()} is missing") from None
         return data
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit `ref` names (HEAD, a branch, a sha), or None: an unborn or unknown ref.
+
+        Refs are read from disk each time, so a ref another process moved is seen.
+        """
+        with self._read_lock:
+            try:
+                found = self._repository.revparse_single(ref).peel(pygit2.Commit)
+            except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+                return None
+        return str(found.id)
 
     def entries(self, binsha: bytes) -> Entries:
         """The entries of a tree (name -> (mode, sha))."""

@@ -9,11 +9,10 @@ where ours wins. Then the branch moves, compare-and-swap, like every other ref u
 
 from __future__ import annotations
 
-import os
-import subprocess
 from typing import TYPE_CHECKING
 
 from ..errors import Conflict, GitFailed
+from .command import run
 from .objects import Plan, place
 
 if TYPE_CHECKING:
@@ -22,27 +21,13 @@ if TYPE_CHECKING:
     from .repository import GitOpsRepo
 
 
-class PushRejected(Exception):
-    """The remote's branch has commits ours lack."""
-
-
 def _git(repo: GitOpsRepo, *args: str) -> str:
-    done = subprocess.run(
-        ["git", f"--git-dir={repo.git_dir}", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-    )
-    if done.returncode != 0:
-        err = done.stderr.strip()
-        if args[0] == "push" and ("rejected" in err or "fetch first" in err):
-            raise PushRejected(err)
-        lines = [line.strip(" '") for line in err.splitlines() if line.strip()]
-        # git's own verdict ("fatal: ...") says more than the advice lines after it.
-        verdict = [line for line in lines if line.startswith(("fatal:", "error:"))]
-        raise GitFailed(args[0], (verdict or lines or [""])[0])
-    return done.stdout.strip()
+    return run(repo.git_dir, *args, bare=True)
+
+
+def _rejected(exc: GitFailed) -> bool:
+    # Someone pushed first: their commits are to be fetched and ours replayed on top.
+    return "rejected" in exc.output or "fetch first" in exc.output
 
 
 def publish(
@@ -74,7 +59,9 @@ def publish(
         for attempt in range(attempts):
             try:
                 _git(repo, "push", "--quiet", "--porcelain", remote, "HEAD:refs/heads/main")
-            except PushRejected:
+            except GitFailed as exc:
+                if not _rejected(exc):
+                    raise
                 if attempt == attempts - 1:
                     break
                 _git(repo, "fetch", "--quiet", remote, "main")

@@ -162,10 +162,7 @@ class GitOpsRepo:
 
     def head(self, ref: str = "HEAD") -> str | None:
         """The commit sha `ref` names, or None (an empty repository, an unknown ref)."""
-        try:
-            return str(self.repo.rev_parse(ref).hexsha)
-        except (ValueError, git.BadName):
-            return None
+        return self.objects.resolve(ref)
 
     def tree_of(self, commit: str | None) -> bytes | None:
         """The root tree of a commit (read through the object store, which threads share)."""

@@ -6,21 +6,22 @@ read a path, wants files, so the work tree follows HEAD when a reader asks (`syn
 CLI's `checkout` mode, whenever a writer lets go of the repository.
 
 `.git/overseer-worktree` records the commit the index and the files were last brought to. A sync
-moves them from that commit to HEAD with a two-tree `read-tree`, which writes only the paths that
-differ, and then records HEAD. Killed half-way, the record still names the old commit, and the
-next sync simply does it again: `--reset` overwrites what the killed one left.
+moves them from that commit to HEAD, writing only the charts that differ (`git restore` of those
+paths, or a two-tree `read-tree` when there are many), and then records HEAD. Killed half-way,
+the record still names the old commit, and the next sync simply does it again, overwriting what
+the killed one left.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GitFailed
-from .objects import IDENTITY, TREE, ObjectStore
+from .command import run
+from .objects import TREE, ObjectStore
 
 log = logging.getLogger("overseer.git")
 # Creating files is mostly kernel time here, which one process spends on one core: a large
@@ -168,16 +169,9 @@ class WorkTree:
             lock.unlink(missing_ok=True)
 
     def _git(self, *args: str, stdin: bytes = b"") -> None:
-        done = subprocess.run(
-            ["git", "-C", str(self.root), *args],
-            input=stdin,
-            capture_output=True,
-            check=False,
-            env={**os.environ, **IDENTITY},
+        run(
+            self.root,
+            *args,
+            stdin=stdin,
+            hint=f"`git -C {self.root} status` shows the state of the work tree",
         )
-        if done.returncode != 0:
-            raise GitFailed(
-                next(a for a in args if not a.startswith("-") and "=" not in a),
-                done.stderr.decode(errors="replace").strip(),
-                f"`git -C {self.root} status` shows the state of the work tree",
-            )

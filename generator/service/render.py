@@ -253,12 +253,14 @@ class _Pass:
         Incremental when the state on HEAD was recorded for this database and these
         templates: only rows changed since its snapshot (by transaction id), of changed
         plugins, or in doubt after a crash are read, and only rows known to be gone are
-        removed, so a round costs what changed, not what the repository holds. Otherwise every row is compared with every
-        chart, and a chart with no live row is removed (unless that is most of them).
+        removed, so a round costs what changed, not what the repository holds. Otherwise
+        every row is compared with every chart, and a chart with no live row is removed
+        (unless that is most of them).
         """
         conn, result = self.conn, self.result
         state = _state(store.fingerprint(conn), Renderer.generator())
         previous = _load_state(self.head.read_file(STATE_FILE))
+        charts = self.head.chart_count()
         if not self.full and previous is not None and _comparable(previous, state):
             changes = store.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
             upgraded = sorted(
@@ -271,7 +273,7 @@ class _Pass:
                     store.iter_live_for_render(conn, plugin_ids=upgraded),
                 )
             removed = sorted(p for p in changes.gone if self.head.tree_of(p) is not None)
-            total = self.head.chart_count()
+            total = charts
         else:
             existing = self.head.chart_paths()
             live = _live_paths(conn)
@@ -296,7 +298,7 @@ class _Pass:
             self.tx.remove(path)
         result.added.sort(key=lambda c: c.path)
         result.changed.sort(key=lambda c: c.path)
-        result.unchanged = self.head.chart_count() - len(result.changed) - len(result.removed)
+        result.unchanged = charts - len(result.changed) - len(result.removed)
         if result.touched:  # the state only moves with a commit: a no-op render writes nothing
             self.tx.put_file(STATE_FILE, dump_json(state))
         return result

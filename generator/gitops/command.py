@@ -1,0 +1,38 @@
+"""One git command run to completion, its failure reported as git's own verdict.
+
+The long-lived git processes (`update-ref --stdin`, `fast-import`) keep their own pipes in
+`refs` and `objects`; everything else the package asks of git goes through `run`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import GitFailed
+from .objects import IDENTITY
+
+
+def run(where: Path, *args: str, stdin: bytes = b"", hint: str = "", bare: bool = False) -> str:
+    """Run `git ARGS` in the work tree `where` (or, `bare`, on the git directory `where`).
+
+    Returns its standard output; raises GitFailed naming the command and git's first `fatal:`
+    or `error:` line (its advice lines after that say less), with the whole of standard error
+    kept as `output`.
+    """
+    place = [f"--git-dir={where}"] if bare else ["-C", str(where)]
+    done = subprocess.run(
+        ["git", *place, *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+        env={**os.environ, **IDENTITY, "GIT_TERMINAL_PROMPT": "0"},
+    )
+    if done.returncode != 0:
+        err = done.stderr.decode(errors="replace")
+        lines = [line.strip(" '") for line in err.splitlines() if line.strip()]
+        verdict = [line for line in lines if line.startswith(("fatal:", "error:"))]
+        command = next(a for a in args if not a.startswith("-") and "=" not in a)
+        raise GitFailed(command, (verdict or lines or [""])[0], hint, output=err)
+    return done.stdout.decode(errors="replace").strip()
