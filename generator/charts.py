@@ -12,7 +12,8 @@ from typing import Protocol
 
 from .render import INPUTS_FILE, Chart
 
-STATE_FILE = ".overseer/render-state.json"
+# Earlier versions committed their render state here; a render now removes it (see service.render).
+LEGACY_STATE_FILE = ".overseer/render-state.json"
 
 
 class ChartSource(Protocol):

@@ -7,14 +7,39 @@ Every location has a default relative to the working directory, so a clone works
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .errors import UserError
+
 DEFAULT_NAMESPACE = "a8s"
+DIRECT, REVIEW = "direct", "review"
 
 
 def _path(value: str | None) -> Path | None:
     return Path(value).absolute() if value else None
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    # NAME, or the file NAME_FILE names (a mounted Kubernetes Secret, a CI secret file).
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise UserError(f"{name}_FILE={path}: cannot read it ({exc.strerror})") from None
+    return None
+
+
+def _mode(value: str) -> str:
+    if value not in (DIRECT, REVIEW):
+        raise UserError(
+            f"OVERSEER_MODE={value!r}: use {DIRECT} (commit to main) or {REVIEW} (pull requests)"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -30,11 +55,20 @@ class Settings:
     helm_timeout: str = "300s"
     apply_parallel: int = 10
     git_remote: str | None = None
-    branch_per_change: bool = False
     # checkout: the repository's files follow every commit (the CLI); lazy: only when a reader
     # asks (the server, whose requests need objects and a ref only). See gitops.worktree.
     # None: the caller's default (the CLI checks out, the server is lazy).
     worktree: str | None = None
+    # direct: commit to main and apply; review: propose each change as a pull request on the
+    # forge, and apply it once merged (see service.review).
+    mode: str = "direct"
+    forge: str | None = None  # gitea, github or gitlab
+    forge_url: str | None = None  # the forge's API root; None: the public service's
+    forge_repo: str | None = None  # owner/name (GitLab: the project's path)
+    forge_token: str | None = None
+    webhook_secret: str | None = None
+    # Seconds between two polls of the forge for merged and closed pull requests.
+    poll_interval: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,9 +84,14 @@ class Settings:
             helm_timeout=env.get("OVERSEER_HELM_TIMEOUT", "300s"),
             apply_parallel=int(env.get("OVERSEER_APPLY_PARALLEL", "10")),
             git_remote=env.get("OVERSEER_GIT_REMOTE") or None,
-            branch_per_change=env.get("OVERSEER_BRANCH_PER_CHANGE", "").lower()
-            in ("1", "true", "yes"),
             worktree=env.get("OVERSEER_WORKTREE") or None,
+            mode=_mode(env.get("OVERSEER_MODE") or DIRECT),
+            forge=env.get("OVERSEER_FORGE") or None,
+            forge_url=env.get("OVERSEER_FORGE_URL") or None,
+            forge_repo=env.get("OVERSEER_FORGE_REPO") or None,
+            forge_token=_secret(env, "OVERSEER_FORGE_TOKEN"),
+            webhook_secret=_secret(env, "OVERSEER_WEBHOOK_SECRET"),
+            poll_interval=float(env.get("OVERSEER_POLL_INTERVAL", "30")),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -121,11 +121,18 @@ class MassDeletionRefused(UserError):
     exit_code = 5
     http_status = 409
 
-    def __init__(self, removing: int, total: int) -> None:
-        super().__init__(
-            f"render would remove {removing} of {total} charts; this usually means DATABASE_URL "
-            "points at the wrong database. Check it, or pass --force to remove them"
-        )
+    def __init__(self, removing: int, total: int, *, what: str = "", where: str = "") -> None:
+        if what:  # apply: releases whose charts left main
+            message = (
+                f"apply would uninstall {removing} of {total} {what}, whose charts are gone from "
+                f"{where}; this usually means a wrong commit or remote. Check it, or pass --force"
+            )
+        else:
+            message = (
+                f"render would remove {removing} of {total} charts; this usually means "
+                "DATABASE_URL points at the wrong database. Check it, or pass --force to remove them"
+            )
+        super().__init__(message)
 
 
 class ToolMissing(UserError):
@@ -165,3 +172,22 @@ class RenderFailed(UserError):
 
     exit_code = 1
     http_status = 500
+
+
+class ForgeFailed(UserError):
+    """The forge (Gitea, GitHub, GitLab) refused or failed a call: not the request's fault (502)."""
+
+    exit_code = 1
+    http_status = 502
+
+    def __init__(self, forge: str, action: str, detail: str) -> None:
+        self.forge = forge
+        self.action = action
+        super().__init__(f"{forge}: {action} failed: {detail}")
+
+
+class Unauthorized(UserError):
+    """A request whose credentials or signature do not check out (401)."""
+
+    exit_code = 1
+    http_status = 401

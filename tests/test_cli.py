@@ -632,9 +632,11 @@ def test_incremental_render_sees_every_kind_of_change(
 ) -> None:
     repo = registered.settings.repo
     a, b = registered.deploy(), registered.deploy()
-    state = json.loads((repo / ".overseer" / "render-state.json").read_text())
+    path = repo / ".git" / "overseer-render-state.json"  # beside the repository, never in it
+    state = json.loads(path.read_text())
     assert state["generation"] > 0 and len(state["plugins"]) == 1
-    assert "render-state.json" in git_log(repo, "-1", "--name-only", "--format=")
+    assert state["commit"] == git_log(repo, "-1", "--format=%H").strip()
+    assert git_log(repo, "--name-only", "--format=", "--", ".overseer") == ""
     with psycopg.connect(registered.env["DATABASE_URL"]) as conn:  # a change made behind its back
         conn.execute(
             "UPDATE deployments SET config = replace(config, '\"768\"', '\"999\"') WHERE id = %s",
@@ -653,18 +655,13 @@ def test_incremental_render_sees_every_kind_of_change(
     result = registered("render")
     assert "0 added, 2 changed, 0 removed, 0 unchanged" in result.stdout
     assert "claude-environment@1.1.0" in git_log(repo, "-1", "--format=%B")
-    # State recorded for another database is not trusted: every chart is compared again.
-    path = repo / ".overseer" / "render-state.json"
+    # State recorded for another database is not trusted: every chart is compared again. Its
+    # xmin, far in the future, would have hidden the change below from an incremental render.
     doctored = json.loads(path.read_text())
     doctored["database"] = "00000000-0000-0000-0000-000000000000"
     doctored["generation"] = 10**9
     doctored["xmin"] = 10**12
     path.write_text(json.dumps(doctored))
-    # Renders read the state from the commit, so the doctored state is committed, as a hand
-    # edit merged on main would be.
-    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-    hand = ["-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qm", "doctored"]
-    subprocess.run(["git", "-C", str(repo), *hand], check=True)
     with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
         conn.execute(
             "UPDATE deployments SET config = replace(config, '\"999\"', '\"555\"') WHERE id = %s",
@@ -672,6 +669,53 @@ def test_incremental_render_sees_every_kind_of_change(
         )
     assert "1 changed" in registered("render").stdout
     assert registered("render", "--check").exit_code == 0
+    # Nor is state recorded for another commit: main moved under it (here, a hand commit).
+    doctored = {**json.loads(path.read_text()), "xmin": 10**12}
+    path.write_text(json.dumps(doctored))
+    (repo / "NOTES.md").write_text("hand-written\n")
+    subprocess.run(["git", "-C", str(repo), "add", "NOTES.md"], check=True)
+    hand = ["-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qm", "notes"]
+    subprocess.run(["git", "-C", str(repo), *hand], check=True)
+    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
+        conn.execute(
+            "UPDATE deployments SET config = replace(config, '\"555\"', '\"444\"') WHERE id = %s",
+            (a["id"],),
+        )
+    assert "1 changed" in registered("render").stdout
+    assert registered("render", "--check").exit_code == 0
+
+
+def test_overseer_commits_revert_cleanly_and_old_committed_state_goes(registered: Cli) -> None:
+    repo = registered.settings.repo
+    a = registered.deploy()
+    # A repository from an earlier version carries its render state in the tree.
+    (repo / ".overseer").mkdir()
+    (repo / ".overseer" / "render-state.json").write_text('{"schema": 2}\n')
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    hand = ["-c", "user.name=h", "-c", "user.email=h@h"]
+    subprocess.run(["git", "-C", str(repo), *hand, "commit", "-qm", "old state"], check=True)
+    b = registered.deploy()
+    assert git_log(repo, "-1", "--name-only", "--format=", "--", ".overseer") != ""
+    assert (
+        subprocess.run(  # the next commit removed it
+            ["git", "-C", str(repo), "ls-files", ".overseer"], capture_output=True, text=True
+        ).stdout
+        == ""
+    )
+    assert not (repo / ".overseer" / "render-state.json").exists()
+    assert (
+        registered("deploy", "update", str(a["deployment_id"]), "--set", "HEIGHT=1").exit_code == 0
+    )
+    # Every Overseer commit touches only its charts: reverting the first of the two, with the
+    # second on top, applies without a conflict.
+    first = git_log(repo, "--format=%H", "--grep", str(b["deployment_id"])).split()[-1]
+    reverted = subprocess.run(
+        ["git", "-C", str(repo), *hand, "revert", "--no-edit", first],
+        capture_output=True,
+        text=True,
+    )
+    assert reverted.returncode == 0, reverted.stdout + reverted.stderr
+    assert not (repo / str(b["chart"])).exists() and (repo / str(a["chart"])).is_dir()
 
 
 def bare_remote(tmp: Path) -> Path:
@@ -754,24 +798,6 @@ def test_a_failed_push_keeps_the_commit_and_the_next_render_pushes_it(
     assert remote_log(remote, "main") == ["overseer: render (1 added, 0 changed, 0 removed)"]
     quiet = registered("render", env=env)  # nothing left to push: no push at all
     assert quiet.stdout.startswith("nothing to commit: ")
-
-
-def test_branch_per_change(registered: Cli, tmp_path: Path) -> None:
-    remote = bare_remote(tmp_path)
-    registered.deploy("--no-render")
-    result = registered("render", "--remote", str(remote), "--branch-per-change")
-    assert result.exit_code == 0, result.stderr
-    head = git_log(registered.settings.repo, "-1", "--format=%H").strip()
-    assert f"(pushed to overseer/{head[:12]})" in result.stdout
-    assert remote_log(remote, f"overseer/{head[:12]}") == [
-        "overseer: render (1 added, 0 changed, 0 removed)"
-    ]
-    branches = subprocess.run(
-        ["git", "-C", str(remote), "branch", "--format=%(refname:short)"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    assert branches == [f"overseer/{head[:12]}"]  # main is left to the reviewers
 
 
 def test_plugin_upgrade_keeps_deployments_renderable(

@@ -332,23 +332,21 @@ def test_a_rejected_push_is_replayed_chart_by_chart(tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     repo = GitOpsRepo(tmp_path / "gitops")
-    commit(repo, {"ns/a": {"f": b"1\n"}, "ns/b": {"f": b"1\n"}, ".state": b"1\n"}, "first\n")
+    commit(repo, {"ns/a": {"f": b"1\n"}, "ns/b": {"f": b"1\n"}}, "first\n")
     with repo.lock():
-        assert publish(repo, str(remote), branch_per_change=False) == "main"
+        assert publish(repo, str(remote)) == "main"
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
     hand_commit(other, "ns/b/f", b"theirs\n")  # a chart we do not touch
-    hand_commit(other, ".state", b"theirs\n")  # bookkeeping we rewrite anyway
-    commit(repo, {"ns/a": {"f": b"2\n"}, ".state": b"2\n"}, "second\n")
+    commit(repo, {"ns/a": {"f": b"2\n"}}, "second\n")
     with repo.lock():
-        assert publish(repo, str(remote), branch_per_change=False, regenerated=[".state"])
+        assert publish(repo, str(remote))
     assert not push_pending(repo)
     theirs = repo.snapshot()
     assert theirs.read_file("ns/a/f") == b"2\n" and theirs.read_file("ns/b/f") == b"theirs\n"
-    assert theirs.read_file(".state") == b"2\n"  # ours wins where we regenerate
     assert git(repo.root, "rev-parse", "HEAD") == git(remote, "rev-parse", "main")
     assert git(remote, "log", "--format=%s", "main").splitlines() == [
-        "second", "edit .state", "edit ns/b/f", "first",
+        "second", "edit ns/b/f", "first",
     ]  # fmt: skip
     assert (repo.root / "ns/b/f").read_bytes() == b"theirs\n" and clean(repo.root)
 
@@ -358,6 +356,6 @@ def test_a_rejected_push_is_replayed_chart_by_chart(tmp_path: Path) -> None:
     commit(repo, {"ns/a": {"f": b"3\n"}}, "third\n")
     head = git(repo.root, "rev-parse", "HEAD")
     with repo.lock(), pytest.raises(Conflict, match="ns/a"):
-        publish(repo, str(remote), branch_per_change=False, regenerated=[".state"])
+        publish(repo, str(remote))
     assert git(repo.root, "rev-parse", "HEAD") == head and push_pending(repo)
     repo.close()

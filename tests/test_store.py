@@ -57,6 +57,13 @@ def deployed(any_pg: PgServer, tmp_path: Path, manifest: Path) -> tuple[Context,
     return service, deployments_service.create(service, request).deployment
 
 
+def chart_tree(service: Context, dep: DeploymentView) -> str:
+    """The tree of a deployment's chart on HEAD, as apply records it."""
+    tree = service.repo.snapshot().tree_of(dep.chart)
+    assert tree is not None
+    return tree.hex()
+
+
 def test_migrations_apply_and_report(any_pg: PgServer) -> None:
     url = any_pg.fresh_database(migrated=False)
     assert all(not s.applied for s in migrate.status(url))
@@ -254,6 +261,7 @@ def test_a_secret_change_stays_due_until_applied(
         assert found is not None
         return found
 
+    tree = chart_tree(service, dep)
     with service.transaction() as conn:  # applied: the chart and these secrets
         store.set_status(conn, dep.id, "APPLYING")
         store.finish_apply(
@@ -263,17 +271,19 @@ def test_a_secret_change_stays_due_until_applied(
             None,
             helm_revision=1,
             applied_commit=record().rendered_commit,
+            applied_tree=tree,
             applied_secret_revision=store.secret_revision(store.secret_data(conn, dep.id)),
         )
-    assert not apply_service._needs_apply(record())
+    assert not apply_service._needs_apply(record(), tree)
     change = DeploymentUpdate(data={"ANTHROPIC_API_KEY": "k2"})  # the chart does not change
     deployments_service.update(service, dep.id, change)
     assert record().rendered_commit == record().applied_commit
-    assert apply_service._needs_apply(record())
+    assert chart_tree(service, dep) == tree
+    assert apply_service._needs_apply(record(), tree)
     with service.transaction() as conn:  # the upgrade fails, and helm rolls it back
         store.set_status(conn, dep.id, "APPLYING")
         store.finish_apply(conn, dep.id, "FAILED", "timed out", helm_revision=2)
-    assert apply_service._needs_apply(record())  # still due: the new secret never got there
+    assert apply_service._needs_apply(record(), tree)  # still due: the new secret never got there
 
 
 def test_a_failed_apply_keeps_the_revision_helm_could_not_report(
@@ -292,7 +302,8 @@ def test_a_failed_apply_keeps_the_revision_helm_could_not_report(
 
     monkeypatch.setattr(helm, "upgrade_install", unreachable)
     monkeypatch.setattr(helm, "status", unreachable)
-    outcome = apply_service._apply_one(service, before)
+    snap = service.repo.snapshot()
+    outcome = apply_service._apply_one(service, before, snap, chart_tree(service, dep))
     assert outcome.action == "failed" and outcome.revision == 3
     with service.transaction() as conn:
         after = store.get(conn, dep.id)

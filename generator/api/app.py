@@ -30,6 +30,7 @@ from ..gitops import LAZY
 from ..manifest import MAX_MANIFEST_BYTES
 from ..service import deployments as deployments_service
 from ..service import plugins as plugins_service
+from ..service import review as review_service
 from ..service.batch import RenderBatcher
 from ..service.context import Context
 from ..service.deployments import DeploymentRequest, DeploymentUpdate, DeploymentView
@@ -51,6 +52,13 @@ class ErrorResponse(BaseModel):
     """`{"error": {...}}`."""
 
     error: ErrorBody
+
+
+class WebhookAnswer(BaseModel):
+    """What a webhook delivery did: ok, ignored (not a pull-request event), or duplicate."""
+
+    status: str
+    settled: list[dict[str, Any]]
 
 
 class ConnectionDetails(BaseModel):
@@ -80,6 +88,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     # Requests need objects and a ref only; the files follow when someone reads them.
     settings = settings.with_(worktree=settings.worktree or LAZY)
     ctx = Context(settings, pooled=True)
+    ctx.actor = "an API client"
     batcher = RenderBatcher(ctx)
     worker = Worker(ctx, interval=float(os.environ.get("OVERSEER_WORKER_INTERVAL", "2")))
     token = os.environ.get("OVERSEER_API_TOKEN") or None
@@ -232,5 +241,19 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         batcher.render()
         worker.wake()
         return view
+
+    @app.post("/webhooks/{forge}", response_model=WebhookAnswer, tags=["review"])
+    async def forge_webhook(forge: str, request: Request) -> WebhookAnswer:
+        """A forge's pull-request event (review mode), verified by its signature (401 if not).
+
+        Gitea and GitHub sign with HMAC-SHA256, GitLab sends its secret token; the secret is
+        OVERSEER_WEBHOOK_SECRET. The pull request's state is read back from the forge.
+        """
+        body = await request.body()
+        answer = await run_in_threadpool(
+            review_service.webhook, ctx, forge, dict(request.headers), body
+        )
+        worker.wake()  # a merge is due for apply now
+        return WebhookAnswer.model_validate(answer)
 
     return app

@@ -45,10 +45,17 @@ def with_context(func: F) -> F:
         metavar="URL",
         help="PostgreSQL URL [env DATABASE_URL; default: the embedded server in .overseer/].",
     )
+    @click.option(
+        "--mode",
+        type=click.Choice(["direct", "review"]),
+        help="direct: commit to main; review: propose each change as a pull request [env OVERSEER_MODE; default direct].",
+    )
     @functools.wraps(func)
-    def wrapper(*args: Any, repo: Path | None, database_url: str | None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, repo: Path | None, database_url: str | None, mode: str | None, **kwargs: Any
+    ) -> Any:
         settings = Settings.from_env().with_(
-            repo=repo.absolute() if repo else None, database_url=database_url
+            repo=repo.absolute() if repo else None, database_url=database_url, mode=mode
         )
         return func(*args, service=Context(settings), **kwargs)
 

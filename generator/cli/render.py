@@ -43,12 +43,6 @@ from .common import progress_bar, with_context
 @click.option(
     "--remote", metavar="URL", help="Push each commit to this Git remote [env OVERSEER_GIT_REMOTE]."
 )
-@click.option(
-    "--branch-per-change",
-    is_flag=True,
-    default=None,
-    help="Push each commit to its own branch overseer/<sha> instead of main [env OVERSEER_BRANCH_PER_CHANGE].",
-)
 @with_context
 def render(
     service: Context,
@@ -59,7 +53,6 @@ def render(
     full: bool,
     progress: bool,
     remote: str | None,
-    branch_per_change: bool | None,
 ) -> None:
     """Render every live deployment into the GitOps repository and commit the changes."""
     if check:
@@ -73,9 +66,7 @@ def render(
         return
     if offline or ref:
         raise click.UsageError("--offline and --ref only apply to --check")
-    service.settings = service.settings.with_(
-        git_remote=remote, branch_per_change=branch_per_change
-    )
+    service.settings = service.settings.with_(git_remote=remote)
     bar = progress_bar("rendering", progress)
     if bar is None:
         result = service_render.render(service, force=force, full=full)
@@ -89,7 +80,11 @@ def render(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     summary = f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed, {result.unchanged} unchanged"
-    if result.commit:
+    if service.settings.mode == "review":
+        click.echo(f"proposed {len(result.proposals)} change(s): {summary}")
+        for line in result.proposals:
+            click.echo(f"  {line}")
+    elif result.commit:
         pushed = f" (pushed to {result.pushed})" if result.pushed else ""
         click.echo(f"committed {result.commit[:12]}{pushed}: {summary}")
     else:

@@ -7,13 +7,13 @@
 - `journal`: changesets whose database commit is not yet confirmed;
 - `snapshot`: the charts of a commit, read from objects;
 - `worktree`: the checked-out files, brought to a commit when someone wants files;
-- `remote`: push, and replay onto a remote's main that moved;
+- `remote`: push, replay onto a remote's main that moved, fetch main, push review branches;
 - `command`: one git command run to completion, its failure as git's own verdict.
 """
 
 from .changeset import Changeset, crash_point
 from .objects import IDENTITY
-from .remote import publish, push_pending
+from .remote import REMOTE_MAIN, delete_branch, fetch_main, publish, push_branch, push_pending
 from .repository import CHECKOUT, LAZY, GitOpsRepo
 from .snapshot import Snapshot
 
@@ -21,10 +21,14 @@ __all__ = [
     "CHECKOUT",
     "IDENTITY",
     "LAZY",
+    "REMOTE_MAIN",
     "Changeset",
     "GitOpsRepo",
     "Snapshot",
     "crash_point",
+    "delete_branch",
+    "fetch_main",
     "publish",
+    "push_branch",
     "push_pending",
 ]

@@ -38,10 +38,15 @@ class Changeset:
     tell its added, changed and unchanged paths apart without reading a file.
     """
 
-    def __init__(self, repo: GitOpsRepo, ref: str, base: str | None) -> None:
+    def __init__(
+        self, repo: GitOpsRepo, ref: str, base: str | None, expect: str | None = None
+    ) -> None:
         self.repo = repo
         self.ref = ref
         self.base = base
+        # Where the ref must be for the commit to land (compare-and-swap): usually the base, but
+        # a review branch is rebuilt from main's tip, wherever it pointed before.
+        self.expect = expect
         self.base_root = repo.tree_of(base)
         self.snapshot = repo.snapshot(base, self.base_root)
         self._plan: Plan = {}
@@ -87,9 +92,9 @@ class Changeset:
         objects.flush()
         crash_point("objects-written")
         self.repo.journal.append(
-            {"ref": self.ref, "old": self.base, "new": commit, "paths": self._paths}
+            {"ref": self.ref, "old": self.expect, "new": commit, "paths": self._paths}
         )
-        self.repo.refs.update(self.ref, commit, self.base)
+        self.repo.refs.update(self.ref, commit, self.expect)
         crash_point("ref-moved")
         self.commit_sha = commit
         self.repo.committed_since_lock = True

@@ -3,12 +3,15 @@
 The replay is done with objects, as a changeset is: each of our commits not on the remote
 becomes a commit on top of the remote's main with the same changes, compared chart by chart
 (a path at most two levels deep: `<namespace>/<release>`, or a file). A path both sides changed
-differently is a conflict, except the `regenerated` ones (bookkeeping the caller rewrites anyway),
-where ours wins. Then the branch moves, compare-and-swap, like every other ref update.
+differently is a conflict. Then the branch moves, compare-and-swap, like every other ref update.
+
+Review mode never pushes main: it fetches it (`fetch_main`), and pushes one branch per proposed
+change (`push_branch`), which it deletes once the change is merged or closed (`delete_branch`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from ..errors import Conflict, GitFailed
@@ -16,9 +19,10 @@ from .command import run
 from .objects import Plan, place
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
-
     from .repository import GitOpsRepo
+
+# Where a fetched remote main is kept: a ref of our own, so the local main never moves by a fetch.
+REMOTE_MAIN = "refs/overseer/remote-main"
 
 
 def _git(repo: GitOpsRepo, *args: str) -> str:
@@ -30,19 +34,11 @@ def _rejected(exc: GitFailed) -> bool:
     return "rejected" in exc.output or "fetch first" in exc.output
 
 
-def publish(
-    repo: GitOpsRepo,
-    remote: str,
-    *,
-    branch_per_change: bool,
-    regenerated: Collection[str] = (),
-    attempts: int = 5,
-) -> str | None:
-    """Push what the remote lacks; return the ref pushed, or None when there is nothing.
+def publish(repo: GitOpsRepo, remote: str, *, attempts: int = 5) -> str | None:
+    """Push HEAD to the remote's main; return the ref pushed, or None when there is nothing.
 
-    With `branch_per_change`, HEAD goes to its own branch `overseer/<sha>`; main on the remote is
-    left to the reviewers. Until a push succeeds, `push_pending` says so, also to later processes.
-    Call it holding the writer lock.
+    Until a push succeeds, `push_pending` says so, also to later processes. Call it holding the
+    writer lock.
     """
     pending = repo.git_dir / "overseer-push-pending"
     pending.touch()
@@ -51,11 +47,6 @@ def publish(
         pending.unlink(missing_ok=True)
         return None
     try:
-        if branch_per_change:
-            ref = f"overseer/{head[:12]}"
-            _git(repo, "push", "--quiet", "--porcelain", remote, f"{head}:refs/heads/{ref}")
-            pending.unlink(missing_ok=True)
-            return ref
         for attempt in range(attempts):
             try:
                 _git(repo, "push", "--quiet", "--porcelain", remote, "HEAD:refs/heads/main")
@@ -65,7 +56,7 @@ def publish(
                 if attempt == attempts - 1:
                     break
                 _git(repo, "fetch", "--quiet", remote, "main")
-                replay(repo, _git(repo, "rev-parse", "FETCH_HEAD"), regenerated)
+                replay(repo, _git(repo, "rev-parse", "FETCH_HEAD"))
                 continue
             pending.unlink(missing_ok=True)
             return "main"
@@ -79,7 +70,49 @@ def push_pending(repo: GitOpsRepo) -> bool:
     return (repo.git_dir / "overseer-push-pending").exists()
 
 
-def replay(repo: GitOpsRepo, onto: str, regenerated: Collection[str] = ()) -> str:
+def fetch_main(repo: GitOpsRepo, remote: str) -> str | None:
+    """Fetch the remote's main into `REMOTE_MAIN`; its commit, or None when it has no main."""
+    try:
+        _git(repo, "fetch", "--quiet", "--no-tags", remote, f"+refs/heads/main:{REMOTE_MAIN}")
+    except GitFailed as exc:
+        if "couldn't find remote ref" in exc.output:
+            return None
+        raise GitFailed(f"fetch main from {remote}", exc.detail) from None
+    return repo.head(REMOTE_MAIN)
+
+
+def push_branch(repo: GitOpsRepo, remote: str, branch: str, commit: str) -> None:
+    """Make `branch` on the remote point at `commit`, whatever it pointed at before.
+
+    A proposal's branch is Overseer's alone and is rebuilt from main's tip on every change, so a
+    forced push is the right one.
+    """
+    try:
+        _git(
+            repo,
+            "push",
+            "--quiet",
+            "--porcelain",
+            "--force",
+            remote,
+            f"{commit}:refs/heads/{branch}",
+        )
+    except GitFailed as exc:
+        raise GitFailed(f"push {branch} to {remote}", exc.detail) from None
+
+
+def delete_branch(repo: GitOpsRepo, remote: str, branch: str) -> None:
+    """Delete `branch` on the remote (and its local ref); a branch already gone is no error."""
+    try:
+        _git(repo, "push", "--quiet", "--porcelain", remote, f":refs/heads/{branch}")
+    except GitFailed as exc:
+        if "remote ref does not exist" not in exc.output:
+            raise GitFailed(f"delete {branch} on {remote}", exc.detail) from None
+    with contextlib.suppress(GitFailed):  # never made here (another replica proposed it)
+        _git(repo, "update-ref", "-d", f"refs/heads/{branch}")
+
+
+def replay(repo: GitOpsRepo, onto: str) -> str:
     """Put our commits that `onto` lacks on top of it; move HEAD there; return the new HEAD."""
     head = repo.head()
     assert head is not None  # noqa: S101 - publish checked
@@ -90,7 +123,7 @@ def replay(repo: GitOpsRepo, onto: str, regenerated: Collection[str] = ()) -> st
     except GitFailed:  # unrelated histories: everything on either side is a change
         base = None
     try:
-        return _replay(repo, head, onto, base, ours, regenerated)
+        return _replay(repo, head, onto, base, ours)
     except BaseException:
         repo.objects.discard()  # nothing queued for a replay that did not happen
         raise
@@ -102,7 +135,6 @@ def _replay(
     onto: str,
     base: str | None,
     ours: list[tuple[str, ...]],
-    regenerated: Collection[str],
 ) -> str:
     objects = repo.objects
     theirs = repo.objects.diff(repo.tree_of(base), repo.tree_of(onto))
@@ -110,7 +142,7 @@ def _replay(
     for commit, parent in ours:
         changes = repo.objects.diff(repo.tree_of(parent or None), repo.tree_of(commit))
         for path, entry in changes.items():
-            if path in theirs and theirs[path] != entry and path not in regenerated:
+            if path in theirs and theirs[path] != entry:
                 raise Conflict(
                     f"the remote's main changed {path} too, differently; merge it by hand "
                     "(fetch, resolve, push), then render again"

@@ -180,10 +180,17 @@ class GitOpsRepo:
         return Snapshot(self.objects, commit, root if root is not None else self.tree_of(commit))
 
     @contextmanager
-    def changes(self, ref: str = "HEAD", base: str | None = None) -> Iterator[Changeset]:
-        """A changeset on `ref` from `base` (default: where `ref` is), under the writer lock."""
+    def changes(
+        self, ref: str = "HEAD", base: str | None = None, *, expect: str | bool | None = True
+    ) -> Iterator[Changeset]:
+        """A changeset on `ref` from `base` (default: where `ref` is), under the writer lock.
+
+        The ref moves only if it still points where `expect` says (True: at the base; None: the
+        ref must not exist yet).
+        """
         with self.lock():
-            tx = Changeset(self, ref, base if base is not None else self.head(ref))
+            start = base if base is not None else self.head(ref)
+            tx = Changeset(self, ref, start, start if expect is True else expect or None)
             try:
                 yield tx
             finally:

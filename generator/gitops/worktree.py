@@ -5,7 +5,8 @@ objects. A person who runs `helm install rendered/<ns>/<release>` by hand, or a 
 read a path, wants files, so the work tree follows HEAD when a reader asks (`sync`), and, in the
 CLI's `checkout` mode, whenever a writer lets go of the repository.
 
-`.git/overseer-worktree` records the commit the index and the files were last brought to. A sync
+`.git/overseer-worktree` records the commit the index and the files were last brought to, and the
+index as it was then (a hand commit in the clone changes it: the record no longer holds). A sync
 moves them from that commit to HEAD, writing only the charts that differ (`git restore` of those
 paths, or a two-tree `read-tree` when there are many), and then records HEAD. Killed half-way,
 the record still names the old commit, and the next sync simply does it again, overwriting what
@@ -86,11 +87,26 @@ class WorkTree:
             self._write(head or "")
 
     def at(self) -> str | None:
-        """The commit the index and the files were last brought to, if recorded."""
+        """The commit the index and the files were last brought to, if that still holds.
+
+        None also when the index changed since (someone committed, reverted or checked out by
+        hand in this clone): then nobody knows where the files are, and a sync resets them all.
+        """
         try:
-            return self._record.read_text(encoding="ascii").strip() or None
+            text = self._record.read_text(encoding="ascii").rstrip("\n")
+            commit, _, index = text.partition(" ")
         except FileNotFoundError:
             return None
+        if index and index != self._index_signature():
+            return None
+        return commit or None
+
+    def _index_signature(self) -> str:
+        try:
+            st = (self.git_dir / "index").stat()
+        except FileNotFoundError:
+            return "none"
+        return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
     def sync(self, head: str | None, *, hard: bool = False) -> None:
         """Bring the index and the files to `head`, writing only what differs.
@@ -123,7 +139,7 @@ class WorkTree:
 
     def _write(self, commit: str) -> None:
         tmp = self._record.with_suffix(".tmp")
-        tmp.write_text(commit + "\n", encoding="ascii")
+        tmp.write_text(f"{commit} {self._index_signature()}\n", encoding="ascii")
         os.replace(tmp, self._record)
 
     def _move(self, recorded: str, head: str) -> None:

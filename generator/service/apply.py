@@ -17,23 +17,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NotFound, UserError
+from .. import gitops
+from ..config import REVIEW
+from ..errors import MassDeletionRefused, NotFound, UserError
+from ..gitops import Snapshot
+from ..status import Status
 from ..store import db
 from ..store import deployments as store
 from ..store.deployments import DeploymentRecord
 from ..tools import helm, kubectl
 from . import render as render_service
+from . import review as review_service
 from .context import Context
 
-# Statuses a deployment can have. READY means deployed and every replica ready. UPDATING: its
-# inputs changed (`deploy update`) and the release awaits the upgrade.
 CREATING, UPDATING, APPLYING, READY, FAILED, NOT_READY = (
-    "CREATING",
-    "UPDATING",
-    "APPLYING",
-    "READY",
-    "FAILED",
-    "NOT_READY",
+    Status.CREATING,
+    Status.UPDATING,
+    Status.APPLYING,
+    Status.READY,
+    Status.FAILED,
+    Status.NOT_READY,
 )
 
 
@@ -78,39 +81,117 @@ def exclusive(ctx: Context, *, wait: Callable[[], None] | None = None) -> Iterat
         conn.close()  # also releases the lock
 
 
-def _needs_apply(d: DeploymentRecord) -> bool:
-    # New or changed since it was last applied, or never settled. A FAILED release whose chart
-    # did not change is retried only when named: the same chart would fail the same way.
+# Statuses apply leaves alone when the chart and the secrets are what it installed last. A FAILED
+# release whose chart did not change is retried only when named: it would fail the same way.
+_SETTLED = (READY, FAILED, NOT_READY, Status.REJECTED)
+
+
+def _needs_apply(d: DeploymentRecord, tree: str) -> bool:
     # A secret-only update changes no chart: the secret revision tells it apart.
     return (
-        d.applied_commit != d.rendered_commit
+        d.applied_tree != tree
         or d.applied_secret_revision != d.secret_revision
-        or d.status not in (READY, FAILED, NOT_READY)
+        or d.status not in _SETTLED
     )
 
 
-def apply(ctx: Context, idents: Sequence[str] = (), *, recover: str | None = None) -> list[Outcome]:
-    """Render, then apply every new or changed chart (or the named ones) and uninstall removed ones."""
+def source(ctx: Context, ref: str | None = None) -> str | None:
+    """The commit apply installs: `ref`, else the remote's main (fetched), else the local main."""
+    repo = ctx.repo
+    if ref is not None:
+        commit = repo.head(ref)
+        if commit is None:
+            raise NotFound(f"{ref}: no such commit in {ctx.settings.repo}")
+        return commit
+    if ctx.settings.git_remote:
+        with repo.lock():
+            return gitops.fetch_main(repo, ctx.settings.git_remote)
+    return repo.head()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One pass: what to install (with the chart's tree) and what to uninstall."""
+
+    commit: str | None
+    install: list[tuple[DeploymentRecord, str]]
+    uninstall: list[DeploymentRecord]
+    skipped: list[Outcome]
+
+
+def _plan(ctx: Context, commit: str | None, named: Sequence[str], *, force: bool) -> _Plan:
+    snap = ctx.repo.snapshot(commit) if commit is not None else None
+    on_main = {p: (snap.tree_of(p) or b"").hex() for p in snap.chart_paths()} if snap else {}
+    with ctx.transaction() as conn:
+        rows = store.by_releases(conn, [p.rsplit("/", 1)[-1] for p in on_main])
+        installed = store.installed(conn)
+        chosen = store.apply_candidates(conn, named) if named else []
+    if named:
+        found = {d.id for d in chosen} | {d.deployment_id for d in chosen}
+        missing = [i for i in named if i not in found]
+        if missing:
+            raise NotFound(
+                f"no live, rendered deployment {', '.join(missing)}; see `overseer deploy list`"
+            )
+        absent = [d.deployment_id for d in chosen if chart_path(d) not in on_main]
+        if absent:
+            raise NotFound(f"{', '.join(absent)}: no chart on main (commit {commit}) to apply")
+        install = [(d, on_main[chart_path(d)]) for d in chosen]
+        return _Plan(commit, install, [], [])
+    install, skipped = [], []
+    for path, tree in sorted(on_main.items()):
+        d = rows.get(path)
+        if d is None:
+            skipped.append(
+                Outcome(
+                    "-",
+                    path.split("/")[0],
+                    "skipped",
+                    "-",
+                    None,
+                    f"{path} is on main but no deployment knows it; its secrets are unknown",
+                )
+            )
+        elif d.deleted_at is None and d.status != Status.PROPOSED and _needs_apply(d, tree):
+            install.append((d, tree))
+    gone = [d for d in installed if chart_path(d) not in on_main]
+    if len(gone) > 1 and len(gone) * 2 > len(installed) and not force:
+        raise MassDeletionRefused(len(gone), len(installed), what="releases", where="main")
+    return _Plan(commit, install, gone, skipped)
+
+
+def chart_path(d: DeploymentRecord) -> str:
+    """Where a deployment's chart lives in the repository."""
+    return f"{d.namespace}/{d.deployment_id}"
+
+
+def apply(
+    ctx: Context,
+    idents: Sequence[str] = (),
+    *,
+    recover: str | None = None,
+    ref: str | None = None,
+    force: bool = False,
+) -> list[Outcome]:
+    """Render, then install what main (or `ref`) holds and uninstall what it no longer holds.
+
+    Git is the source: a chart is installed exactly as the commit holds it, and a release whose
+    chart left main (a merged deletion, a revert, a hand edit) is uninstalled. Per release the
+    commit and the chart's tree are recorded, so the next pass installs only what changed.
+    """
     render_service.render(ctx)
     outcomes: list[Outcome] = []
     named = list(idents)
     if recover is not None:
         outcomes.append(recover_release(ctx, recover))
         named.append(recover)
-    with ctx.transaction() as conn:
-        candidates = store.apply_candidates(conn, named)
-        gone = store.installed_but_gone(conn) if not named else []
-    if named:
-        found = {d.id for d in candidates} | {d.deployment_id for d in candidates}
-        missing = [i for i in named if i not in found]
-        if missing:
-            raise NotFound(
-                f"no live, rendered deployment {', '.join(missing)}; see `overseer deploy list`"
-            )
-    todo = candidates if named else [d for d in candidates if _needs_apply(d)]
+    plan = _plan(ctx, source(ctx, ref), named, force=force)
+    outcomes += plan.skipped
+    snap = ctx.repo.snapshot(plan.commit) if plan.commit is not None else None
     with ThreadPoolExecutor(max_workers=max(1, ctx.settings.apply_parallel)) as pool:
-        outcomes += pool.map(lambda d: _apply_one(ctx, d), todo)
-        outcomes += pool.map(lambda d: uninstall(ctx, d), gone)
+        if snap is not None:
+            outcomes += pool.map(lambda it: _apply_one(ctx, it[0], snap, it[1]), plan.install)
+        outcomes += pool.map(lambda d: uninstall(ctx, d), plan.uninstall)
     return outcomes
 
 
@@ -120,7 +201,7 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
+def _apply_one(ctx: Context, d: DeploymentRecord, snap: Snapshot, tree: str) -> Outcome:
     with ctx.transaction() as conn:
         if not store.start_apply(conn, d):
             return Outcome(
@@ -134,13 +215,13 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
         sealed = store.secret_data(conn, d.id)
     secrets = ctx.secrets.open(sealed)
     revision = store.secret_revision(sealed)
-    chart = f"{d.namespace}/{d.deployment_id}"
+    chart = chart_path(d)
     target = cluster(ctx)
     try:
         with tempfile.TemporaryDirectory(prefix="overseer-apply-") as tmp:  # created 0700
             snapshot = Path(tmp) / "chart"
             # From the commit this apply records as applied: what helm installs is exactly it.
-            ctx.repo.snapshot(d.rendered_commit).export(chart, snapshot)
+            snap.export(chart, snapshot)
             values = Path(tmp) / "secret-values.yaml"
             # The revision names the sealed values, not the values: it changes with them and
             # reveals nothing (each sealing is freshly encrypted), and the pods roll on a change.
@@ -162,12 +243,12 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
             known: dict[str, int | None] = {}
         else:
             known = {"helm_revision": int(str(current["version"])) if current else None}
-        with ctx.transaction() as conn:
-            store.finish_apply(conn, d.id, FAILED, reason, **known)
+        with ctx.transaction() as conn:  # the tree was tried: retried when named, or changed
+            store.finish_apply(conn, d.id, FAILED, reason, applied_tree=tree, **known)
         left_at = known.get("helm_revision", d.helm_revision)
         return Outcome(d.deployment_id, d.namespace, "failed", FAILED, left_at, reason)
     except FileNotFoundError:
-        reason = f"chart {chart} is missing from commit {d.rendered_commit}; run `overseer render`"
+        reason = f"chart {chart} is missing from commit {snap.commit}; run `overseer render`"
         with ctx.transaction() as conn:
             store.finish_apply(conn, d.id, FAILED, reason)
         return Outcome(d.deployment_id, d.namespace, "failed", FAILED, None, reason)
@@ -179,7 +260,8 @@ def _apply_one(ctx: Context, d: DeploymentRecord) -> Outcome:
             READY,
             None,
             helm_revision=installed,
-            applied_commit=d.rendered_commit,
+            applied_commit=snap.commit,
+            applied_tree=tree,
             applied_secret_revision=revision,
         )
     return Outcome(d.deployment_id, d.namespace, "applied", READY, installed)
@@ -319,11 +401,21 @@ def _refresh_one(ctx: Context, d: DeploymentRecord) -> Outcome:
 
 
 def gc(ctx: Context) -> list[Outcome]:
-    """Expire deployments past their TTL: status EXPIRED, chart removed (a commit), release uninstalled."""
+    """Expire deployments past their TTL: status EXPIRED, chart removed, release uninstalled.
+
+    In review mode the removal is proposed like any change, and the release stays until the
+    pull request is merged (then apply uninstalls it, its chart being gone from main).
+    """
+    review = ctx.settings.mode == REVIEW
     with ctx.writer() as conn:
+        if review:
+            for d in store.due(conn):
+                review_service.remember(ctx, conn, d, "expire", "Overseer (its TTL ran out)")
         expired = store.expire_due(conn)
         if expired:
             render_service.render(ctx, conn)
+    if review:
+        return [Outcome(d.deployment_id, d.namespace, "proposed", "EXPIRED") for d in expired]
     outcomes = [
         Outcome(d.deployment_id, d.namespace, "expired", "EXPIRED")
         for d in expired

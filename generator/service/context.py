@@ -14,6 +14,8 @@ from functools import cached_property
 from ..charts import ChartSource, DirectoryCharts
 from ..config import Settings
 from ..errors import NotFound
+from ..forge import Forge
+from ..forge import from_settings as forge_from_settings
 from ..gitops import CHECKOUT, GitOpsRepo, Snapshot
 from ..gitops.worktree import WorkTree
 from ..store import db, migrate
@@ -29,6 +31,8 @@ class Context:
         self._schema_checked = False
         self._pool: db.Pool | None = None
         self._pool_lock = threading.Lock()
+        # Who asks, named in a pull request's body (review mode); None: the CLI's user.
+        self.actor: str | None = None
 
     @cached_property
     def database_url(self) -> str:
@@ -112,6 +116,11 @@ class Context:
         if WorkTree.managed(self.settings.repo):  # never a clone Overseer did not make
             self.repo.sync_worktree()
         return DirectoryCharts(self.settings.repo)
+
+    @cached_property
+    def forge(self) -> Forge:
+        """The forge review mode opens pull requests on (from the settings)."""
+        return forge_from_settings(self.settings)
 
     @cached_property
     def repo(self) -> GitOpsRepo:

@@ -8,15 +8,20 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from ..config import REVIEW
 from ..errors import MissingVariables, NotFound, UnknownVariables, UserError
 from ..ids import new_id, short_id
 from ..manifest import Manifest, parse_stored
 from ..manifest.model import DNS1123_LABEL
 from ..store import deployments as store
 from ..store import plugins as plugin_store
+from ..store import proposals
+from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
+from ..store.proposals import ProposalRecord
 from . import apply as apply_service
 from . import render as render_service
+from . import review
 from .context import Context
 from .records import dump_config, load_config
 
@@ -86,6 +91,15 @@ class DeploymentUpdate(BaseModel):
         return self
 
 
+class PullRequestView(BaseModel):
+    """The pull request of a deployment's latest proposed change (review mode)."""
+
+    number: int | None
+    url: str | None
+    state: str  # pending (not opened yet), open, merged, closed, superseded
+    change: str  # create, update, delete, expire, upgrade
+
+
 class DeploymentView(BaseModel):
     """A deployment as shown to users: secret values are always redacted."""
 
@@ -106,9 +120,10 @@ class DeploymentView(BaseModel):
     deleted_at: datetime | None
     rendered_commit: str | None
     chart: str
+    pull_request: PullRequestView | None = None
 
 
-def view(record: DeploymentRecord) -> DeploymentView:
+def view(record: DeploymentRecord, proposal: ProposalRecord | None = None) -> DeploymentView:
     """The user-facing form of a stored deployment."""
     config = load_config(record.config)
     data = dict(config.get("data", {}))
@@ -121,12 +136,18 @@ def view(record: DeploymentRecord) -> DeploymentView:
                 "helm_revision",
                 "secret_revision",
                 "applied_secret_revision",
+                "applied_tree",
             }
         ),
         tools=config.get("tools", []),
         requirement=config.get("requirement", ""),
         data=dict(sorted(data.items())),
         chart=f"{record.namespace}/{record.deployment_id}",
+        pull_request=PullRequestView(
+            number=proposal.number, url=proposal.url, state=proposal.state, change=proposal.kind
+        )
+        if proposal is not None
+        else None,
     )
 
 
@@ -226,8 +247,12 @@ def create(ctx: Context, request: DeploymentRequest, *, render: bool = True) -> 
                 break
         if record is None:  # pragma: no cover - five random 8-character suffixes all taken
             raise UserError("could not allocate a unique release name; retry")
-        commit = render_service.render(ctx, conn).commit if render else None
-        return Change(view(record), commit)
+        if ctx.settings.mode == REVIEW:
+            review.remember(ctx, conn, record, "create", ctx.actor or review.actor())
+        if not render:
+            return Change(view(record), None)
+        commit = render_service.render(ctx, conn).commit
+        return Change(_current(conn, record.id), commit)
 
 
 def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool = True) -> Change:
@@ -263,9 +288,8 @@ def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool =
             )
             exc.args = (exc.message,)
             raise
-        with ctx.transaction() as conn:
-            after = store.get(conn, stored.id)  # with its rendered_commit
-        return Change(view(after or stored), commit)
+        with ctx.transaction() as conn:  # with its rendered_commit, and its pull request
+            return Change(_current(conn, stored.id), commit)
 
 
 def _store_update(ctx: Context, ident: str, change: DeploymentUpdate) -> DeploymentRecord | None:
@@ -305,6 +329,8 @@ def _store_update(ctx: Context, ident: str, change: DeploymentUpdate) -> Deploym
                 updated[key] = getattr(change, key)
         if updated == config and secret == old_secret and change.ttl_seconds is None:
             return None
+        if ctx.settings.mode == REVIEW:
+            review.remember(ctx, conn, record, "update", ctx.actor or review.actor())
         stored = store.update(
             conn,
             record.id,
@@ -318,18 +344,20 @@ def _store_update(ctx: Context, ident: str, change: DeploymentUpdate) -> Deploym
 
 
 def get(ctx: Context, ident: str) -> DeploymentView:
-    """One deployment by id or deployment_id."""
+    """One deployment by id or deployment_id, with its latest pull request (review mode)."""
     with ctx.transaction() as conn:
         record = store.get(conn, ident)
-    if record is None:
-        raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
-    return view(record)
+        if record is None:
+            raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+        return view(record, proposals.latest(conn, [record.id]).get(record.id))
 
 
 def list_deployments(ctx: Context, *, include_gone: bool = False) -> list[DeploymentView]:
     """Deployments, oldest first."""
     with ctx.transaction() as conn:
-        return [view(r) for r in store.list_all(conn, include_gone=include_gone)]
+        records = store.list_all(conn, include_gone=include_gone)
+        latest = proposals.latest(conn, [r.id for r in records])
+        return [view(r, latest.get(r.id)) for r in records]
 
 
 def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
@@ -343,10 +371,13 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
             raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
         if record.deleted_at is not None:
             raise NotFound(f'deployment "{ident}" is already deleted')
+        review_mode = ctx.settings.mode == REVIEW
+        if review_mode:  # the release stays until the pull request that removes it is merged
+            review.remember(ctx, conn, record, "delete", ctx.actor or review.actor())
         deleted = store.mark_deleted(conn, record.id)
         assert deleted is not None  # noqa: S101 - row locked by the update itself
         commit = render_service.render(ctx, conn).commit if render else None
-    if render and deleted.helm_revision is not None:
+    if render and not review_mode and deleted.helm_revision is not None:
         outcome = apply_service.uninstall(ctx, deleted)
         with ctx.transaction() as conn:
             deleted = store.get(conn, deleted.id) or deleted
@@ -355,7 +386,14 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
                 f"deployment {deleted.deployment_id} is deleted and its chart removed, but helm could "
                 f"not uninstall the release: {outcome.reason}; `overseer apply` retries"
             )
-    return Change(view(deleted), commit)
+    with ctx.transaction() as conn:
+        return Change(_current(conn, deleted.id), commit)
+
+
+def _current(conn: Connection, dep_id: str) -> DeploymentView:
+    record = store.get(conn, dep_id)
+    assert record is not None  # noqa: S101 - rows are never removed but by `discard`
+    return view(record, proposals.latest(conn, [dep_id]).get(dep_id))
 
 
 def connection_details(ctx: Context, ident: str) -> dict[str, Any]:

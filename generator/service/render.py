@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import gitops
-from ..charts import STATE_FILE, ChartSource, read_inputs
+from ..charts import LEGACY_STATE_FILE, ChartSource, read_inputs
+from ..config import REVIEW
 from ..errors import MassDeletionRefused, UserError
 from ..gitops import Changeset
 from ..manifest import parse_stored
@@ -52,6 +53,10 @@ class RenderResult:
     push_error: str | None = None  # why that push failed; the commit stands
     # Charts already on the branch, unchanged, whose rows record no commit (see `_record`).
     unrecorded: list[str] = field(default_factory=list)
+    # Review mode: the pull requests opened or updated, one line each.
+    proposals: list[str] = field(default_factory=list)
+    # What the next render may take for granted about HEAD (see `_save_state`).
+    state: dict[str, Any] | None = None
 
     @property
     def touched(self) -> list[str]:
@@ -67,13 +72,14 @@ class Drift:
     reason: str
 
 
-class _Plugins:
+class Plugins:
     """Parsed plugins of one run, keyed by id and version."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], PluginInput] = {}
 
     def get(self, row: dict[str, Any]) -> PluginInput:
+        """The parsed plugin of a row (as `iter_live_for_render` gives it)."""
         key = (row["plugin_id"], row["plugin_version"])
         plugin = self._cache.get(key)
         if plugin is None:
@@ -145,6 +151,11 @@ def render(
         with ctx.writer() as own:
             return render(ctx, own, force=force, full=full, progress=progress)
     repo = ctx.repo
+    if ctx.settings.mode == REVIEW:
+        from . import review  # it builds on this module
+
+        with repo.lock():
+            return review.propose(ctx, conn, force=force)
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
         with repo.changes() as tx:
             result = _Pass(conn, tx, full=full, progress=progress, in_doubt=repo.in_doubt).run(
@@ -155,6 +166,7 @@ def render(
         if full and repo.mode == gitops.CHECKOUT:
             repo.worktree.sync(repo.head(), hard=True)  # a full render repairs hand edits too
         _publish(ctx, result)
+        _save_state(repo, result.state)
     _record(ctx, conn, result)
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
@@ -165,12 +177,7 @@ def _publish(ctx: Context, result: RenderResult) -> None:
     if not remote or (result.commit is None and not gitops.push_pending(ctx.repo)):
         return
     try:
-        result.pushed = gitops.publish(
-            ctx.repo,
-            remote,
-            branch_per_change=ctx.settings.branch_per_change,
-            regenerated=[STATE_FILE],
-        )
+        result.pushed = gitops.publish(ctx.repo, remote)
     except UserError as exc:
         # The commit stands, and the database is about to say so: failing the render here
         # would roll back rows whose charts are committed. The next render retries.
@@ -203,14 +210,37 @@ def _state(fingerprint: store.Fingerprint, generator: dict[str, str]) -> dict[st
     }
 
 
-def _load_state(data: bytes | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
+# The render state lives beside the repository, never in a commit: a committed one was rewritten
+# by every render, so two branches never merged cleanly and no `git revert` applied.
+_STATE = "overseer-render-state.json"
+
+
+def _load_state(repo: gitops.GitOpsRepo, head: str | None) -> dict[str, Any] | None:
+    """The state recorded for `head`; None when none is, or it was recorded for another commit."""
     try:
-        loaded = json.loads(data)
-    except ValueError:
+        loaded = json.loads((repo.git_dir / _STATE).read_bytes())
+    except (OSError, ValueError):
         return None
-    return loaded if isinstance(loaded, dict) else None
+    if not isinstance(loaded, dict) or head is None or loaded.get("commit") != head:
+        return None  # main moved under it (a merge, a hand edit, a replay): compare everything
+    return loaded
+
+
+def _save_state(repo: gitops.GitOpsRepo, state: dict[str, Any] | None) -> None:
+    """Record that HEAD matches the database as `state` says; skipped when nothing is new."""
+    head = repo.head()
+    if state is None or head is None:
+        return
+    data = dump_json({**state, "commit": head})
+    path = repo.git_dir / _STATE
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    temp = path.with_suffix(".tmp")
+    temp.write_bytes(data)
+    temp.replace(path)  # a crash leaves the old state, for an older commit: a full compare next
 
 
 def _comparable(previous: dict[str, Any], current: dict[str, Any]) -> bool:
@@ -244,7 +274,7 @@ class _Pass:
         self.full = full
         self.progress = progress
         self.renderer = Renderer()
-        self.plugins = _Plugins()
+        self.plugins = Plugins()
         self.result = RenderResult()
 
     def run(self, *, force: bool) -> RenderResult:
@@ -259,7 +289,7 @@ class _Pass:
         """
         conn, result = self.conn, self.result
         state = _state(store.fingerprint(conn), Renderer.generator())
-        previous = _load_state(self.head.read_file(STATE_FILE))
+        previous = _load_state(self.tx.repo, self.tx.base)
         charts = self.head.chart_count()
         if not self.full and previous is not None and _comparable(previous, state):
             changes = store.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
@@ -299,8 +329,9 @@ class _Pass:
         result.added.sort(key=lambda c: c.path)
         result.changed.sort(key=lambda c: c.path)
         result.unchanged = charts - len(result.changed) - len(result.removed)
-        if result.touched:  # the state only moves with a commit: a no-op render writes nothing
-            self.tx.put_file(STATE_FILE, dump_json(state))
+        if (result.touched or self.full) and self.head.read_file(LEGACY_STATE_FILE) is not None:
+            self.tx.remove(LEGACY_STATE_FILE)  # committed by earlier versions; see `_STATE`
+        result.state = state
         return result
 
     def _one(self, row: dict[str, Any]) -> None:
@@ -338,7 +369,7 @@ def check(ctx: Context, source: ChartSource, *, offline: bool = False) -> list[D
             dep, plugin = from_record(data, f"{path}/{INPUTS_FILE}")
             drifts += _compare(source, path, renderer.render(dep, plugin))
         return drifts
-    plugins = _Plugins()
+    plugins = Plugins()
     seen: set[str] = set()
     with ctx.transaction() as conn:
         for row in store.iter_live_for_render(conn):

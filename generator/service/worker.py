@@ -1,6 +1,6 @@
-"""The server's background work: apply pending deployments, uninstall removed ones, reap TTLs.
+"""The server's background work: apply what main holds, uninstall what left it, reap TTLs.
 
-The queue is the `deployments` table itself: a deployment not yet applied (CREATING, UPDATING,
+In review mode it also polls the forge for merged and closed pull requests. The queue is the `deployments` table itself: a deployment not yet applied (CREATING, UPDATING,
 APPLYING) or changed since it was applied is pending, so work accepted before a crash or a restart
 is picked up by the next worker. A PostgreSQL advisory lock lets one worker at a time apply, however
 many server processes share the database.
@@ -12,7 +12,9 @@ import logging
 import threading
 import time
 
+from ..config import REVIEW
 from . import apply as apply_service
+from . import review
 from .context import Context
 
 log = logging.getLogger("overseer.worker")
@@ -44,24 +46,30 @@ class Worker:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        last_reap = 0.0
+        last_reap = last_poll = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
             if self._stop.is_set():
                 return
             reap = time.monotonic() - last_reap >= self.reap_every
+            poll = time.monotonic() - last_poll >= self.ctx.settings.poll_interval
             try:
-                self._pass(reap)
+                self._pass(reap, poll and self.ctx.settings.mode == REVIEW)
                 if reap:
                     last_reap = time.monotonic()
+                if poll:
+                    last_poll = time.monotonic()
             except Exception:
                 log.exception("background pass failed; retrying in %.0f s", self.interval)
 
-    def _pass(self, reap: bool) -> None:
+    def _pass(self, reap: bool, poll: bool) -> None:
         with apply_service.exclusive(self.ctx) as locked:
             if not locked:
                 return  # another process is applying
+            if poll:  # a webhook that never came delays a merge by one poll, never loses it
+                for settled in review.settle(self.ctx):
+                    log.info("pull request #%d %s", settled.number, settled.state)
             if reap:
                 for outcome in apply_service.gc(self.ctx):
                     log.info("expired %s: %s", outcome.deployment_id, outcome.action)

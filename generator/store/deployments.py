@@ -18,7 +18,8 @@ COLUMNS = (
     "d.id, d.deployment_id, d.environment_type, d.plugin_id, d.status, d.status_reason, "
     "d.config, d.namespace, d.ttl_seconds, d.expires_at, d.deleted_at, d.created_at, "
     "d.updated_at, d.rendered_commit, d.applied_commit, d.helm_revision, "
-    "left(encode(sha256(d.secret_data), 'hex'), 16) AS secret_revision, d.applied_secret_revision"
+    "left(encode(sha256(d.secret_data), 'hex'), 16) AS secret_revision, d.applied_secret_revision, "
+    "d.applied_tree"
 )
 LIVE = "d.deleted_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > CURRENT_TIMESTAMP)"
 
@@ -44,6 +45,7 @@ class DeploymentRecord(BaseModel):
     helm_revision: int | None
     secret_revision: str | None
     applied_secret_revision: str | None
+    applied_tree: str | None = None  # the chart's tree on main that apply installed
 
 
 def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
@@ -314,7 +316,7 @@ def finish_apply(
     applied commit are written only while the row still says APPLYING; an update (UPDATING) or a
     delete made meanwhile keeps its status, so the next pass applies or uninstalls again.
     """
-    allowed = {"helm_revision", "applied_commit", "applied_secret_revision"}
+    allowed = {"helm_revision", "applied_commit", "applied_secret_revision", "applied_tree"}
     assert set(fields) <= allowed  # noqa: S101 - column names are never user input
     applying = "status = 'APPLYING'"  # SET expressions all see the row as it was
     sets = [
@@ -324,7 +326,7 @@ def finish_apply(
     ]
     if "helm_revision" in fields:
         sets.append("helm_revision = %(helm_revision)s")
-    for name in ("applied_commit", "applied_secret_revision"):
+    for name in ("applied_commit", "applied_secret_revision", "applied_tree"):
         if name in fields:
             sets.append(f"{name} = CASE WHEN {applying} THEN %({name})s ELSE {name} END")
     conn.execute(
@@ -346,10 +348,19 @@ def apply_candidates(conn: Connection, idents: Sequence[str] = ()) -> list[Deplo
     return [DeploymentRecord.model_validate(r) for r in rows]
 
 
-def installed_but_gone(conn: Connection) -> list[DeploymentRecord]:
-    """Deleted or expired deployments whose release is still installed."""
+def installed(conn: Connection) -> list[DeploymentRecord]:
+    """Deployments (live or gone) whose release is installed."""
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM deployments d WHERE NOT ({LIVE}) AND d.helm_revision IS NOT NULL"
+        f"SELECT {COLUMNS} FROM deployments d WHERE d.helm_revision IS NOT NULL"
+    ).fetchall()
+    return [DeploymentRecord.model_validate(r) for r in rows]
+
+
+def due(conn: Connection) -> list[DeploymentRecord]:
+    """Live deployments past their TTL, locked until the transaction ends."""
+    rows = conn.execute(
+        f"""SELECT {COLUMNS} FROM deployments d
+            WHERE d.deleted_at IS NULL AND d.expires_at <= CURRENT_TIMESTAMP FOR UPDATE"""
     ).fetchall()
     return [DeploymentRecord.model_validate(r) for r in rows]
 
@@ -368,7 +379,8 @@ def expire_due(conn: Connection) -> list[DeploymentRecord]:
 def mark_uninstalled(conn: Connection, dep_id: str) -> None:
     """Forget the release of a deployment that is gone from the cluster."""
     conn.execute(
-        "UPDATE deployments SET helm_revision = NULL, applied_commit = NULL WHERE id = %s",
+        """UPDATE deployments SET helm_revision = NULL, applied_commit = NULL, applied_tree = NULL
+           WHERE id = %s""",
         (dep_id,),
     )
 
@@ -385,3 +397,43 @@ def live_configs(conn: Connection, plugin_id: str) -> list[tuple[str, str]]:
         (plugin_id,),
     ).fetchall()
     return [(str(r["deployment_id"]), str(r["config"])) for r in rows]
+
+
+def by_releases(conn: Connection, releases: Sequence[str]) -> dict[str, DeploymentRecord]:
+    """Deployments (live or gone) by chart path, for the given release names."""
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM deployments d WHERE d.deployment_id = ANY(%s)", (list(releases),)
+    ).fetchall()
+    records = [DeploymentRecord.model_validate(r) for r in rows]
+    return {f"{r.namespace}/{r.deployment_id}": r for r in records}
+
+
+def reject(conn: Connection, dep_id: str, reason: str) -> None:
+    """A proposed deployment a reviewer turned down: never applied, no longer live."""
+    conn.execute(
+        """UPDATE deployments SET status = 'REJECTED', status_reason = %s, secret_data = NULL,
+                deleted_at = COALESCE(deleted_at, CURRENT_TIMESTAMP), updated_at = CURRENT_TIMESTAMP
+           WHERE id = %s""",
+        (reason, dep_id),
+    )
+
+
+def restore(
+    conn: Connection, dep_id: str, previous: dict[str, Any], secret: bytes | None, reason: str
+) -> None:
+    """Put back what a deployment was before a change a reviewer turned down (it stays live)."""
+    conn.execute(
+        """UPDATE deployments SET config = %(config)s, ttl_seconds = %(ttl)s,
+                expires_at = %(expires_at)s::timestamptz, deleted_at = NULL,
+                secret_data = %(secret)s, status = 'REJECTED', status_reason = %(reason)s,
+                updated_at = CURRENT_TIMESTAMP
+           WHERE id = %(id)s""",
+        {
+            "config": previous["config"],
+            "ttl": previous.get("ttl_seconds"),
+            "expires_at": previous.get("expires_at"),
+            "secret": secret,
+            "reason": reason,
+            "id": dep_id,
+        },
+    )

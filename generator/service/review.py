@@ -1,0 +1,421 @@
+"""Review mode: every change to a deployment is a pull request, and only main is applied.
+
+A round (`propose`) fetches the remote's main and compares every live deployment with it. Each
+deployment whose chart differs gets one branch, `overseer/<release>`, made from main's tip and
+holding only that chart's change, and one pull request. A later change while the pull request is
+open rebuilds the branch from main's tip and edits the same pull request, so branches never stack
+and merge in any order. A deployment whose chart on main already is what it should be needs no
+proposal: either its pull request was merged (the forge says so), or the change was undone
+before anyone merged it (the pull request is closed as superseded).
+
+`settle` asks the forge what became of open pull requests: merged, the deployment is due for
+apply (`service.apply` installs what main holds); closed without merging, the change is undone in
+the database (`previous` in the proposal) and the deployment is REJECTED. A webhook settles one
+pull request at once; the worker's poll settles the rest, so a lost webhook delays, never loses.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import gitops
+from ..charts import read_inputs
+from ..config import REVIEW
+from ..errors import MassDeletionRefused, NotFound, UserError
+from ..forge import CLOSED, MERGED, OPEN, PullRequest
+from ..gitops import Snapshot
+from ..render import Chart, Renderer, from_record
+from ..status import Status
+from ..store import deployments as store
+from ..store import proposals
+from ..store.db import Connection
+from ..store.deployments import DeploymentRecord
+from ..store.proposals import ProposalRecord
+from . import diff
+from .context import Context
+from .records import render_input
+from .render import ChartChange, Plugins, RenderResult
+
+log = logging.getLogger("overseer.review")
+BASE = "main"
+_VERBS = {
+    "create": "deploy",
+    "update": "update",
+    "delete": "delete",
+    "expire": "expire",
+    "upgrade": "re-render",
+}
+_DIFF_LIMIT = 20_000  # characters of each diff in a pull request's body
+
+
+def branch_for(release: str) -> str:
+    """The branch that proposes a deployment's changes."""
+    return f"overseer/{release}"
+
+
+def actor() -> str:
+    """Who asks, for a pull request's body: the CLI's user."""
+    try:
+        return f"{getpass.getuser()} (CLI)"
+    except (KeyError, OSError):
+        return "CLI"
+
+
+def remember(
+    ctx: Context, conn: Connection, record: DeploymentRecord, kind: str, requested_by: str
+) -> None:
+    """Before a change in review mode: keep what the deployment was, for an undo on close."""
+    previous = {
+        "config": record.config,
+        "ttl_seconds": record.ttl_seconds,
+        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+        "status": record.status,
+        "status_reason": record.status_reason,
+    }
+    proposals.remember(
+        conn,
+        record.id,
+        kind,
+        branch_for(record.deployment_id),
+        previous,
+        store.secret_data(conn, record.id),
+        requested_by,
+    )
+
+
+@dataclass
+class _Wanted:
+    """A chart whose branch must say something other than main: its new files, or None (removal)."""
+
+    path: str
+    record: DeploymentRecord
+    chart: Chart | None
+    plugin: str
+
+
+def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderResult:
+    """Propose every deployment whose chart differs from the remote's main; settle the rest.
+
+    Call it holding the writer lock, in the caller's transaction (see `render.render`).
+    """
+    repo, remote = ctx.repo, ctx.settings.git_remote
+    if not remote:
+        raise UserError(
+            "review mode proposes pull requests on a remote; set OVERSEER_GIT_REMOTE "
+            "(--remote) to the repository the forge holds"
+        )
+    main = gitops.fetch_main(repo, remote) or _first_commit(ctx, remote)
+    repo.refs.update("HEAD", main, repo.head())  # the local main follows the remote's
+    snap = repo.snapshot(main)
+    wanted, in_sync = _compare(conn, snap, force=force)
+    active = proposals.active(conn)
+    result = RenderResult(unchanged=len(in_sync))
+    for want in wanted:
+        prop = active.get(want.record.id)
+        change = ChartChange(want.path, want.record.id, want.plugin)
+        pull = _propose_one(ctx, conn, snap, main, want, prop)
+        if pull is not None:
+            result.proposals.append(f"{want.path}: pull request #{pull.number} {pull.url}")
+            target = (
+                result.removed
+                if want.chart is None
+                else result.changed
+                if snap.tree_of(want.path)
+                else result.added
+            )
+            target.append(change)
+    touched = {w.record.id for w in wanted}
+    for dep_id, prop in active.items():
+        if dep_id not in touched:  # main already says what the deployment should be
+            _in_sync(ctx, conn, prop)
+    repo.reconciled = True
+    result.commit = None  # nothing reaches main from here
+    return result
+
+
+def _first_commit(ctx: Context, remote: str) -> str:
+    # Pull requests need a main to merge into: an empty remote gets an empty first commit.
+    objects = ctx.repo.objects
+    commit = objects.commit(objects.tree({}), None, "overseer: start the GitOps repository\n")
+    objects.flush()
+    gitops.push_branch(ctx.repo, remote, BASE, commit)
+    return commit
+
+
+def _compare(conn: Connection, snap: Snapshot, *, force: bool) -> tuple[list[_Wanted], list[str]]:
+    """Charts that differ from main (new files, or a removal), and those that match."""
+    renderer, plugins = Renderer(), Plugins()
+    wanted: list[_Wanted] = []
+    in_sync: list[str] = []
+    live: set[str] = set()
+    for row in store.iter_live_for_render(conn):
+        plugin = plugins.get(row)
+        dep = render_input(row, plugin.manifest)
+        live.add(dep.chart_path)
+        inputs = renderer.inputs_record(dep, plugin)
+        if read_inputs(snap, dep.chart_path) == inputs:
+            in_sync.append(dep.chart_path)
+            continue
+        chart = renderer.render(dep, plugin, inputs)
+        if snap.tree_of(dep.chart_path) is not None and snap.read_chart(dep.chart_path) == chart:
+            in_sync.append(dep.chart_path)
+            continue
+        record = store.get(conn, row["id"])
+        assert record is not None  # noqa: S101 - read in this transaction
+        wanted.append(_Wanted(dep.chart_path, record, chart, f"{plugin.name}@{plugin.version}"))
+    on_main = snap.chart_paths()
+    removed = sorted(on_main - live)
+    rows = store.by_releases(conn, [p.rsplit("/", 1)[-1] for p in removed])
+    known = [p for p in removed if p in rows]
+    if len(known) * 2 > len(on_main) and len(known) > 1 and not force:
+        raise MassDeletionRefused(len(known), len(on_main))
+    for path in removed:
+        if path not in rows:
+            log.warning("%s is on main but no deployment knows it; remove it by hand", path)
+            continue
+        wanted.append(_Wanted(path, rows[path], None, "-"))
+    return wanted, in_sync
+
+
+def _kind(want: _Wanted, snap: Snapshot, prop: ProposalRecord | None) -> str:
+    if prop is not None:
+        return prop.kind if prop.kind != "update" or want.chart is not None else "delete"
+    if want.chart is None:
+        return "expire" if want.record.status == Status.EXPIRED else "delete"
+    if snap.tree_of(want.path) is None:
+        return "create"
+    try:
+        _, plugin = from_record(read_inputs(snap, want.path) or b"", want.path)
+    except UserError:
+        return "update"
+    return "update" if f"{plugin.name}@{plugin.version}" == want.plugin else "upgrade"
+
+
+def _propose_one(
+    ctx: Context,
+    conn: Connection,
+    snap: Snapshot,
+    main: str,
+    want: _Wanted,
+    prop: ProposalRecord | None,
+) -> PullRequest | None:
+    """Bring one deployment's branch and pull request to what it should propose (None: as is)."""
+    repo, forge, remote = ctx.repo, ctx.forge, ctx.settings.git_remote
+    assert remote is not None  # noqa: S101 - propose checked
+    objects = repo.objects
+    tree = objects.directory(want.chart).hex() if want.chart is not None else ""
+    if prop is not None and prop.state == "open" and prop.chart_tree == tree:
+        return None  # the pull request proposes exactly this already
+    if prop is None and proposals.rejected_tree(conn, want.record.id) == tree:
+        return None  # a reviewer closed this very change; only a different one is proposed
+    kind = _kind(want, snap, prop)
+    if prop is None:
+        remember(ctx, conn, want.record, kind, ctx.actor or actor())
+        prop = proposals.active_for(conn, want.record.id)
+        assert prop is not None  # noqa: S101 - inserted just now, under the writer lock
+    release = want.record.deployment_id
+    title = f"overseer: {_VERBS[kind]} {release} ({want.plugin})"
+    trailers = f"Overseer-Deployment: {want.record.id} {want.path} {want.plugin}\nOverseer-Change: {kind}\n"
+    branch = prop.branch
+    ref = f"refs/heads/{branch}"
+    with repo.changes(ref, base=main, expect=repo.head(ref)) as tx:
+        if want.chart is None:
+            tx.remove(want.path)
+        else:
+            tx.put(want.path, want.chart)
+        commit = tx.commit(f"{title}\n\n{trailers}")
+    assert commit is not None  # noqa: S101 - the chart differs from main's
+    gitops.push_branch(repo, remote, branch, commit)
+    old = snap.read_chart(want.path) if snap.tree_of(want.path) is not None else None
+    body = _body(
+        want,
+        kind,
+        prop.requested_by or ctx.actor or actor(),
+        diff.chart_diff(want.path, old, want.chart),
+        trailers,
+    )
+    pull: PullRequest | None = None
+    if prop.number is not None:
+        pull = forge.edit(prop.number, title, body)
+        if pull.state != OPEN:  # merged or closed meanwhile: settle that, propose anew next round
+            _settled(ctx, conn, prop, pull)
+            return None
+    else:
+        pull = forge.find(branch, BASE) or forge.open(branch, BASE, title, body)
+        if pull.state == OPEN and prop.number is None:
+            pull = forge.edit(pull.number, title, body)
+    proposals.opened(
+        conn,
+        prop.id,
+        kind=kind,
+        number=pull.number,
+        url=pull.url,
+        head_commit=commit,
+        chart_tree=tree,
+    )
+    store.set_status(
+        conn, want.record.id, Status.PROPOSED, f"pull request #{pull.number}: {pull.url}"
+    )
+    store.set_rendered(conn, [want.path], commit)
+    log.info("proposed %s as pull request #%d (%s)", want.path, pull.number, kind)
+    return pull
+
+
+def _fenced(text: str) -> str:
+    if len(text) > _DIFF_LIMIT:
+        text = text[:_DIFF_LIMIT] + "\n... (cut; `overseer diff` shows all of it)\n"
+    return f"```diff\n{text or '(no difference)'}\n```"
+
+
+def _body(
+    want: _Wanted, kind: str, requested_by: str, change: diff.ChartDiff, trailers: str
+) -> str:
+    release = want.record.deployment_id
+    return "\n".join(
+        [
+            f"Overseer proposes to **{_VERBS[kind]}** `{want.path}`.",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| Deployment | `{release}` (`{want.record.id}`) |",
+            f"| Plugin | `{want.plugin}` |",
+            f"| Requested by | {requested_by} |",
+            "",
+            "Nothing reaches the cluster until this pull request is merged. Closing it without "
+            "merging undoes the change in Overseer.",
+            "",
+            "<details><summary>Chart diff</summary>",
+            "",
+            _fenced(change.files),
+            "</details>",
+            "",
+            "<details><summary>Manifest diff (<code>helm template</code>, secret values redacted)</summary>",
+            "",
+            _fenced(change.manifests),
+            "</details>",
+            "",
+            trailers,
+        ]
+    )
+
+
+def _in_sync(ctx: Context, conn: Connection, prop: ProposalRecord) -> None:
+    """A proposal whose deployment main already matches: merged, or undone before a merge."""
+    if prop.number is None:
+        proposals.finish(conn, prop.id, "superseded")
+        _due(conn, prop.deployment_id, "its change is on main already")
+        return
+    pull = ctx.forge.get(prop.number)
+    if pull.state == OPEN:
+        pull = ctx.forge.close(prop.number)
+        if pull.state == OPEN:
+            return
+        proposals.finish(conn, prop.id, "superseded")
+        _delete_branch(ctx, prop)
+        _due(conn, prop.deployment_id, f"pull request #{prop.number} was superseded")
+        return
+    _settled(ctx, conn, prop, pull)
+
+
+def _due(conn: Connection, dep_id: str, reason: str) -> None:
+    record = store.get(conn, dep_id)
+    if record is None or record.deleted_at is not None:
+        return
+    status = Status.UPDATING if record.helm_revision is not None else Status.CREATING
+    store.set_status(conn, dep_id, status, reason)
+
+
+def _delete_branch(ctx: Context, prop: ProposalRecord) -> None:
+    remote = ctx.settings.git_remote
+    if remote:
+        try:
+            gitops.delete_branch(ctx.repo, remote, prop.branch)
+        except UserError as exc:  # the forge may have deleted it on merge; nothing depends on it
+            log.warning("%s", exc.message)
+
+
+def _settled(ctx: Context, conn: Connection, prop: ProposalRecord, pull: PullRequest) -> None:
+    """Record what a reviewer did: merged (due for apply) or closed (undone, REJECTED)."""
+    if pull.state == MERGED:
+        proposals.finish(conn, prop.id, "merged")
+        _due(conn, prop.deployment_id, f"pull request #{pull.number} merged; applying")
+    elif pull.state == CLOSED:
+        proposals.finish(conn, prop.id, "closed")
+        _undo(conn, prop, pull)
+    else:
+        return
+    _delete_branch(ctx, prop)
+    log.info("pull request #%d %s", pull.number, pull.state)
+
+
+def _undo(conn: Connection, prop: ProposalRecord, pull: PullRequest) -> None:
+    reason = f"pull request #{pull.number} was closed without merging"
+    if prop.kind == "create" or prop.previous is None:
+        store.reject(conn, prop.deployment_id, f"{reason}; nothing was applied")
+        return
+    previous: dict[str, Any] = dict(prop.previous)
+    if prop.kind == "expire":
+        previous["expires_at"] = None  # the reviewers kept it: it does not expire again at once
+    store.restore(
+        conn,
+        prop.deployment_id,
+        previous,
+        proposals.previous_secret(conn, prop.id),
+        f"{reason}; the previous values stay live",
+    )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of one pull request."""
+
+    number: int
+    state: str
+
+
+def settle(ctx: Context, numbers: Iterable[int] | None = None) -> list[Settled]:
+    """Ask the forge about open pull requests (all, or `numbers`), and record merges and closes."""
+    out: list[Settled] = []
+    with ctx.writer() as conn:
+        active = list(proposals.active(conn).values())
+        wanted = set(numbers) if numbers is not None else None
+        for prop in active:
+            if prop.number is None or (wanted is not None and prop.number not in wanted):
+                continue
+            pull = ctx.forge.get(prop.number)
+            if pull.state != OPEN:
+                _settled(ctx, conn, prop, pull)
+                out.append(Settled(pull.number, pull.state))
+        ctx.repo.reconciled = True
+    return out
+
+
+def webhook(
+    ctx: Context, forge_name: str, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
+    """Handle a forge's delivery: verify its signature, then settle the pull request it names.
+
+    The payload only says which pull request to look at; its state is read back from the forge.
+    A delivery seen before (by its id) changes nothing.
+    """
+    if ctx.settings.mode != REVIEW or ctx.settings.forge != forge_name:
+        raise NotFound(
+            f"no {forge_name} webhook here: this server runs in {ctx.settings.mode} mode"
+            + (f" with forge {ctx.settings.forge}" if ctx.settings.forge else "")
+        )
+    event = ctx.forge.event(headers, body)
+    if event.number is None:
+        return {"status": "ignored", "settled": []}
+    if event.delivery:
+        with ctx.transaction() as conn:
+            if proposals.delivered(conn, forge_name, event.delivery):
+                return {"status": "duplicate", "settled": []}
+    settled = settle(ctx, [event.number])
+    if event.delivery:
+        with ctx.transaction() as conn:
+            proposals.record_delivery(conn, forge_name, event.delivery)
+    return {"status": "ok", "settled": [{"number": s.number, "state": s.state} for s in settled]}
