@@ -49,7 +49,7 @@ test-deps: ## Install Debian's PostgreSQL server for the store tests, if missing
 demo: venv tools ## Embedded Postgres, the example plugin, a deployment, a committed and validated chart
 	bash scripts/demo.sh
 
-test: venv tools test-deps cluster-up ## Set up what the tests need (Postgres, helm, the kwok cluster) and run the whole suite
+test: venv tools test-deps cluster-up forge-up ## Set up what the tests need (Postgres, helm, the kwok cluster, Gitea) and run the whole suite
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv ## ruff (lint and format check)

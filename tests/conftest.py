@@ -25,6 +25,7 @@ from generator.cli import main
 from generator.config import Settings
 from generator.service.context import Context
 from generator.store import migrate
+from tests.forge import Gitea
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -342,6 +343,30 @@ def kube_settings(settings: Settings, kube: Kube, helm_bin: str) -> Iterator[Set
     kube.kubectl(
         "delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False
     )
+
+
+@pytest.fixture(scope="session")
+def gitea() -> Gitea:
+    """The Gitea `make forge-up` started; CI fails and local runs skip when it is not up."""
+    found = Gitea.running()
+    if found is None:
+        unavailable("the local Gitea is not running: run `make forge-up` (first build ~10 min)")
+    return found
+
+
+@pytest.fixture
+def review_env(gitea: Gitea) -> dict[str, str]:
+    """Review-mode settings for a fresh repository on the forge (its owner/name as FORGE_REPO)."""
+    repo = gitea.new_repo()
+    return {
+        "OVERSEER_MODE": "review",
+        "OVERSEER_FORGE": "gitea",
+        "OVERSEER_FORGE_URL": gitea.url,
+        "OVERSEER_FORGE_REPO": repo,
+        "OVERSEER_FORGE_TOKEN": gitea.token,
+        "OVERSEER_GIT_REMOTE": gitea.clone_url(repo),
+        "OVERSEER_WEBHOOK_SECRET": "s3cret-" + uuid.uuid4().hex[:8],
+    }
 
 
 @pytest.fixture

@@ -21,7 +21,10 @@ envfile="$run/gitea.env"
 url="http://127.0.0.1:$port"
 log() { echo "forge: $*" >&2; }
 
-answers() { curl -fsS -o /dev/null --max-time 3 "$url/api/v1/version" 2>/dev/null; }
+answers() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' \
+    "$url/api/v1/version" 2>/dev/null
+}
 
 pg_bin() {
   local found

@@ -40,16 +40,34 @@ def _waiting() -> None:
     metavar="RELEASE",
     help="Roll a release stuck in pending-* back to its last deployed revision, then apply it.",
 )
+@click.option(
+    "--ref",
+    metavar="REF",
+    help="Apply what this commit holds (a sha, a branch, a tag) instead of main.",
+)
+@click.option("--force", is_flag=True, help="Allow uninstalling most releases at once.")
 @output_option
 @with_context
-def apply(service: Context, deployments: tuple[str, ...], recover: str | None, output: str) -> None:
-    """Render, then `helm upgrade --install` every new or changed chart and uninstall removed ones.
+def apply(
+    service: Context,
+    deployments: tuple[str, ...],
+    recover: str | None,
+    ref: str | None,
+    force: bool,
+    output: str,
+) -> None:
+    """Render, then install every chart of main that changed and uninstall those that left it.
 
-    Named DEPLOYMENTs (id or deployment_id) are applied whether changed or not. Exits 1 when any
+    Charts are read from the remote's main (fetched; the local main without a remote), exactly as
+    that commit holds them: a merged pull request, a revert or a hand edit all reach the cluster.
+    In review mode the forge is asked first what became of the open pull requests. Named
+    DEPLOYMENTs (id or deployment_id) are applied whether changed or not. Exits 1 when any
     release failed; the reason is recorded and shown by `overseer deploy show`.
     """
     with apply_service.exclusive(service, wait=_waiting):
-        outcomes = apply_service.apply(service, deployments, recover=recover)
+        outcomes = apply_service.apply(
+            service, deployments, recover=recover, ref=ref, force=force, settle=True
+        )
     _report(outcomes, output)
     if any(o.action == "failed" for o in outcomes):
         sys.exit(1)

@@ -63,6 +63,11 @@ def _print_view(d: DeploymentView) -> None:
             ["expires_at", d.expires_at.isoformat() if d.expires_at else ""],
             ["created_at", d.created_at.isoformat()],
             ["rendered_commit", d.rendered_commit or ""],
+            *(
+                [["pull_request", f"#{pr.number} {pr.state} ({pr.change}) {pr.url or ''}".strip()]]
+                if (pr := d.pull_request) is not None
+                else []
+            ),
         ],
     )
 
@@ -127,6 +132,16 @@ def _print_change(service: Context, change: Change, output: str) -> None:
     _print_view(view)
     if change.commit:
         click.echo(f"\ncommitted {change.commit[:12]}: {service.settings.repo / view.chart}")
+    _print_pull_request(view)
+
+
+def _print_pull_request(view: DeploymentView) -> None:
+    pull = view.pull_request
+    if pull is not None and pull.state == "open":
+        click.echo(
+            f"proposed as pull request #{pull.number}: {pull.url}; "
+            "nothing is applied until it is merged"
+        )
 
 
 @deploy.command("update")
@@ -199,8 +214,11 @@ def list_(service: Context, include_gone: bool, output: str) -> None:
     if output != "table":
         emit_data(views, output)
         return
+    # The pull request column appears once there is one (review mode).
+    pulls = any(d.pull_request is not None for d in views)
     table(
-        ["DEPLOYMENT_ID", "PLUGIN", "NAMESPACE", "STATUS", "CREATED", "ID"],
+        ["DEPLOYMENT_ID", "PLUGIN", "NAMESPACE", "STATUS", "CREATED", "ID"]
+        + (["PULL_REQUEST"] if pulls else []),
         [
             [
                 d.deployment_id,
@@ -210,9 +228,15 @@ def list_(service: Context, include_gone: bool, output: str) -> None:
                 d.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                 d.id,
             ]
+            + ([_pull_cell(d)] if pulls else [])
             for d in views
         ],
     )
+
+
+def _pull_cell(d: DeploymentView) -> str:
+    pr = d.pull_request
+    return f"#{pr.number} {pr.state}" if pr is not None and pr.number is not None else ""
 
 
 @deploy.command("show")
@@ -240,3 +264,4 @@ def delete(service: Context, ident: str, no_render: bool) -> None:
     click.echo(f"deleted: {change.deployment.deployment_id}")
     if change.commit:
         click.echo(f"committed {change.commit[:12]}: removed {change.deployment.chart}")
+    _print_pull_request(change.deployment)

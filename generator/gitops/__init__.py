@@ -13,7 +13,15 @@
 
 from .changeset import Changeset, crash_point
 from .objects import IDENTITY
-from .remote import REMOTE_MAIN, delete_branch, fetch_main, publish, push_branch, push_pending
+from .remote import (
+    REMOTE_MAIN,
+    delete_branch,
+    fetch_main,
+    follow_main,
+    publish,
+    push_branch,
+    push_pending,
+)
 from .repository import CHECKOUT, LAZY, GitOpsRepo
 from .snapshot import Snapshot
 
@@ -28,6 +36,7 @@ __all__ = [
     "crash_point",
     "delete_branch",
     "fetch_main",
+    "follow_main",
     "publish",
     "push_branch",
     "push_pending",

@@ -81,6 +81,27 @@ def fetch_main(repo: GitOpsRepo, remote: str) -> str | None:
     return repo.head(REMOTE_MAIN)
 
 
+def follow_main(repo: GitOpsRepo, remote: str) -> str | None:
+    """Fetch the remote's main and fast-forward the local main to it when it is behind.
+
+    A hand edit, a revert or a merge on the remote then becomes the base of the next render.
+    A local main with commits the remote lacks stays: the next push replays them. Returns the
+    remote's main. Call it holding the writer lock.
+    """
+    fetched = fetch_main(repo, remote)
+    head = repo.head()
+    if fetched is None or fetched == head:
+        return fetched
+    if head is not None:
+        try:
+            _git(repo, "merge-base", "--is-ancestor", head, fetched)
+        except GitFailed:
+            return fetched  # ours are not on the remote yet
+    repo.refs.update("HEAD", fetched, head)
+    repo.committed_since_lock = True  # the files follow when the lock is let go
+    return fetched
+
+
 def push_branch(repo: GitOpsRepo, remote: str, branch: str, commit: str) -> None:
     """Make `branch` on the remote point at `commit`, whatever it pointed at before.
 

@@ -172,14 +172,30 @@ def apply(
     recover: str | None = None,
     ref: str | None = None,
     force: bool = False,
+    settle: bool = False,
+    render: bool = True,
 ) -> list[Outcome]:
     """Render, then install what main (or `ref`) holds and uninstall what it no longer holds.
+
+    In review mode, `settle` first asks the forge what became of the open pull requests (the
+    CLI does; the server's worker polls on its own interval). `render` false skips the render
+    (the server's worker in review mode, whose requests render, and whose poll proposes).
 
     Git is the source: a chart is installed exactly as the commit holds it, and a release whose
     chart left main (a merged deletion, a revert, a hand edit) is uninstalled. Per release the
     commit and the chart's tree are recorded, so the next pass installs only what changed.
     """
-    render_service.render(ctx)
+    if settle and ctx.settings.mode == REVIEW:
+        review_service.settle(ctx)
+    remote = ctx.settings.git_remote
+    if not render:
+        pass
+    elif remote and ctx.settings.mode != REVIEW:
+        with ctx.writer() as conn:  # the remote's main is the base of this render
+            gitops.follow_main(ctx.repo, remote)
+            render_service.render(ctx, conn)
+    else:
+        render_service.render(ctx)  # review mode fetches main itself
     outcomes: list[Outcome] = []
     named = list(idents)
     if recover is not None:

@@ -322,8 +322,17 @@ def _in_sync(ctx: Context, conn: Connection, prop: ProposalRecord) -> None:
 
 
 def _due(conn: Connection, dep_id: str, reason: str) -> None:
+    """Main has the deployment's change: apply installs it (or uninstalls a removed one)."""
     record = store.get(conn, dep_id)
-    if record is None or record.deleted_at is not None:
+    if record is None:
+        return
+    if record.deleted_at is not None:
+        gone = (
+            Status.EXPIRED
+            if record.expires_at and record.expires_at <= record.deleted_at
+            else Status.DELETED
+        )
+        store.set_status(conn, dep_id, gone, reason)
         return
     status = Status.UPDATING if record.helm_revision is not None else Status.CREATING
     store.set_status(conn, dep_id, status, reason)

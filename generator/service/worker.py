@@ -1,6 +1,8 @@
 """The server's background work: apply what main holds, uninstall what left it, reap TTLs.
 
-In review mode it also polls the forge for merged and closed pull requests. The queue is the `deployments` table itself: a deployment not yet applied (CREATING, UPDATING,
+In review mode it also polls the forge for merged and closed pull requests.
+
+The queue is the `deployments` table itself: a deployment not yet applied (CREATING, UPDATING,
 APPLYING) or changed since it was applied is pending, so work accepted before a crash or a restart
 is picked up by the next worker. A PostgreSQL advisory lock lets one worker at a time apply, however
 many server processes share the database.
@@ -14,6 +16,7 @@ import time
 
 from ..config import REVIEW
 from . import apply as apply_service
+from . import render as render_service
 from . import review
 from .context import Context
 
@@ -67,13 +70,17 @@ class Worker:
         with apply_service.exclusive(self.ctx) as locked:
             if not locked:
                 return  # another process is applying
+            review_mode = self.ctx.settings.mode == REVIEW
             if poll:  # a webhook that never came delays a merge by one poll, never loses it
                 for settled in review.settle(self.ctx):
                     log.info("pull request #%d %s", settled.number, settled.state)
+                # Changes no request proposed (a plugin's new version), or whose round failed.
+                render_service.render(self.ctx)
             if reap:
                 for outcome in apply_service.gc(self.ctx):
                     log.info("expired %s: %s", outcome.deployment_id, outcome.action)
-            for outcome in apply_service.apply(self.ctx):
+            # In review mode requests and polls propose; a pass applies what main holds.
+            for outcome in apply_service.apply(self.ctx, render=not review_mode):
                 log.info(
                     "%s %s: %s %s",
                     outcome.action,
