@@ -54,6 +54,20 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class DryRunAnswer(BaseModel):
+    """`?dry_run=true`: the deployment as it would be, and the charts it would change; nothing stored."""
+
+    deployment: DeploymentView
+    changes: list[dict[str, str]]  # chart, action, files (a unified diff), manifests (likewise)
+
+
+def _dry_run_answer(change: deployments_service.Change) -> JSONResponse:
+    answer = DryRunAnswer(
+        deployment=change.deployment, changes=[d.as_dict() for d in change.diff or []]
+    )
+    return JSONResponse(answer.model_dump(mode="json"), status_code=200)
+
+
 class WebhookAnswer(BaseModel):
     """What a webhook delivery did: ok, ignored (not a pull-request event), or duplicate."""
 
@@ -182,8 +196,19 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         dependencies=[Auth],
         tags=["deployments"],
     )
-    async def create_deployment(request: DeploymentRequest) -> DeploymentView:
-        """Store a deployment, render and commit its chart; it is applied in the background."""
+    async def create_deployment(
+        request: DeploymentRequest, dry_run: bool = False
+    ) -> DeploymentView | JSONResponse:
+        """Store a deployment, render and commit its chart; it is applied in the background.
+
+        With `?dry_run=true` nothing is stored: the answer (200) is a `DryRunAnswer`, the chart
+        the request would give as a diff.
+        """
+        if dry_run:
+            change = await run_in_threadpool(
+                lambda: deployments_service.create(ctx, request, dry_run=True)
+            )
+            return _dry_run_answer(change)
         # The database work takes a thread; the wait for the round takes none, so a thread is
         # never parked while its request waits to be committed.
         created = await run_in_threadpool(deployments_service.create, ctx, request, render=False)
@@ -219,12 +244,17 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         dependencies=[Auth],
         tags=["deployments"],
     )
-    def update_deployment(ident: str, change: DeploymentUpdate) -> DeploymentView:
+    def update_deployment(
+        ident: str, change: DeploymentUpdate, dry_run: bool = False
+    ) -> DeploymentView | JSONResponse:
         """Change variables (`data`, `unset`), `tools`, `requirement` or `ttl_seconds`.
 
         The chart is re-rendered and committed before the answer, and the release upgraded in
-        the background (status UPDATING until then).
+        the background (status UPDATING until then). With `?dry_run=true` nothing is stored:
+        the answer is a `DryRunAnswer`.
         """
+        if dry_run:
+            return _dry_run_answer(deployments_service.update(ctx, ident, change, dry_run=True))
         updated = deployments_service.update(ctx, ident, change).deployment
         worker.wake()
         return updated

@@ -10,7 +10,7 @@ from .common import OverseerGroup
 from .db import db
 from .deployments import deploy
 from .plugins import plugin
-from .render import render, validate
+from .render import diff, render, validate
 from .serve import serve
 
 
@@ -24,6 +24,7 @@ main.add_command(plugin)
 main.add_command(deploy)
 main.add_command(render)
 main.add_command(validate)
+main.add_command(diff)
 main.add_command(db)
 main.add_command(apply)
 main.add_command(status)

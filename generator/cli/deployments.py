@@ -12,6 +12,7 @@ from ..service import deployments as service_deployments
 from ..service.context import Context
 from ..service.deployments import Change, DeploymentRequest, DeploymentUpdate, DeploymentView
 from .common import emit_data, output_option, table, with_context
+from .render import print_diffs
 
 
 @click.group("deploy")
@@ -94,6 +95,11 @@ def _print_view(d: DeploymentView) -> None:
     "--namespace", default=None, help="Kubernetes namespace [env OVERSEER_NAMESPACE; default a8s]."
 )
 @click.option("--no-render", is_flag=True, help="Only store the deployment; render later.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Store nothing: show the chart diff and the manifest diff this would give.",
+)
 @output_option
 @with_context
 def create(
@@ -106,6 +112,7 @@ def create(
     ttl: int | None,
     namespace: str | None,
     no_render: bool,
+    dry_run: bool,
     output: str,
 ) -> None:
     """Deploy PLUGIN: store the deployment, render its chart and commit it."""
@@ -120,12 +127,17 @@ def create(
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    change = service_deployments.create(service, request, render=not no_render)
+    change = service_deployments.create(service, request, render=not no_render, dry_run=dry_run)
     _print_change(service, change, output)
 
 
 def _print_change(service: Context, change: Change, output: str) -> None:
     view = change.deployment
+    if change.diff is not None:  # a dry run: the diff is the answer, and nothing was stored
+        print_diffs(change.diff, "json" if output != "table" else "text")
+        if output == "table":
+            click.echo(f"dry run: nothing stored ({len(change.diff)} chart(s) would change)")
+        return
     if output != "table":
         emit_data(view, output)
         return
@@ -169,6 +181,11 @@ def _print_pull_request(view: DeploymentView) -> None:
     help="Expire SECONDS from now.",
 )
 @click.option("--no-render", is_flag=True, help="Only store the change; render later.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Store nothing: show the chart diff and the manifest diff this would give.",
+)
 @output_option
 @with_context
 def update(
@@ -181,6 +198,7 @@ def update(
     requirement: str | None,
     ttl: int | None,
     no_render: bool,
+    dry_run: bool,
     output: str,
 ) -> None:
     """Change a deployment's variables, tools, requirement or TTL; render and commit.
@@ -198,7 +216,9 @@ def update(
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    change = service_deployments.update(service, ident, request, render=not no_render)
+    change = service_deployments.update(
+        service, ident, request, render=not no_render, dry_run=dry_run
+    )
     _print_change(service, change, output)
     if output == "table" and not change.changed:
         click.echo("\nnothing changed")

@@ -1,7 +1,8 @@
-"""`overseer render` and `overseer validate`."""
+"""`overseer render`, `overseer validate` and `overseer diff`."""
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -11,8 +12,11 @@ from pathlib import Path
 import click
 
 from ..config import Settings
+from ..errors import UserError
+from ..service import diff as diff_service
 from ..service import render as service_render
 from ..service.context import Context
+from ..service.diff import ChartDiff
 from ..validate import validate as run_validate
 from .common import progress_bar, with_context
 
@@ -159,3 +163,70 @@ def charts_directory(
             yield [Path(tmp)]
     finally:
         ctx.close()
+
+
+def print_diffs(diffs: list[ChartDiff], output: str) -> None:
+    """Chart diffs as text (files, then manifests) or as JSON."""
+    if output == "json":
+        click.echo(json.dumps([d.as_dict() for d in diffs], indent=2))
+        return
+    for d in diffs:
+        click.echo(f"=== {d.path} ({d.action})")
+        if d.files:
+            click.echo(d.files, nl=False)
+        if d.manifests:
+            click.echo(d.manifests, nl=False)
+
+
+@click.command("diff")
+@click.argument("deployments", nargs=-1, metavar="[DEPLOYMENT]...")
+@click.option("--from", "from_ref", metavar="REF", help="Compare this commit ...")
+@click.option("--to", "to_ref", metavar="REF", help="... with this one [default: HEAD].")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Compare each release's manifest in the cluster with its chart on main (helm-diff style).",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing differs, 2 when something does, 1 on an error.",
+)
+@click.option(
+    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@with_context
+def diff(
+    service: Context,
+    deployments: tuple[str, ...],
+    from_ref: str | None,
+    to_ref: str | None,
+    live: bool,
+    detailed_exitcode: bool,
+    output: str,
+) -> None:
+    """Show what a render would commit now, what changed between two commits, or live drift.
+
+    Without options: the charts a render would add, change or remove, against HEAD. Each chart
+    shows its files' diff and the diff of the manifests `helm template` renders. Secret values
+    never appear: they are not in charts, and every Secret's data is shown as <redacted>.
+    """
+    try:
+        if live:
+            diffs = diff_service.live(service, deployments)
+        elif from_ref or to_ref:
+            diffs = diff_service.between(service, from_ref or "HEAD", to_ref or "HEAD")
+        else:
+            if deployments:
+                raise click.UsageError("DEPLOYMENT names only apply with --live")
+            diffs = diff_service.pending(service)
+    except UserError as exc:
+        if not detailed_exitcode:
+            raise
+        click.echo(f"Error: {exc.message}", err=True)
+        sys.exit(1)
+    print_diffs(diffs, output)
+    if not diffs and output == "text":
+        click.echo("no differences", err=True)
+    if detailed_exitcode and diffs:
+        sys.exit(2)

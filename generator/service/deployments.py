@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
+import psycopg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ..config import REVIEW
@@ -13,6 +15,7 @@ from ..errors import MissingVariables, NotFound, UnknownVariables, UserError
 from ..ids import new_id, short_id
 from ..manifest import Manifest, parse_stored
 from ..manifest.model import DNS1123_LABEL
+from ..status import Status
 from ..store import deployments as store
 from ..store import plugins as plugin_store
 from ..store import proposals
@@ -20,9 +23,11 @@ from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
 from ..store.proposals import ProposalRecord
 from . import apply as apply_service
+from . import diff as diff_service
 from . import render as render_service
 from . import review
 from .context import Context
+from .diff import ChartDiff
 from .records import dump_config, load_config
 
 REDACTED = "<redacted>"
@@ -201,52 +206,25 @@ class Change:
     deployment: DeploymentView
     commit: str | None
     changed: bool = True
+    diff: list[ChartDiff] | None = None  # a dry run's answer
 
 
-def create(ctx: Context, request: DeploymentRequest, *, render: bool = True) -> Change:
+def create(
+    ctx: Context, request: DeploymentRequest, *, render: bool = True, dry_run: bool = False
+) -> Change:
     """Validate the request against the plugin's manifest, store it, and render and commit it.
 
     The row is inserted, the charts rendered and committed, and only then the transaction
     committed, all under the repository's writer lock: a failure anywhere leaves no row and no
-    commit, and no other render can see the chart before it sees the row.
+    commit, and no other render can see the chart before it sees the row. A `dry_run` stores
+    nothing and answers the chart the request would give, as a diff.
     """
+    if dry_run:
+        return _dry_run(ctx, lambda conn: _insert(ctx, conn, request))
     # Not rendered here (the server's rounds do it), the row is the one write, and the insert
     # commits on its own: two round trips to PostgreSQL where a transaction takes four.
     with ctx.writer() if render else ctx.statements() as conn:
-        plugin = plugin_store.get(conn, request.environment_type)
-        if plugin is None or not plugin.is_active:
-            state = "is deactivated" if plugin else "is not registered"
-            raise NotFound(
-                f'plugin "{request.environment_type}" {state}; '
-                "see `overseer plugin list` (API: GET /plugins)"
-            )
-        manifest = parse_stored(plugin.manifest, plugin.name)
-        plain, secret = resolve_variables(manifest, request.data)
-        config = {
-            "environment_type": request.environment_type,
-            "tools": request.tools,
-            "data": plain,
-            "secret_keys": sorted(secret),
-            "requirement": request.requirement,
-            "ttl_seconds": request.ttl_seconds,
-        }
-        row = {
-            "id": new_id(),
-            "environment_type": plugin.name,
-            "plugin_id": plugin.id,
-            "status": "CREATING",
-            "config": dump_config(config),
-            "namespace": request.namespace or ctx.settings.namespace,
-            "secret_data": ctx.secrets.seal(secret),
-            "ttl_seconds": request.ttl_seconds,
-        }
-        record = None
-        for _ in range(5):
-            record = store.insert(conn, {**row, "deployment_id": release_name(plugin.name)})
-            if record is not None:
-                break
-        if record is None:  # pragma: no cover - five random 8-character suffixes all taken
-            raise UserError("could not allocate a unique release name; retry")
+        record = _insert(ctx, conn, request)
         if ctx.settings.mode == REVIEW:
             review.remember(ctx, conn, record, "create", ctx.actor or review.actor())
         if not render:
@@ -255,7 +233,66 @@ def create(ctx: Context, request: DeploymentRequest, *, render: bool = True) -> 
         return Change(_current(conn, record.id), commit)
 
 
-def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool = True) -> Change:
+def _dry_run(ctx: Context, change: Callable[[Connection], DeploymentRecord | None]) -> Change:
+    """Make a change in a transaction, diff the chart it gives against HEAD's, roll it back."""
+    result: Change | None = None
+    with ctx.transaction() as conn:
+        record = change(conn)
+        if record is None:  # an update that changes nothing
+            raise psycopg.Rollback()
+        preview = diff_service.preview(ctx, conn, record.id)
+        result = Change(view(record), None, changed=bool(preview), diff=preview)
+        raise psycopg.Rollback()  # nothing stored
+    if result is None:
+        raise UserError("nothing to change: the deployment already has these values")
+    return result
+
+
+def _insert(ctx: Context, conn: Connection, request: DeploymentRequest) -> DeploymentRecord:
+    plugin = plugin_store.get(conn, request.environment_type)
+    if plugin is None or not plugin.is_active:
+        state = "is deactivated" if plugin else "is not registered"
+        raise NotFound(
+            f'plugin "{request.environment_type}" {state}; '
+            "see `overseer plugin list` (API: GET /plugins)"
+        )
+    manifest = parse_stored(plugin.manifest, plugin.name)
+    plain, secret = resolve_variables(manifest, request.data)
+    config = {
+        "environment_type": request.environment_type,
+        "tools": request.tools,
+        "data": plain,
+        "secret_keys": sorted(secret),
+        "requirement": request.requirement,
+        "ttl_seconds": request.ttl_seconds,
+    }
+    row = {
+        "id": new_id(),
+        "environment_type": plugin.name,
+        "plugin_id": plugin.id,
+        "status": Status.CREATING,
+        "config": dump_config(config),
+        "namespace": request.namespace or ctx.settings.namespace,
+        "secret_data": ctx.secrets.seal(secret),
+        "ttl_seconds": request.ttl_seconds,
+    }
+    for _ in range(5):
+        record = store.insert(conn, {**row, "deployment_id": release_name(plugin.name)})
+        if record is not None:
+            return record
+    raise UserError(  # pragma: no cover - five random 8-character suffixes all taken
+        "could not allocate a unique release name; retry"
+    )
+
+
+def update(
+    ctx: Context,
+    ident: str,
+    change: DeploymentUpdate,
+    *,
+    render: bool = True,
+    dry_run: bool = False,
+) -> Change:
     """Change a live deployment's variables, tools, requirement or TTL; render and commit.
 
     The status becomes UPDATING until `apply` upgrades the release, also when only a secret
@@ -268,8 +305,10 @@ def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool =
     reads only rows changed since the last one's snapshot, so Git must never get ahead of the
     row: a commit whose row then rolled back would never be read again, never corrected. The
     other way round, a render that fails or is killed leaves a stored, changed row, which the
-    next render reads and commits.
+    next render reads and commits. A `dry_run` stores nothing and answers the diff it would give.
     """
+    if dry_run:
+        return _dry_run(ctx, lambda conn: _change_row(ctx, conn, ident, change))
     with ctx.repo.lock():
         stored = _store_update(ctx, ident, change)
         if stored is None:
@@ -295,52 +334,57 @@ def update(ctx: Context, ident: str, change: DeploymentUpdate, *, render: bool =
 def _store_update(ctx: Context, ident: str, change: DeploymentUpdate) -> DeploymentRecord | None:
     """Validate and store an update; None when it changes nothing."""
     with ctx.transaction() as conn:
-        record = store.get(conn, ident, for_update=True)
-        if record is None:
-            raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
-        if not store.is_live(conn, record.id):
-            gone = "is deleted" if record.deleted_at is not None else "has expired"
-            raise NotFound(f'deployment "{ident}" {gone}; create a new one instead')
-        plugin = plugin_store.get_by_id(conn, record.plugin_id) if record.plugin_id else None
-        if plugin is None:
-            raise NotFound(f'the plugin of deployment "{ident}" is no longer registered')
-        manifest = parse_stored(plugin.manifest, plugin.name)
-        declared = [v.name for v in manifest.variables()]
-        unknown = sorted(set(change.unset) - set(declared))
-        if unknown:
-            raise UnknownVariables(manifest.name, unknown, declared)
-        both = sorted(set(change.unset) & set(change.data))
-        if both:
-            raise UserError(
-                f"variable {', '.join(both)}: both set and unset; give one or the other"
-            )
-        config = load_config(record.config)
-        sealed = store.secret_data(conn, record.id)
-        old_secret = ctx.secrets.open(sealed)
-        values = {
-            name: value
-            for name, value in {**config.get("data", {}), **old_secret}.items()
-            if name in declared and name not in change.unset
-        }
-        plain, secret = resolve_variables(manifest, {**values, **change.data})
-        updated = {**config, "data": plain, "secret_keys": sorted(secret)}
-        for key in ("tools", "requirement", "ttl_seconds"):
-            if getattr(change, key) is not None:
-                updated[key] = getattr(change, key)
-        if updated == config and secret == old_secret and change.ttl_seconds is None:
-            return None
-        if ctx.settings.mode == REVIEW:
-            review.remember(ctx, conn, record, "update", ctx.actor or review.actor())
-        stored = store.update(
-            conn,
-            record.id,
-            dump_config(updated),
-            sealed if secret == old_secret else ctx.secrets.seal(secret),
-            change.ttl_seconds,
-        )
-        if stored is None:  # its TTL ran out in the meantime
-            raise NotFound(f'deployment "{ident}" has expired; create a new one instead')
-        return stored
+        return _change_row(ctx, conn, ident, change)
+
+
+def _change_row(
+    ctx: Context, conn: Connection, ident: str, change: DeploymentUpdate
+) -> DeploymentRecord | None:
+    """Validate an update and write it in `conn`'s transaction; None when it changes nothing."""
+    record = store.get(conn, ident, for_update=True)
+    if record is None:
+        raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+    if not store.is_live(conn, record.id):
+        gone = "is deleted" if record.deleted_at is not None else "has expired"
+        raise NotFound(f'deployment "{ident}" {gone}; create a new one instead')
+    plugin = plugin_store.get_by_id(conn, record.plugin_id) if record.plugin_id else None
+    if plugin is None:
+        raise NotFound(f'the plugin of deployment "{ident}" is no longer registered')
+    manifest = parse_stored(plugin.manifest, plugin.name)
+    declared = [v.name for v in manifest.variables()]
+    unknown = sorted(set(change.unset) - set(declared))
+    if unknown:
+        raise UnknownVariables(manifest.name, unknown, declared)
+    both = sorted(set(change.unset) & set(change.data))
+    if both:
+        raise UserError(f"variable {', '.join(both)}: both set and unset; give one or the other")
+    config = load_config(record.config)
+    sealed = store.secret_data(conn, record.id)
+    old_secret = ctx.secrets.open(sealed)
+    values = {
+        name: value
+        for name, value in {**config.get("data", {}), **old_secret}.items()
+        if name in declared and name not in change.unset
+    }
+    plain, secret = resolve_variables(manifest, {**values, **change.data})
+    updated = {**config, "data": plain, "secret_keys": sorted(secret)}
+    for key in ("tools", "requirement", "ttl_seconds"):
+        if getattr(change, key) is not None:
+            updated[key] = getattr(change, key)
+    if updated == config and secret == old_secret and change.ttl_seconds is None:
+        return None
+    if ctx.settings.mode == REVIEW:
+        review.remember(ctx, conn, record, "update", ctx.actor or review.actor())
+    stored = store.update(
+        conn,
+        record.id,
+        dump_config(updated),
+        sealed if secret == old_secret else ctx.secrets.seal(secret),
+        change.ttl_seconds,
+    )
+    if stored is None:  # its TTL ran out in the meantime
+        raise NotFound(f'deployment "{ident}" has expired; create a new one instead')
+    return stored
 
 
 def get(ctx: Context, ident: str) -> DeploymentView:

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import difflib
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from ..render import Chart
+from ..render import Chart, Renderer
+from ..store import deployments as store
+from ..store.db import Connection
 from ..tools import helm
 from ..validate import placeholder_values
+from .context import Context
+from .records import render_input
+from .render import Plugins
 
 REDACTED = "<redacted>"
 
@@ -62,7 +68,7 @@ def files_diff(path: str, old: Mapping[str, bytes], new: Mapping[str, bytes]) ->
     return "".join(line if line.endswith("\n") else line + "\n" for line in out)
 
 
-def template(chart: Mapping[str, bytes], path: str) -> str:
+def template(chart: Mapping[str, bytes], path: str, secret_revision: str = "") -> str:
     """`helm template` of a chart's files, with `<redacted>` for every secret it needs."""
     namespace, release = path.split("/", 1)
     with tempfile.TemporaryDirectory(prefix="overseer-diff-") as tmp:
@@ -71,22 +77,31 @@ def template(chart: Mapping[str, bytes], path: str) -> str:
             target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        values = placeholder_values(root)
+        values: dict[str, Any] = placeholder_values(root)
         if values:
             values = {"secretEnv": dict.fromkeys(values["secretEnv"], REDACTED)}
+        if secret_revision:  # as apply passes it, so a live diff does not show it as a change
+            values["secretRevision"] = secret_revision
         return helm.template(root, values, release=release, namespace=namespace)
 
 
 def redact_secrets(manifests: str) -> str:
-    """The same YAML stream with the data of every Secret replaced by `<redacted>`."""
-    docs = []
+    """The objects of a YAML stream, each Secret's data replaced by `<redacted>`, in a stable order.
+
+    Hooks (`helm test` pods) are left out: a release's manifest does not hold them either.
+    """
+    docs: list[dict[str, Any]] = []
     for doc in yaml.safe_load_all(manifests):
-        if isinstance(doc, dict) and doc.get("kind") == "Secret":
+        if not isinstance(doc, dict):
+            continue
+        if "helm.sh/hook" in (doc.get("metadata", {}).get("annotations") or {}):
+            continue
+        if doc.get("kind") == "Secret":
             for key in ("data", "stringData"):
                 if isinstance(doc.get(key), dict):
                     doc[key] = dict.fromkeys(doc[key], REDACTED)
-        if doc is not None:
-            docs.append(doc)
+        docs.append(doc)
+    docs.sort(key=lambda d: (str(d.get("kind")), str(d.get("metadata", {}).get("name"))))
     return "".join("---\n" + yaml.safe_dump(d, sort_keys=True) for d in docs)
 
 
@@ -109,3 +124,87 @@ def chart_diff(path: str, old: Chart | None, new: Chart | None) -> ChartDiff:
         files_diff(path, old or {}, new or {}),
         text_diff(before, after, f"a/{path} (helm template)", f"b/{path} (helm template)"),
     )
+
+
+def pending(ctx: Context) -> list[ChartDiff]:
+    """What a render would change now: every live deployment against the base's chart.
+
+    The base is HEAD (in review mode, the remote's main as last fetched). Nothing is written.
+    """
+    base = ctx.snapshot("HEAD") if ctx.repo.head() else None
+    present = base.chart_paths() if base else set()
+    renderer, plugins = Renderer(), Plugins()
+    out: list[ChartDiff] = []
+    seen: set[str] = set()
+    with ctx.transaction() as conn:
+        for row in store.iter_live_for_render(conn):
+            plugin = plugins.get(row)
+            dep = render_input(row, plugin.manifest)
+            seen.add(dep.chart_path)
+            old = base.read_chart(dep.chart_path) if base and dep.chart_path in present else None
+            new = renderer.render(dep, plugin)
+            if old != new:
+                out.append(chart_diff(dep.chart_path, old, new))
+    for path in sorted(present - seen):
+        assert base is not None  # noqa: S101 - present is empty without a base
+        out.append(chart_diff(path, base.read_chart(path), None))
+    return sorted(out, key=lambda d: d.path)
+
+
+def preview(ctx: Context, conn: Connection, dep_id: str) -> list[ChartDiff]:
+    """What committing one deployment's row, as `conn` sees it, would change (a dry run)."""
+    base = ctx.snapshot("HEAD") if ctx.repo.head() else None
+    record = store.get(conn, dep_id)
+    assert record is not None  # noqa: S101 - the caller's row
+    path = f"{record.namespace}/{record.deployment_id}"
+    old = base.read_chart(path) if base and base.tree_of(path) is not None else None
+    rows = list(store.iter_live_for_render(conn, ids=[dep_id]))
+    new = None
+    if rows:
+        plugin = Plugins().get(rows[0])
+        new = Renderer().render(render_input(rows[0], plugin.manifest), plugin)
+    return [] if old == new else [chart_diff(path, old, new)]
+
+
+def between(ctx: Context, old_ref: str, new_ref: str) -> list[ChartDiff]:
+    """The charts that differ between two commits."""
+    old, new = ctx.snapshot(old_ref), ctx.snapshot(new_ref)
+    paths = ctx.repo.objects.diff(ctx.repo.tree_of(old.commit), ctx.repo.tree_of(new.commit))
+    charts = sorted({"/".join(p.split("/")[:2]) for p in paths if not p.startswith(".")})
+    return [
+        chart_diff(
+            p,
+            old.read_chart(p) if old.tree_of(p) is not None else None,
+            new.read_chart(p) if new.tree_of(p) is not None else None,
+        )
+        for p in charts
+        if "/" in p
+    ]
+
+
+def live(ctx: Context, idents: Sequence[str] = ()) -> list[ChartDiff]:
+    """Each applied release's manifest in the cluster against its chart on main, helm-diff style."""
+    from .apply import cluster, source  # apply builds on render, as this module does
+
+    commit = source(ctx)
+    snap = ctx.repo.snapshot(commit) if commit else None
+    with ctx.transaction() as conn:
+        records = [
+            r
+            for r in store.apply_candidates(conn, list(idents))
+            if r.helm_revision is not None or idents
+        ]
+    out = []
+    for r in records:
+        path = f"{r.namespace}/{r.deployment_id}"
+        chart = snap.read_chart(path) if snap and snap.tree_of(path) is not None else None
+        running = helm.manifest(cluster(ctx), r.deployment_id, r.namespace)
+        want = (
+            redact_secrets(template(chart, path, r.applied_secret_revision or "")) if chart else ""
+        )
+        have = redact_secrets(running) if running else ""
+        text = text_diff(have, want, f"{path} (in the cluster)", f"{path} (on main)")
+        if text:
+            action = "missing" if running is None else "removed" if chart is None else "drifted"
+            out.append(ChartDiff(path, action, "", text))
+    return out

@@ -139,17 +139,23 @@ _RENDER_COLUMNS = """d.id, d.deployment_id, d.namespace, d.config, d.environment
 
 
 def iter_live_for_render(
-    conn: Connection, *, plugin_ids: Sequence[str] | None = None
+    conn: Connection,
+    *,
+    plugin_ids: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Live deployments joined with their plugin's manifest, streamed in a stable order.
 
-    With `plugin_ids`, only the deployments of those plugins.
+    With `plugin_ids`, only the deployments of those plugins; with `ids`, only those rows.
     """
     where = LIVE
     params: dict[str, Any] = {}
     if plugin_ids is not None:
         where += " AND d.plugin_id = ANY(%(plugins)s)"
-        params = {"plugins": list(plugin_ids)}
+        params["plugins"] = list(plugin_ids)
+    if ids is not None:
+        where += " AND d.id = ANY(%(ids)s)"
+        params["ids"] = list(ids)
     with conn.cursor(name="render_live") as cur:  # server-side: 10,000 rows never sit in memory
         cur.itersize = 2000
         cur.execute(

@@ -197,3 +197,13 @@ def _seconds(duration: str) -> float:
             total += float(number) * units[ch]
             number = ""
     return total + (float(number) if number else 0)
+
+
+def manifest(cluster: Cluster, release: str, namespace: str) -> str | None:
+    """The manifests of the release's current revision, or None when there is no such release."""
+    proc = cli("get", "manifest", release, "--namespace", namespace, *cluster.args())
+    if proc.returncode != 0:
+        if "not found" in proc.stderr:
+            return None
+        raise HelmFailed("get manifest", proc.stderr)
+    return proc.stdout
