@@ -20,7 +20,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-10)
 
 -include mk/cluster.mk
 
-.PHONY: path help venv tools test-deps demo test lint typecheck check schema bench bench-api bench-apply bench-git clean
+.PHONY: path help venv tools test-deps demo test lint typecheck check schema bench bench-api bench-apply bench-git bench-review clean
 
 path: ## Print the PATH export for this checkout's tools: eval "$$(make -s path)"
 	@echo 'export PATH="$(PATH)"'
@@ -74,6 +74,9 @@ bench-api: venv tools ## POST /deployments latency at 1 and 16 clients, and thro
 
 bench-apply: venv tools cluster-up ## Apply 50 deployments to the local cluster; p50/p95 create-to-READY
 	$(VENV)/bin/python bench/apply_bench.py
+
+bench-review: venv tools cluster-up forge-up ## Review mode: 100 pull requests on Gitea, merged; merge-to-READY p50/p95
+	$(VENV)/bin/python bench/review_bench.py
 
 bench-git: venv ## The git layer's object code side by side with pygit2 and dulwich (installs them)
 	$(VENV)/bin/python -m pip install --quiet --group bench

@@ -25,20 +25,26 @@ class GitHubForge:
         # url: GitHub Enterprise's API root; None is api.github.com.
         self.client = GitHub(token, base_url=url) if url else GitHub(token)
 
-    def _call(self, action: str, call: Callable[[], Any]) -> PullRequest:
+    def _call(self, action: str, call: Callable[[], Any]) -> Any:
+        # The answer's JSON, not githubkit's parsed model: only three fields are read, and a
+        # field GitHub adds or drops elsewhere in the schema must not fail the call.
         try:
-            pull = call().parsed_data
+            return call().json()
         except RequestFailed as exc:
             detail = f"HTTP {exc.response.status_code}: {exc.response.text[:300]}"
             raise ForgeFailed(self.name, action, detail) from None
         except GitHubException as exc:
             raise ForgeFailed(self.name, action, str(exc) or type(exc).__name__) from None
-        state = MERGED if pull.merged else (OPEN if pull.state == "open" else CLOSED)
-        return PullRequest(int(pull.number), str(pull.html_url), state)
+
+    def _pull(self, action: str, call: Callable[[], Any]) -> PullRequest:
+        pull = self._call(action, call)
+        merged = bool(pull.get("merged") or pull.get("merged_at"))
+        state = MERGED if merged else (OPEN if pull.get("state") == "open" else CLOSED)
+        return PullRequest(int(pull["number"]), str(pull.get("html_url", "")), state)
 
     def open(self, branch: str, base: str, title: str, body: str) -> PullRequest:
         """Open a pull request of `branch` into `base`."""
-        return self._call(
+        return self._pull(
             f"open a pull request for {branch}",
             lambda: self.client.rest.pulls.create(
                 self.owner,
@@ -49,21 +55,19 @@ class GitHubForge:
 
     def find(self, branch: str, base: str) -> PullRequest | None:
         """The open pull request of `branch` into `base`."""
-        action = f"find the pull request of {branch}"
-        try:
-            pulls = self.client.rest.pulls.list(
+        pulls = self._call(
+            f"find the pull request of {branch}",
+            lambda: self.client.rest.pulls.list(
                 self.owner, self.repo, head=f"{self.owner}:{branch}", base=base, state="open"
-            ).parsed_data
-        except RequestFailed as exc:
-            detail = f"HTTP {exc.response.status_code}: {exc.response.text[:300]}"
-            raise ForgeFailed(self.name, action, detail) from None
-        except GitHubException as exc:
-            raise ForgeFailed(self.name, action, str(exc) or type(exc).__name__) from None
-        return PullRequest(int(pulls[0].number), str(pulls[0].html_url), OPEN) if pulls else None
+            ),
+        )
+        return (
+            PullRequest(int(pulls[0]["number"]), str(pulls[0]["html_url"]), OPEN) if pulls else None
+        )
 
     def edit(self, number: int, title: str, body: str) -> PullRequest:
         """Replace the title and body."""
-        return self._call(
+        return self._pull(
             f"edit pull request #{number}",
             lambda: self.client.rest.pulls.update(
                 self.owner, self.repo, number, data={"title": title, "body": body}
@@ -72,14 +76,14 @@ class GitHubForge:
 
     def get(self, number: int) -> PullRequest:
         """Read its state."""
-        return self._call(
+        return self._pull(
             f"read pull request #{number}",
             lambda: self.client.rest.pulls.get(self.owner, self.repo, number),
         )
 
     def close(self, number: int) -> PullRequest:
         """Close it without merging."""
-        return self._call(
+        return self._pull(
             f"close pull request #{number}",
             lambda: self.client.rest.pulls.update(
                 self.owner, self.repo, number, data={"state": "closed"}

@@ -19,7 +19,7 @@ from .remote import (
     fetch_main,
     follow_main,
     publish,
-    push_branch,
+    push_branches,
     push_pending,
 )
 from .repository import CHECKOUT, LAZY, GitOpsRepo
@@ -38,6 +38,6 @@ __all__ = [
     "fetch_main",
     "follow_main",
     "publish",
-    "push_branch",
+    "push_branches",
     "push_pending",
 ]

@@ -6,12 +6,14 @@ becomes a commit on top of the remote's main with the same changes, compared cha
 differently is a conflict. Then the branch moves, compare-and-swap, like every other ref update.
 
 Review mode never pushes main: it fetches it (`fetch_main`), and pushes one branch per proposed
-change (`push_branch`), which it deletes once the change is merged or closed (`delete_branch`).
+change (`push_branches`, all of a round's in one push), which it deletes once the change is
+merged or closed (`delete_branch`).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import Conflict, GitFailed
@@ -102,24 +104,20 @@ def follow_main(repo: GitOpsRepo, remote: str) -> str | None:
     return fetched
 
 
-def push_branch(repo: GitOpsRepo, remote: str, branch: str, commit: str) -> None:
-    """Make `branch` on the remote point at `commit`, whatever it pointed at before.
+def push_branches(repo: GitOpsRepo, remote: str, branches: Mapping[str, str]) -> None:
+    """Make each branch on the remote point at its commit, whatever it pointed at before, in one push.
 
     A proposal's branch is Overseer's alone and is rebuilt from main's tip on every change, so a
-    forced push is the right one.
+    forced update is the right one.
     """
+    if not branches:
+        return
+    refspecs = [f"+{commit}:refs/heads/{branch}" for branch, commit in sorted(branches.items())]
     try:
-        _git(
-            repo,
-            "push",
-            "--quiet",
-            "--porcelain",
-            "--force",
-            remote,
-            f"{commit}:refs/heads/{branch}",
-        )
+        _git(repo, "push", "--quiet", "--porcelain", remote, *refspecs)
     except GitFailed as exc:
-        raise GitFailed(f"push {branch} to {remote}", exc.detail) from None
+        names = ", ".join(sorted(branches))
+        raise GitFailed(f"push {names} to {remote}", exc.detail) from None
 
 
 def delete_branch(repo: GitOpsRepo, remote: str, branch: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import getpass
 import logging
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ _VERBS = {
     "upgrade": "re-render",
 }
 _DIFF_LIMIT = 20_000  # characters of each diff in a pull request's body
+_FORGE_CALLS = 8  # pull requests opened or edited at once
 
 
 def branch_for(release: str) -> str:
@@ -114,20 +116,43 @@ def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderRes
     wanted, in_sync = _compare(conn, snap, force=force)
     active = proposals.active(conn)
     result = RenderResult(unchanged=len(in_sync))
-    for want in wanted:
-        prop = active.get(want.record.id)
+    # Branches first, then one push for all of them, then the forge's calls side by side: a
+    # push to a forge costs the same for one branch as for fifty, and each call is a round trip.
+    drafts = [
+        d
+        for want in wanted
+        if (d := _draft(ctx, conn, snap, main, want, active.get(want.record.id))) is not None
+    ]
+    gitops.push_branches(repo, remote, {d.prop.branch: d.commit for d in drafts})
+    with ThreadPoolExecutor(max_workers=_FORGE_CALLS) as pool:
+        pulls = list(pool.map(lambda d: _open_or_edit(ctx, d), drafts))
+    for draft, pull in zip(drafts, pulls, strict=True):
+        want = draft.want
+        if pull.state != OPEN:  # merged or closed meanwhile: settle that, propose anew next round
+            _settled(ctx, conn, draft.prop, pull)
+            continue
+        proposals.opened(
+            conn,
+            draft.prop.id,
+            kind=draft.kind,
+            number=pull.number,
+            url=pull.url,
+            head_commit=draft.commit,
+            chart_tree=draft.tree,
+        )
+        store.set_status(
+            conn, want.record.id, Status.PROPOSED, f"pull request #{pull.number}: {pull.url}"
+        )
+        store.set_rendered(conn, [want.path], draft.commit)
+        log.info("proposed %s as pull request #%d (%s)", want.path, pull.number, draft.kind)
+        result.proposals.append(f"{want.path}: pull request #{pull.number} {pull.url}")
         change = ChartChange(want.path, want.record.id, want.plugin)
-        pull = _propose_one(ctx, conn, snap, main, want, prop)
-        if pull is not None:
-            result.proposals.append(f"{want.path}: pull request #{pull.number} {pull.url}")
-            target = (
-                result.removed
-                if want.chart is None
-                else result.changed
-                if snap.tree_of(want.path)
-                else result.added
-            )
-            target.append(change)
+        if want.chart is None:
+            result.removed.append(change)
+        elif snap.tree_of(want.path) is not None:
+            result.changed.append(change)
+        else:
+            result.added.append(change)
     touched = {w.record.id for w in wanted}
     for dep_id, prop in active.items():
         if dep_id not in touched:  # main already says what the deployment should be
@@ -142,7 +167,7 @@ def _first_commit(ctx: Context, remote: str) -> str:
     objects = ctx.repo.objects
     commit = objects.commit(objects.tree({}), None, "overseer: start the GitOps repository\n")
     objects.flush()
-    gitops.push_branch(ctx.repo, remote, BASE, commit)
+    gitops.push_branches(ctx.repo, remote, {BASE: commit})
     return commit
 
 
@@ -195,19 +220,30 @@ def _kind(want: _Wanted, snap: Snapshot, prop: ProposalRecord | None) -> str:
     return "update" if f"{plugin.name}@{plugin.version}" == want.plugin else "upgrade"
 
 
-def _propose_one(
+@dataclass(frozen=True)
+class _Draft:
+    """A proposal's branch commit, made and not yet pushed, and its pull request's text."""
+
+    want: _Wanted
+    prop: ProposalRecord
+    kind: str
+    commit: str
+    tree: str
+    title: str
+    body: str
+
+
+def _draft(
     ctx: Context,
     conn: Connection,
     snap: Snapshot,
     main: str,
     want: _Wanted,
     prop: ProposalRecord | None,
-) -> PullRequest | None:
-    """Bring one deployment's branch and pull request to what it should propose (None: as is)."""
-    repo, forge, remote = ctx.repo, ctx.forge, ctx.settings.git_remote
-    assert remote is not None  # noqa: S101 - propose checked
-    objects = repo.objects
-    tree = objects.directory(want.chart).hex() if want.chart is not None else ""
+) -> _Draft | None:
+    """The branch commit one deployment's proposal needs; None when its branch says it already."""
+    repo = ctx.repo
+    tree = repo.objects.directory(want.chart).hex() if want.chart is not None else ""
     if prop is not None and prop.state == "open" and prop.chart_tree == tree:
         return None  # the pull request proposes exactly this already
     if prop is None and proposals.rejected_tree(conn, want.record.id) == tree:
@@ -219,9 +255,12 @@ def _propose_one(
         assert prop is not None  # noqa: S101 - inserted just now, under the writer lock
     release = want.record.deployment_id
     title = f"overseer: {_VERBS[kind]} {release} ({want.plugin})"
-    trailers = f"Overseer-Deployment: {want.record.id} {want.path} {want.plugin}\nOverseer-Change: {kind}\n"
-    branch = prop.branch
-    ref = f"refs/heads/{branch}"
+    trailers = (
+        f"Overseer-Deployment: {want.record.id} {want.path} {want.plugin}\n"
+        f"Overseer-Change: {kind}\n"
+    )
+    ref = f"refs/heads/{prop.branch}"
+    # Made from main's tip every time, holding only this chart: branches never stack.
     with repo.changes(ref, base=main, expect=repo.head(ref)) as tx:
         if want.chart is None:
             tx.remove(want.path)
@@ -229,40 +268,21 @@ def _propose_one(
             tx.put(want.path, want.chart)
         commit = tx.commit(f"{title}\n\n{trailers}")
     assert commit is not None  # noqa: S101 - the chart differs from main's
-    gitops.push_branch(repo, remote, branch, commit)
     old = snap.read_chart(want.path) if snap.tree_of(want.path) is not None else None
-    body = _body(
-        want,
-        kind,
-        prop.requested_by or ctx.actor or actor(),
-        diff.chart_diff(want.path, old, want.chart),
-        trailers,
-    )
-    pull: PullRequest | None = None
-    if prop.number is not None:
-        pull = forge.edit(prop.number, title, body)
-        if pull.state != OPEN:  # merged or closed meanwhile: settle that, propose anew next round
-            _settled(ctx, conn, prop, pull)
-            return None
-    else:
-        pull = forge.find(branch, BASE) or forge.open(branch, BASE, title, body)
-        if pull.state == OPEN and prop.number is None:
-            pull = forge.edit(pull.number, title, body)
-    proposals.opened(
-        conn,
-        prop.id,
-        kind=kind,
-        number=pull.number,
-        url=pull.url,
-        head_commit=commit,
-        chart_tree=tree,
-    )
-    store.set_status(
-        conn, want.record.id, Status.PROPOSED, f"pull request #{pull.number}: {pull.url}"
-    )
-    store.set_rendered(conn, [want.path], commit)
-    log.info("proposed %s as pull request #%d (%s)", want.path, pull.number, kind)
-    return pull
+    change = diff.chart_diff(want.path, old, want.chart)
+    who = prop.requested_by or ctx.actor or actor()
+    return _Draft(want, prop, kind, commit, tree, title, _body(want, kind, who, change, trailers))
+
+
+def _open_or_edit(ctx: Context, draft: _Draft) -> PullRequest:
+    """The draft's pull request, opened or brought up to date (no database here: a thread's)."""
+    forge = ctx.forge
+    if draft.prop.number is not None:
+        return forge.edit(draft.prop.number, draft.title, draft.body)
+    found = forge.find(draft.prop.branch, BASE)  # opened by a round whose database never committed
+    if found is not None:
+        return forge.edit(found.number, draft.title, draft.body)
+    return forge.open(draft.prop.branch, BASE, draft.title, draft.body)
 
 
 def _fenced(text: str) -> str:
