@@ -281,9 +281,10 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         """
         body = await request.body()
         answer = await run_in_threadpool(
-            review_service.webhook, ctx, forge, dict(request.headers), body
+            lambda: review_service.webhook(
+                ctx, forge, dict(request.headers), body, committed=worker.wake
+            )
         )
-        worker.wake()  # a merge is due for apply now
         return WebhookAnswer.model_validate(answer)
 
     return app

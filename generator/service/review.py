@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import getpass
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -126,10 +126,11 @@ def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderRes
     gitops.push_branches(repo, remote, {d.prop.branch: d.commit for d in drafts})
     with ThreadPoolExecutor(max_workers=_FORGE_CALLS) as pool:
         pulls = list(pool.map(lambda d: _open_or_edit(ctx, d), drafts))
+    cleanup: list[str] = []
     for draft, pull in zip(drafts, pulls, strict=True):
         want = draft.want
         if pull.state != OPEN:  # merged or closed meanwhile: settle that, propose anew next round
-            _settled(ctx, conn, draft.prop, pull)
+            _settled(conn, draft.prop, pull, cleanup)
             continue
         proposals.opened(
             conn,
@@ -156,7 +157,8 @@ def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderRes
     touched = {w.record.id for w in wanted}
     for dep_id, prop in active.items():
         if dep_id not in touched:  # main already says what the deployment should be
-            _in_sync(ctx, conn, prop)
+            _in_sync(ctx, conn, prop, cleanup)
+    _delete_branches(ctx, cleanup)  # a crash before the commit leaves branches, never rows
     repo.reconciled = True
     result.commit = None  # nothing reaches main from here
     return result
@@ -323,7 +325,7 @@ def _body(
     )
 
 
-def _in_sync(ctx: Context, conn: Connection, prop: ProposalRecord) -> None:
+def _in_sync(ctx: Context, conn: Connection, prop: ProposalRecord, cleanup: list[str]) -> None:
     """A proposal whose deployment main already matches: merged, or undone before a merge."""
     if prop.number is None:
         proposals.finish(conn, prop.id, "superseded")
@@ -335,10 +337,10 @@ def _in_sync(ctx: Context, conn: Connection, prop: ProposalRecord) -> None:
         if pull.state == OPEN:
             return
         proposals.finish(conn, prop.id, "superseded")
-        _delete_branch(ctx, prop)
+        cleanup.append(prop.branch)
         _due(conn, prop.deployment_id, f"pull request #{prop.number} was superseded")
         return
-    _settled(ctx, conn, prop, pull)
+    _settled(conn, prop, pull, cleanup)
 
 
 def _due(conn: Connection, dep_id: str, reason: str) -> None:
@@ -358,17 +360,20 @@ def _due(conn: Connection, dep_id: str, reason: str) -> None:
     store.set_status(conn, dep_id, status, reason)
 
 
-def _delete_branch(ctx: Context, prop: ProposalRecord) -> None:
+def _delete_branches(ctx: Context, branches: list[str]) -> None:
     remote = ctx.settings.git_remote
-    if remote:
+    for branch in branches if remote else []:
         try:
-            gitops.delete_branch(ctx.repo, remote, prop.branch)
+            gitops.delete_branch(ctx.repo, remote or "", branch)
         except UserError as exc:  # the forge may have deleted it on merge; nothing depends on it
             log.warning("%s", exc.message)
 
 
-def _settled(ctx: Context, conn: Connection, prop: ProposalRecord, pull: PullRequest) -> None:
-    """Record what a reviewer did: merged (due for apply) or closed (undone, REJECTED)."""
+def _settled(conn: Connection, prop: ProposalRecord, pull: PullRequest, cleanup: list[str]) -> None:
+    """Record what a reviewer did: merged (due for apply) or closed (undone, REJECTED).
+
+    The branch joins `cleanup`, deleted once the database has committed.
+    """
     if pull.state == MERGED:
         proposals.finish(conn, prop.id, "merged")
         _due(conn, prop.deployment_id, f"pull request #{pull.number} merged; applying")
@@ -377,7 +382,7 @@ def _settled(ctx: Context, conn: Connection, prop: ProposalRecord, pull: PullReq
         _undo(conn, prop, pull)
     else:
         return
-    _delete_branch(ctx, prop)
+    cleanup.append(prop.branch)
     log.info("pull request #%d %s", pull.number, pull.state)
 
 
@@ -406,9 +411,19 @@ class Settled:
     state: str
 
 
-def settle(ctx: Context, numbers: Iterable[int] | None = None) -> list[Settled]:
-    """Ask the forge about open pull requests (all, or `numbers`), and record merges and closes."""
+def settle(
+    ctx: Context,
+    numbers: Iterable[int] | None = None,
+    *,
+    committed: Callable[[], None] | None = None,
+) -> list[Settled]:
+    """Ask the forge about open pull requests (all, or `numbers`), and record merges and closes.
+
+    `committed` is called once the database says so and before the branches are deleted: the
+    server wakes its applier there, so a merge's apply does not wait for that clean-up.
+    """
     out: list[Settled] = []
+    cleanup: list[str] = []
     with ctx.writer() as conn:
         active = list(proposals.active(conn).values())
         wanted = set(numbers) if numbers is not None else None
@@ -417,14 +432,24 @@ def settle(ctx: Context, numbers: Iterable[int] | None = None) -> list[Settled]:
                 continue
             pull = ctx.forge.get(prop.number)
             if pull.state != OPEN:
-                _settled(ctx, conn, prop, pull)
+                _settled(conn, prop, pull, cleanup)
                 out.append(Settled(pull.number, pull.state))
         ctx.repo.reconciled = True
+    if committed is not None and out:
+        committed()
+    if cleanup:
+        with ctx.repo.lock():
+            _delete_branches(ctx, cleanup)
     return out
 
 
 def webhook(
-    ctx: Context, forge_name: str, headers: Mapping[str, str], body: bytes
+    ctx: Context,
+    forge_name: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    committed: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Handle a forge's delivery: verify its signature, then settle the pull request it names.
 
@@ -443,7 +468,7 @@ def webhook(
         with ctx.transaction() as conn:
             if proposals.delivered(conn, forge_name, event.delivery):
                 return {"status": "duplicate", "settled": []}
-    settled = settle(ctx, [event.number])
+    settled = settle(ctx, [event.number], committed=committed)
     if event.delivery:
         with ctx.transaction() as conn:
             proposals.record_delivery(conn, forge_name, event.delivery)
