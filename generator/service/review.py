@@ -422,18 +422,26 @@ def settle(
     `committed` is called once the database says so and before the branches are deleted: the
     server wakes its applier there, so a merge's apply does not wait for that clean-up.
     """
+    with ctx.transaction() as conn:
+        active = list(proposals.active(conn).values())
+    wanted = set(numbers) if numbers is not None else None
+    asked = [p for p in active if p.number is not None and (wanted is None or p.number in wanted)]
+    # The forge is asked outside the writer lock, side by side: a poll of a hundred open pull
+    # requests must not hold up the rounds that propose.
+    with ThreadPoolExecutor(max_workers=_FORGE_CALLS) as pool:
+        pulls = list(pool.map(lambda p: ctx.forge.get(p.number or 0), asked))
+    done = [(prop, pull) for prop, pull in zip(asked, pulls, strict=True) if pull.state != OPEN]
+    if not done:
+        return []
     out: list[Settled] = []
     cleanup: list[str] = []
     with ctx.writer() as conn:
-        active = list(proposals.active(conn).values())
-        wanted = set(numbers) if numbers is not None else None
-        for prop in active:
-            if prop.number is None or (wanted is not None and prop.number not in wanted):
-                continue
-            pull = ctx.forge.get(prop.number)
-            if pull.state != OPEN:
-                _settled(conn, prop, pull, cleanup)
-                out.append(Settled(pull.number, pull.state))
+        for prop, pull in done:
+            current = proposals.active_for(conn, prop.deployment_id)
+            if current is None or current.id != prop.id:
+                continue  # a round settled it meanwhile
+            _settled(conn, current, pull, cleanup)
+            out.append(Settled(pull.number, pull.state))
         ctx.repo.reconciled = True
     if committed is not None and out:
         committed()
