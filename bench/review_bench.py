@@ -83,13 +83,7 @@ def main() -> None:
         "OVERSEER_KUBECONFIG": kubeconfig.stdout.strip(),
         "OVERSEER_HELM_TIMEOUT": "120s",
         "OVERSEER_WORKER_INTERVAL": "2",
-        "OVERSEER_MODE": "review",
-        "OVERSEER_FORGE": "gitea",
-        "OVERSEER_FORGE_URL": gitea.url,
-        "OVERSEER_FORGE_REPO": repo,
-        "OVERSEER_FORGE_TOKEN": gitea.token,
-        "OVERSEER_GIT_REMOTE": gitea.clone_url(repo),
-        "OVERSEER_WEBHOOK_SECRET": secret,
+        **gitea.review_env(repo, secret),
         "OVERSEER_POLL_INTERVAL": "3600",
     }
     log = (base / "server.log").open("wb")

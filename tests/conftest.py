@@ -357,16 +357,7 @@ def gitea() -> Gitea:
 @pytest.fixture
 def review_env(gitea: Gitea) -> dict[str, str]:
     """Review-mode settings for a fresh repository on the forge (its owner/name as FORGE_REPO)."""
-    repo = gitea.new_repo()
-    return {
-        "OVERSEER_MODE": "review",
-        "OVERSEER_FORGE": "gitea",
-        "OVERSEER_FORGE_URL": gitea.url,
-        "OVERSEER_FORGE_REPO": repo,
-        "OVERSEER_FORGE_TOKEN": gitea.token,
-        "OVERSEER_GIT_REMOTE": gitea.clone_url(repo),
-        "OVERSEER_WEBHOOK_SECRET": "s3cret-" + uuid.uuid4().hex[:8],
-    }
+    return gitea.review_env(gitea.new_repo(), "s3cret-" + uuid.uuid4().hex[:8])
 
 
 @pytest.fixture

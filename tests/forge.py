@@ -54,6 +54,18 @@ class Gitea:
         host = self.url.removeprefix("http://")
         return f"http://{self.user}:{self.token}@{host}/{repo}.git"
 
+    def review_env(self, repo: str, secret: str) -> dict[str, str]:
+        """The settings of review mode against `repo` on this Gitea."""
+        return {
+            "OVERSEER_MODE": "review",
+            "OVERSEER_FORGE": "gitea",
+            "OVERSEER_FORGE_URL": self.url,
+            "OVERSEER_FORGE_REPO": repo,
+            "OVERSEER_FORGE_TOKEN": self.token,
+            "OVERSEER_GIT_REMOTE": self.clone_url(repo),
+            "OVERSEER_WEBHOOK_SECRET": secret,
+        }
+
     def pulls(self, repo: str, state: str = "all") -> list[dict[str, Any]]:
         """Pull requests, newest first."""
         answer = self.http.get(f"/repos/{repo}/pulls", params={"state": state, "limit": 50})

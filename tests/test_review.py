@@ -11,7 +11,8 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,19 @@ def test_two_changes_merge_in_either_order_and_an_update_reuses_its_pull_request
     no_secret_on_the_forge(gitea, repo, env["OVERSEER_GIT_REMOTE"], tmp_path)
 
 
+@contextmanager
+def review_server(settings: Settings, review: dict[str, str], *, poll: str) -> Iterator[Server]:
+    """`overseer serve` in review mode, polling every `poll` seconds, with the plugin registered."""
+    server = Server(server_env(settings, **review, OVERSEER_POLL_INTERVAL=poll)).start()
+    try:
+        with MANIFEST.open("rb") as fh:
+            registered = httpx.post(f"{server.url}/plugins", files={"manifest_file": fh})
+        assert registered.status_code == 200, registered.text
+        yield server
+    finally:
+        server.stop()
+
+
 def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -176,15 +190,9 @@ def sign(secret: str, body: bytes) -> str:
 def test_full_cycle_through_the_api_and_a_webhook(
     kube_settings: Settings, kube: Kube, gitea: Gitea, review_env: dict[str, str]
 ) -> None:
-    env = server_env(kube_settings, **review_env, OVERSEER_POLL_INTERVAL="3600")
-    server = Server(env).start()
-    try:
+    with review_server(kube_settings, review_env, poll="3600") as server:
         repo, secret = review_env["OVERSEER_FORGE_REPO"], review_env["OVERSEER_WEBHOOK_SECRET"]
         gitea.add_webhook(repo, f"{server.url}/webhooks/gitea", secret)
-        with MANIFEST.open("rb") as fh:
-            assert (
-                httpx.post(f"{server.url}/plugins", files={"manifest_file": fh}).status_code == 200
-            )
         body = {
             "environment_type": "claude-environment",
             "data": {"ANTHROPIC_API_KEY": SECRET_VALUE},
@@ -217,7 +225,7 @@ def test_full_cycle_through_the_api_and_a_webhook(
 
         gitea.merge(repo, number)  # Gitea delivers the signed webhook; no poll runs for an hour
         wait_for(lambda: get()["status"] == "READY", "READY after the merge's webhook")
-        with psycopg.connect(env["DATABASE_URL"]) as conn:  # Gitea's own delivery did it
+        with psycopg.connect(kube_settings.database_url or "") as conn:  # Gitea's delivery did it
             row = conn.execute("SELECT count(*) FROM webhook_deliveries").fetchone()
         assert row is not None and row[0] >= 1
         assert release_status(kube, shown["deployment_id"], shown["namespace"]) == "deployed"
@@ -234,22 +242,14 @@ def test_full_cycle_through_the_api_and_a_webhook(
         again = httpx.post(f"{server.url}/webhooks/gitea", content=fake, headers=signed)
         assert first.status_code == 200 and again.json()["status"] == "duplicate"
         assert get()["status"] == "READY"
-    finally:
-        server.stop()
 
 
 @pytest.mark.cluster
 def test_polling_alone_reaches_ready_when_no_webhook_comes(
     kube_settings: Settings, kube: Kube, gitea: Gitea, review_env: dict[str, str]
 ) -> None:
-    env = server_env(kube_settings, **review_env, OVERSEER_POLL_INTERVAL="1")
-    server = Server(env).start()
-    try:
+    with review_server(kube_settings, review_env, poll="1") as server:
         repo = review_env["OVERSEER_FORGE_REPO"]
-        with MANIFEST.open("rb") as fh:
-            assert (
-                httpx.post(f"{server.url}/plugins", files={"manifest_file": fh}).status_code == 200
-            )
         body = {"environment_type": "claude-environment", "data": {"ANTHROPIC_API_KEY": "k"}}
         dep_id = httpx.post(f"{server.url}/deployments", json=body, timeout=60).json()["id"]
         shown = httpx.get(f"{server.url}/deployments/{dep_id}").json()
@@ -258,8 +258,6 @@ def test_polling_alone_reaches_ready_when_no_webhook_comes(
             lambda: httpx.get(f"{server.url}/deployments/{dep_id}").json()["status"] == "READY",
             "READY by polling",
         )
-    finally:
-        server.stop()
 
 
 def git(*args: str, cwd: Path) -> str:
