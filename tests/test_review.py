@@ -318,3 +318,40 @@ def test_hand_edits_and_reverts_on_the_remotes_main_reach_the_cluster(
     assert out.splitlines()[1].split()[2:4] == ["applied", "READY"]
     git("pull", "-q", "origin", "main", cwd=work)
     assert (work / chart / "values.yaml").is_file()  # rendered again, on top of the removal
+
+
+@pytest.mark.cluster
+def test_an_expiry_and_a_plugin_upgrade_are_proposed_too(
+    kcli: Cli, kube: Kube, gitea: Gitea, review_env: dict[str, str]
+) -> None:
+    env, repo = review_env, review_env["OVERSEER_FORGE_REPO"]
+    registered(kcli, env)
+    dep = create(kcli, env, "--ttl", "3")
+    release, ns = dep["deployment_id"], dep["namespace"]
+    gitea.merge(repo, dep["pull_request"]["number"])
+    run(kcli, env, "apply")
+    time.sleep(3.5)
+    # The TTL ran out: the removal is proposed, and the release stays until it is merged.
+    assert "proposed" in run(kcli, env, "gc")
+    expiry = show(kcli, env, release)["pull_request"]
+    assert expiry["change"] == "expire" and expiry["state"] == "open"
+    assert release_status(kube, release, ns) == "deployed"
+    gitea.close(repo, expiry["number"])  # the reviewers keep it
+    run(kcli, env, "apply")
+    kept = show(kcli, env, release)
+    assert kept["status"] == "REJECTED" and kept["expires_at"] is None and not kept["deleted_at"]
+    assert "nothing expired" in run(kcli, env, "gc")
+    # A plugin's new version re-renders its deployments: proposed as an upgrade.
+    upgraded = MANIFEST.read_text().replace("version: 1.0.0", "version: 1.1.0")
+    newer = kcli.settings.repo.parent / "plugin-1.1.0.yaml"
+    newer.write_text(upgraded)
+    run(kcli, env, "plugin", "register", str(newer))
+    run(kcli, env, "render")
+    upgrade = show(kcli, env, release)["pull_request"]
+    assert upgrade["change"] == "upgrade" and upgrade["state"] == "open"
+    assert "claude-environment@1.1.0" in gitea.pull(repo, upgrade["number"])["title"]
+    gitea.merge(repo, upgrade["number"])
+    out = run(kcli, env, "apply")
+    assert out.splitlines()[1].split()[:3] == [release, ns, "applied"]
+    labels = kube.json("get", "deployment", release, "-n", ns)["metadata"]["labels"]
+    assert labels["helm.sh/chart"] == "claude-environment-1.1.0"  # type: ignore[index]

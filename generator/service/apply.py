@@ -188,13 +188,11 @@ def apply(
     if settle and ctx.settings.mode == REVIEW:
         review_service.settle(ctx)
     remote = ctx.settings.git_remote
-    if not render:
-        pass
-    elif remote and ctx.settings.mode != REVIEW:
+    if render and remote and ctx.settings.mode != REVIEW:
         with ctx.writer() as conn:  # the remote's main is the base of this render
             gitops.follow_main(ctx.repo, remote)
             render_service.render(ctx, conn)
-    else:
+    elif render:
         render_service.render(ctx)  # review mode fetches main itself
     outcomes: list[Outcome] = []
     named = list(idents)

@@ -211,8 +211,8 @@ def _compare(conn: Connection, snap: Snapshot, *, force: bool) -> tuple[list[_Wa
 def _kind(want: _Wanted, snap: Snapshot, prop: ProposalRecord | None) -> str:
     if prop is not None:
         return prop.kind if prop.kind != "update" or want.chart is not None else "delete"
-    if want.chart is None:
-        return "expire" if want.record.status == Status.EXPIRED else "delete"
+    if want.chart is None:  # not live: deleted, or its TTL ran out (gc may not have run yet)
+        return "delete" if want.record.status == Status.DELETED else "expire"
     if snap.tree_of(want.path) is None:
         return "create"
     try:
@@ -247,6 +247,10 @@ def _draft(
     repo = ctx.repo
     tree = repo.objects.directory(want.chart).hex() if want.chart is not None else ""
     if prop is not None and prop.state == "open" and prop.chart_tree == tree:
+        if want.record.status != Status.PROPOSED:  # e.g. gc marked it EXPIRED meanwhile
+            store.set_status(
+                conn, want.record.id, Status.PROPOSED, f"pull request #{prop.number}: {prop.url}"
+            )
         return None  # the pull request proposes exactly this already
     if prop is None and proposals.rejected_tree(conn, want.record.id) == tree:
         return None  # a reviewer closed this very change; only a different one is proposed
