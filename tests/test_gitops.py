@@ -13,7 +13,7 @@ import pytest
 
 from generator.config import Settings
 from generator.errors import Conflict, GitFailed
-from generator.gitops import CHECKOUT, LAZY, GitOpsRepo, publish, push_pending
+from generator.gitops import CHECKOUT, LAZY, GitOpsRepo, fetch_main, publish, push_pending
 from generator.gitops.refs import RefUpdater
 from generator.service.context import Context
 
@@ -358,4 +358,19 @@ def test_a_rejected_push_is_replayed_chart_by_chart(tmp_path: Path) -> None:
     with repo.lock(), pytest.raises(Conflict, match="ns/a"):
         publish(repo, str(remote))
     assert git(repo.root, "rev-parse", "HEAD") == head and push_pending(repo)
+    repo.close()
+
+
+def test_credentials_in_a_remote_url_never_reach_a_message(tmp_path: Path) -> None:
+    repo = GitOpsRepo(tmp_path / "gitops")
+    commit(repo, {"ns/a": {"f": b"1\n"}}, "first\n")
+    remote = "http://overseer:tok3n-s3cret@127.0.0.1:9/nowhere.git"  # nothing listens on port 9
+    with repo.lock():
+        with pytest.raises(GitFailed) as pushed:
+            publish(repo, remote)
+        with pytest.raises(GitFailed) as fetched:
+            fetch_main(repo, remote)
+    for failure in (pushed.value, fetched.value):
+        assert "tok3n-s3cret" not in failure.message + failure.output
+        assert "http://***@127.0.0.1:9/nowhere.git" in failure.message
     repo.close()

@@ -7,11 +7,20 @@ The long-lived git processes (`update-ref --stdin`, `fast-import`) keep their ow
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 from ..errors import GitFailed
 from .objects import IDENTITY
+
+# user:password@ (or a token) in a remote's URL: never into a message, a log or an API answer.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of any URL in it replaced by `***`."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 
 def run(where: Path, *args: str, stdin: bytes = b"", hint: str = "", bare: bool = False) -> str:
@@ -30,7 +39,7 @@ def run(where: Path, *args: str, stdin: bytes = b"", hint: str = "", bare: bool 
         env={**os.environ, **IDENTITY, "GIT_TERMINAL_PROMPT": "0"},
     )
     if done.returncode != 0:
-        err = done.stderr.decode(errors="replace")
+        err = redact(done.stderr.decode(errors="replace"))
         lines = [line.strip(" '") for line in err.splitlines() if line.strip()]
         verdict = [line for line in lines if line.startswith(("fatal:", "error:"))]
         command = next(a for a in args if not a.startswith("-") and "=" not in a)

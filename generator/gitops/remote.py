@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import Conflict, GitFailed
-from .command import run
+from .command import redact, run
 from .objects import Plan, place
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ def publish(repo: GitOpsRepo, remote: str, *, attempts: int = 5) -> str | None:
             pending.unlink(missing_ok=True)
             return "main"
     except GitFailed as exc:
-        raise GitFailed(f"push to {remote}", exc.detail) from None
-    raise GitFailed(f"push to {remote}", f"rejected {attempts} times", "try again")
+        raise GitFailed(f"push to {redact(remote)}", exc.detail) from None
+    raise GitFailed(f"push to {redact(remote)}", f"rejected {attempts} times", "try again")
 
 
 def push_pending(repo: GitOpsRepo) -> bool:
@@ -79,7 +79,7 @@ def fetch_main(repo: GitOpsRepo, remote: str) -> str | None:
     except GitFailed as exc:
         if "couldn't find remote ref" in exc.output:
             return None
-        raise GitFailed(f"fetch main from {remote}", exc.detail) from None
+        raise GitFailed(f"fetch main from {redact(remote)}", exc.detail) from None
     return repo.head(REMOTE_MAIN)
 
 
@@ -117,7 +117,7 @@ def push_branches(repo: GitOpsRepo, remote: str, branches: Mapping[str, str]) ->
         _git(repo, "push", "--quiet", "--porcelain", remote, *refspecs)
     except GitFailed as exc:
         names = ", ".join(sorted(branches))
-        raise GitFailed(f"push {names} to {remote}", exc.detail) from None
+        raise GitFailed(f"push {names} to {redact(remote)}", exc.detail) from None
 
 
 def delete_branch(repo: GitOpsRepo, remote: str, branch: str) -> None:
@@ -126,7 +126,7 @@ def delete_branch(repo: GitOpsRepo, remote: str, branch: str) -> None:
         _git(repo, "push", "--quiet", "--porcelain", remote, f":refs/heads/{branch}")
     except GitFailed as exc:
         if "remote ref does not exist" not in exc.output:
-            raise GitFailed(f"delete {branch} on {remote}", exc.detail) from None
+            raise GitFailed(f"delete {branch} on {redact(remote)}", exc.detail) from None
     with contextlib.suppress(GitFailed):  # never made here (another replica proposed it)
         _git(repo, "update-ref", "-d", f"refs/heads/{branch}")
 
