@@ -186,6 +186,13 @@ class ForgeFailed(UserError):
         super().__init__(f"{forge}: {action} failed: {detail}")
 
 
+class Misconfigured(UserError):
+    """The server's settings cannot do what was asked (e.g. review mode with no forge): a 503."""
+
+    exit_code = 1
+    http_status = 503
+
+
 class Unauthorized(UserError):
     """A request whose credentials or signature do not check out (401)."""
 

@@ -355,3 +355,37 @@ def test_an_expiry_and_a_plugin_upgrade_are_proposed_too(
     assert out.splitlines()[1].split()[:3] == [release, ns, "applied"]
     labels = kube.json("get", "deployment", release, "-n", ns)["metadata"]["labels"]
     assert labels["helm.sh/chart"] == "claude-environment-1.1.0"  # type: ignore[index]
+
+
+def test_review_mode_refuses_to_run_without_what_it_needs(
+    cli: Cli, gitea: Gitea, review_env: dict[str, str]
+) -> None:
+    registered(cli, {})
+    for missing, message in (
+        (
+            "OVERSEER_GIT_REMOTE",
+            "review mode proposes pull requests on a remote; set OVERSEER_GIT_REMOTE",
+        ),
+        (
+            "OVERSEER_FORGE",
+            "OVERSEER_FORGE='': review mode needs a forge; set it to gitea, github, gitlab",
+        ),
+        ("OVERSEER_FORGE_TOKEN", "OVERSEER_FORGE_TOKEN (or OVERSEER_FORGE_TOKEN_FILE) is not set"),
+    ):
+        env = {**review_env, missing: ""}
+        result = cli(
+            "deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k", env=env
+        )
+        assert result.exit_code == 1 and message in result.stderr, result.stderr
+    # The forge refuses (a token it does not know): a clear error, and nothing is stored.
+    env = {**review_env, "OVERSEER_FORGE_TOKEN": "not-a-token"}
+    result = cli("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k", env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: gitea: ") and "failed: HTTP 401" in result.stderr
+    assert json.loads(run(cli, review_env, "deploy", "list", "-o", "json")) == []
+    assert gitea.pulls(review_env["OVERSEER_FORGE_REPO"]) == []
+    # The token may come from a file (a mounted Secret) instead of the environment.
+    token_file = cli.settings.repo.parent / "forge-token"
+    token_file.write_text(review_env["OVERSEER_FORGE_TOKEN"] + "\n")
+    env = {**review_env, "OVERSEER_FORGE_TOKEN": "", "OVERSEER_FORGE_TOKEN_FILE": str(token_file)}
+    assert create(cli, env)["status"] == "PROPOSED"

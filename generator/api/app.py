@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..config import Settings
+from ..config import REVIEW, Settings
 from ..errors import UserError, ValidationFailed
 from ..gitops import LAZY
 from ..manifest import MAX_MANIFEST_BYTES
@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     settings = settings.with_(worktree=settings.worktree or LAZY)
     ctx = Context(settings, pooled=True)
     ctx.actor = "an API client"
+    if settings.mode == REVIEW:  # a server that cannot propose should not start
+        review_service.check(ctx)
     batcher = RenderBatcher(ctx)
     worker = Worker(ctx, interval=float(os.environ.get("OVERSEER_WORKER_INTERVAL", "2")))
     token = os.environ.get("OVERSEER_API_TOKEN") or None

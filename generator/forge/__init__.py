@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..config import Settings
-from ..errors import Unauthorized, UserError
+from ..errors import Misconfigured, Unauthorized
 
 OPEN, MERGED, CLOSED = "open", "merged", "closed"
 FORGES = ("gitea", "github", "gitlab")
@@ -91,21 +91,23 @@ def from_settings(settings: Settings) -> Forge:
     """The forge the settings name, with its token and webhook secret."""
     kind, repo, token = settings.forge, settings.forge_repo, settings.forge_token
     if kind not in FORGES:
-        raise UserError(
+        raise Misconfigured(
             f"OVERSEER_FORGE={kind or ''!r}: review mode needs a forge; set it to "
             + ", ".join(FORGES)
         )
     if not repo or "/" not in repo:
-        raise UserError(f"OVERSEER_FORGE_REPO={repo or ''!r}: give the repository as owner/name")
+        raise Misconfigured(
+            f"OVERSEER_FORGE_REPO={repo or ''!r}: give the repository as owner/name"
+        )
     if not token:
-        raise UserError(
+        raise Misconfigured(
             "OVERSEER_FORGE_TOKEN (or OVERSEER_FORGE_TOKEN_FILE) is not set; review mode "
             "opens pull requests with it"
         )
     secret = settings.webhook_secret
     if kind == "gitea":
         if not settings.forge_url:
-            raise UserError("OVERSEER_FORGE_URL is not set; give the Gitea server's address")
+            raise Misconfigured("OVERSEER_FORGE_URL is not set; give the Gitea server's address")
         from .gitea import Gitea
 
         return Gitea(settings.forge_url, repo, token, secret)

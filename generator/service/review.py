@@ -26,7 +26,7 @@ from typing import Any
 from .. import gitops
 from ..charts import read_inputs
 from ..config import REVIEW
-from ..errors import MassDeletionRefused, NotFound, UserError
+from ..errors import MassDeletionRefused, Misconfigured, NotFound, UserError
 from ..forge import CLOSED, MERGED, OPEN, PullRequest
 from ..gitops import Snapshot
 from ..render import Chart, Renderer, from_record
@@ -99,17 +99,24 @@ class _Wanted:
     plugin: str
 
 
+def check(ctx: Context) -> None:
+    """Raise Misconfigured unless review mode has what it needs: a remote and a forge."""
+    if not ctx.settings.git_remote:
+        raise Misconfigured(
+            "review mode proposes pull requests on a remote; set OVERSEER_GIT_REMOTE "
+            "(--remote) to the repository the forge holds"
+        )
+    ctx.forge  # noqa: B018 - builds the forge client from the settings, or raises Misconfigured
+
+
 def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderResult:
     """Propose every deployment whose chart differs from the remote's main; settle the rest.
 
     Call it holding the writer lock, in the caller's transaction (see `render.render`).
     """
+    check(ctx)
     repo, remote = ctx.repo, ctx.settings.git_remote
-    if not remote:
-        raise UserError(
-            "review mode proposes pull requests on a remote; set OVERSEER_GIT_REMOTE "
-            "(--remote) to the repository the forge holds"
-        )
+    assert remote is not None  # noqa: S101 - checked
     main = gitops.fetch_main(repo, remote) or _first_commit(ctx, remote)
     repo.refs.update("HEAD", main, repo.head())  # the local main follows the remote's
     snap = repo.snapshot(main)
