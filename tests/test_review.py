@@ -389,3 +389,20 @@ def test_review_mode_refuses_to_run_without_what_it_needs(
     token_file.write_text(review_env["OVERSEER_FORGE_TOKEN"] + "\n")
     env = {**review_env, "OVERSEER_FORGE_TOKEN": "", "OVERSEER_FORGE_TOKEN_FILE": str(token_file)}
     assert create(cli, env)["status"] == "PROPOSED"
+
+
+@pytest.mark.cluster
+def test_apply_refuses_to_uninstall_most_releases_at_once(kcli: Cli, kube: Kube) -> None:
+    registered(kcli, {})
+    deps = [create(kcli, {}) for _ in range(3)]
+    assert run(kcli, {}, "apply").count(" applied ") == 3
+    first = git("rev-list", "--max-parents=0", "HEAD", cwd=kcli.settings.repo).strip()
+    # The first commit holds one chart of three: two would go, most of what is installed.
+    refused = kcli("apply", "--ref", first)
+    assert refused.exit_code == 5
+    assert (
+        "apply would uninstall 2 of 3 releases, whose charts are gone from main" in refused.stderr
+    )
+    assert all(release_status(kube, d["deployment_id"], d["namespace"]) == "deployed" for d in deps)
+    forced = run(kcli, {}, "apply", "--ref", first, "--force")
+    assert forced.count(" uninstalled ") == 2

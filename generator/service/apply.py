@@ -119,7 +119,9 @@ class _Plan:
     skipped: list[Outcome]
 
 
-def _plan(ctx: Context, commit: str | None, named: Sequence[str], *, force: bool) -> _Plan:
+def _plan(
+    ctx: Context, commit: str | None, named: Sequence[str], *, force: bool, where: str = "main"
+) -> _Plan:
     snap = ctx.repo.snapshot(commit) if commit is not None else None
     on_main = {p: (snap.tree_of(p) or b"").hex() for p in snap.chart_paths()} if snap else {}
     with ctx.transaction() as conn:
@@ -156,7 +158,7 @@ def _plan(ctx: Context, commit: str | None, named: Sequence[str], *, force: bool
             install.append((d, tree))
     gone = [d for d in installed if chart_path(d) not in on_main]
     if len(gone) > 1 and len(gone) * 2 > len(installed) and not force:
-        raise MassDeletionRefused(len(gone), len(installed), what="releases", where="main")
+        raise MassDeletionRefused(len(gone), len(installed), what="releases", where=where)
     return _Plan(commit, install, gone, skipped)
 
 
@@ -199,7 +201,7 @@ def apply(
     if recover is not None:
         outcomes.append(recover_release(ctx, recover))
         named.append(recover)
-    plan = _plan(ctx, source(ctx, ref), named, force=force)
+    plan = _plan(ctx, source(ctx, ref), named, force=force, where=ref or "main")
     outcomes += plan.skipped
     snap = ctx.repo.snapshot(plan.commit) if plan.commit is not None else None
     with ThreadPoolExecutor(max_workers=max(1, ctx.settings.apply_parallel)) as pool:
