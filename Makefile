@@ -52,9 +52,10 @@ demo: venv tools ## Embedded Postgres, the example plugin, a deployment, a commi
 test: venv tools test-deps cluster-up forge-up ## Set up what the tests need (Postgres, helm, the kwok cluster, Gitea) and run the whole suite
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-lint: venv ## ruff (lint and format check)
+lint: venv ## ruff (lint and format check) and the layering contracts (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check generator tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: venv ## mypy --strict on the package
 	$(VENV)/bin/mypy
