@@ -34,6 +34,19 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise UserError(f"{name}={value!r}: give a number of seconds above 0")
+    return seconds
+
+
 def _mode(value: str) -> str:
     if value not in (DIRECT, REVIEW):
         raise UserError(
@@ -69,6 +82,9 @@ class Settings:
     webhook_secret: str | None = None
     # Seconds between two polls of the forge for merged and closed pull requests.
     poll_interval: float = 30.0
+    api_token: str | None = None  # what the API's mutating endpoints require, when set
+    worker_interval: float = 2.0  # seconds between two passes of the server's applier
+    log_level: str = "info"  # the server's (uvicorn's) log level
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,7 +107,10 @@ class Settings:
             forge_repo=env.get("OVERSEER_FORGE_REPO") or None,
             forge_token=_secret(env, "OVERSEER_FORGE_TOKEN"),
             webhook_secret=_secret(env, "OVERSEER_WEBHOOK_SECRET"),
-            poll_interval=float(env.get("OVERSEER_POLL_INTERVAL", "30")),
+            poll_interval=_seconds(env, "OVERSEER_POLL_INTERVAL", 30),
+            api_token=_secret(env, "OVERSEER_API_TOKEN"),
+            worker_interval=_seconds(env, "OVERSEER_WORKER_INTERVAL", 2),
+            log_level=env.get("OVERSEER_LOG_LEVEL") or "info",
         )
 
     def with_(self, **changes: object) -> Settings:

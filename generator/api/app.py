@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -106,8 +105,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     if settings.mode == REVIEW:  # a server that cannot propose should not start
         review_service.check(ctx)
     batcher = RenderBatcher(ctx)
-    worker = Worker(ctx, interval=float(os.environ.get("OVERSEER_WORKER_INTERVAL", "2")))
-    token = os.environ.get("OVERSEER_API_TOKEN") or None
+    worker = Worker(ctx, interval=settings.worker_interval)
+    token = settings.api_token
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 
 import click
 
+from ..config import Settings
 from ..errors import UserError
 
 
@@ -31,7 +31,8 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     Mutating endpoints need `Authorization: Bearer $OVERSEER_API_TOKEN` when it is set; without a
     token the server refuses to listen on anything but a loopback address.
     """
-    if not os.environ.get("OVERSEER_API_TOKEN") and not _loopback(host):
+    settings = Settings.from_env()
+    if not settings.api_token and not _loopback(host):
         raise UserError(
             f"refusing to listen on {host} without authentication: set OVERSEER_API_TOKEN, "
             "or listen on 127.0.0.1"
@@ -41,9 +42,9 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     from ..api import create_app
 
     uvicorn.run(
-        create_app(background=not no_worker),
+        create_app(settings, background=not no_worker),
         host=host,
         port=port,
-        log_level=os.environ.get("OVERSEER_LOG_LEVEL", "info"),
+        log_level=settings.log_level,
         timeout_graceful_shutdown=30,
     )
