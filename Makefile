@@ -83,5 +83,6 @@ bench-git: venv ## The git layer's object code side by side with pygit2 and dulw
 	$(VENV)/bin/python -m pip install --quiet --group bench
 	$(VENV)/bin/python bench/git_objects_bench.py
 
-clean: ## Remove the demo's state (.overseer/ and rendered/)
+clean: ## Stop the demo's embedded PostgreSQL, then remove its state (.overseer/ and rendered/)
+	@if [ -x $(VENV)/bin/overseer ] && [ -d .overseer/pgdata ]; then env -u DATABASE_URL $(VENV)/bin/overseer db stop; fi
 	rm -rf .overseer rendered

@@ -47,5 +47,8 @@ Next:
   git -C $OVERSEER_REPO log --stat -1          # the commit, with a trailer per deployment
   helm template demo $chart --set secretEnv.ANTHROPIC_API_KEY=...
   overseer render --check                       # what CI runs: drift and hand edits
-  make clean                                    # forget the demo's database and repository
+  make clean                                    # stop the database, forget it and the repository
+
+The embedded PostgreSQL keeps running (data in .overseer/pgdata), so the next command starts at
+once. \`overseer db status\` says where it runs; \`overseer db stop\` stops it.
 MSG

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from generator.cli import main
+from generator.config import Settings
 from generator.errors import UserError
 from generator.gitops.objects import ObjectStore
 from generator.service import render as render_service
@@ -837,3 +838,44 @@ def test_plugin_upgrade_keeps_deployments_renderable(
     values = yaml.safe_load((repo / dep["chart"] / "values.yaml").read_text())
     assert values["env"] == {"DPI": "96", "HEIGHT": "768", "WIDTH": "1024"}
     assert registered("validate", str(repo)).exit_code == 0
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, stopped but not yet reaped by its parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_the_embedded_server_can_be_seen_and_stopped(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "", "OVERSEER_HOME": str(tmp_path / "home")}
+    cli = Cli(
+        Settings(
+            home=tmp_path / "home",
+            repo=tmp_path / "gitops",
+            database_url=None,
+            secret_key=None,
+            namespace="a8s",
+        )
+    )
+    pgdata = tmp_path / "home" / "pgdata"
+    idle = cli("db", "status", env=env)
+    assert idle.stdout == (
+        f"embedded PostgreSQL: not running (data in {pgdata}); "
+        "the next command that needs it starts it\n"
+    )
+    assert cli("db", "migrate", env=env).exit_code == 0  # starts it
+    running = cli("db", "status", env=env)
+    assert running.stdout.startswith("embedded PostgreSQL: running, pid ")
+    pid = int(running.stdout.split("pid ")[1].split(",")[0])
+    assert alive(pid) and "0001.deployments" in running.stdout
+    assert (
+        cli("db", "stop", env=env).stdout == f"stopped the embedded PostgreSQL (data in {pgdata})\n"
+    )
+    assert not alive(pid)
+    assert (
+        cli("db", "stop", env=env).stdout
+        == f"the embedded PostgreSQL is not running (data in {pgdata})\n"
+    )

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -326,11 +327,13 @@ def test_an_expiry_and_a_plugin_upgrade_are_proposed_too(
 ) -> None:
     env, repo = review_env, review_env["OVERSEER_FORGE_REPO"]
     registered(kcli, env)
-    dep = create(kcli, env, "--ttl", "3")
+    dep = create(kcli, env, "--ttl", "20")  # time enough to merge and apply under load
     release, ns = dep["deployment_id"], dep["namespace"]
     gitea.merge(repo, dep["pull_request"]["number"])
     run(kcli, env, "apply")
-    time.sleep(3.5)
+    assert release_status(kube, release, ns) == "deployed"
+    expires = datetime.fromisoformat(show(kcli, env, release)["expires_at"])
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.5)
     # The TTL ran out: the removal is proposed, and the release stays until it is merged.
     assert "proposed" in run(kcli, env, "gc")
     expiry = show(kcli, env, release)["pull_request"]

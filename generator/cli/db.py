@@ -6,6 +6,7 @@ import click
 
 from ..service import plugins as service_plugins
 from ..service.context import Context
+from ..store import db as store_db
 from ..store import migrate
 from ..store.db import redact
 from .common import table, with_context
@@ -13,7 +14,7 @@ from .common import table, with_context
 
 @click.group("db")
 def db() -> None:
-    """Manage the database schema."""
+    """Manage the database: its schema, and the embedded server's lifetime."""
 
 
 @db.command("migrate")
@@ -29,9 +30,37 @@ def migrate_(service: Context) -> None:
 @db.command("status")
 @with_context
 def status(service: Context) -> None:
-    """List migrations and whether each is applied."""
+    """Say whether the embedded server runs, and where; list migrations and whether each is applied.
+
+    With DATABASE_URL set, only the migrations. An embedded server that is not running is not
+    started for this.
+    """
+    if service.settings.database_url is None:
+        pgdata = service.settings.pgdata
+        pid = store_db.embedded_pid(pgdata)
+        if pid is None:
+            click.echo(
+                f"embedded PostgreSQL: not running (data in {pgdata}); "
+                "the next command that needs it starts it"
+            )
+            return
+        click.echo(f"embedded PostgreSQL: running, pid {pid}, data in {pgdata}")
     states = migrate.status(service.database_url)
     table(["MIGRATION", "STATE"], [[s.id, "applied" if s.applied else "pending"] for s in states])
+
+
+@db.command("stop")
+@with_context
+def stop(service: Context) -> None:
+    """Stop the embedded PostgreSQL server (it keeps running between commands otherwise)."""
+    if service.settings.database_url is not None:
+        click.echo("DATABASE_URL is set: that server is not Overseer's to stop")
+        return
+    pgdata = service.settings.pgdata
+    if store_db.stop_embedded(pgdata):
+        click.echo(f"stopped the embedded PostgreSQL (data in {pgdata})")
+    else:
+        click.echo(f"the embedded PostgreSQL is not running (data in {pgdata})")
 
 
 @db.command("backfill")

