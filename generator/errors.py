@@ -15,14 +15,35 @@ class OverseerError(Exception):
 
 
 class UserError(OverseerError):
-    """An error caused by input or environment that the user can fix."""
+    """An error caused by input or environment that the user can fix.
+
+    `message` says what is wrong. The next step depends on who reads it: `hint` names CLI
+    commands and flags and is shown by the CLI only; `api_hint` is the HTTP API's counterpart.
+    """
 
     exit_code = 1
     http_status = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, hint: str = "", api_hint: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.hint = hint
+        self.api_hint = api_hint
+
+    def for_cli(self) -> str:
+        """The message with the CLI's next step."""
+        return _join(self.message, self.hint)
+
+    def for_api(self) -> str:
+        """The message with the API's next step."""
+        return _join(self.message, self.api_hint)
+
+
+def _join(message: str, hint: str) -> str:
+    # A hint that starts with a comma continues the sentence; any other is a clause of its own.
+    if not hint:
+        return message
+    return message + hint if hint.startswith(",") else f"{message}; {hint}"
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,24 @@ class NotFound(UserError):
     exit_code = 3
     http_status = 404
 
+    @classmethod
+    def deployment(cls, ident: str, state: str = "not found") -> NotFound:
+        """No deployment by that id or release name (or it is gone)."""
+        return cls(
+            f'deployment "{ident}" {state}',
+            hint="see `overseer deploy list`",
+            api_hint="see GET /deployments",
+        )
+
+    @classmethod
+    def plugin(cls, name: str, state: str = "is not registered") -> NotFound:
+        """No plugin by that name (or it is deactivated)."""
+        return cls(
+            f'plugin "{name}" {state}',
+            hint="see `overseer plugin list`",
+            api_hint="see GET /plugins",
+        )
+
 
 class Conflict(UserError):
     """The request contradicts what is already stored."""
@@ -125,14 +164,16 @@ class MassDeletionRefused(UserError):
         if what:  # apply: releases whose charts left main
             message = (
                 f"apply would uninstall {removing} of {total} {what}, whose charts are gone from "
-                f"{where}; this usually means a wrong commit or remote. Check it, or pass --force"
+                f"{where}; this usually means a wrong commit or remote. Check it"
             )
+            hint = ", or pass --force"
         else:
             message = (
                 f"render would remove {removing} of {total} charts; this usually means "
-                "DATABASE_URL points at the wrong database. Check it, or pass --force to remove them"
+                "DATABASE_URL points at the wrong database. Check it"
             )
-        super().__init__(message)
+            hint = ", or pass --force to remove them"
+        super().__init__(message, hint=hint)
 
 
 class ToolMissing(UserError):

@@ -225,7 +225,7 @@ def test_endpoints_and_error_shape(api_no_worker: Server) -> None:
     assert missing.json() == {
         "error": {
             "status": 404,
-            "message": 'plugin "nope" is not registered; see `overseer plugin list`',
+            "message": 'plugin "nope" is not registered; see GET /plugins',  # the API's wording
             "problems": [],
         }
     }

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from generator.config import Settings
-from generator.errors import Conflict, NotFound
+from generator.errors import Conflict, DatabaseUnavailable, NotFound
 from generator.service import apply as apply_service
 from generator.service import deployments as deployments_service
 from generator.service import plugins as plugins_service
@@ -188,8 +188,11 @@ def test_backfill_links_deployments_by_environment_type(
 
 def test_unmigrated_database_names_the_fix(embedded_pg: PgServer, tmp_path: Path) -> None:
     service = make_service(tmp_path, embedded_pg.fresh_database(migrated=False))
-    with pytest.raises(Exception, match="run `overseer db migrate`"):
+    with pytest.raises(DatabaseUnavailable) as raised:  # the server's fault: a 503
         plugins_service.list_plugins(service)
+    assert raised.value.for_cli().endswith("; run `overseer db migrate`")
+    assert "overseer db migrate" in raised.value.for_api()  # an operator's step, not the client's
+    assert raised.value.http_status == 503
 
 
 def test_an_update_during_an_apply_stays_pending(

@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         problems = [str(p) for p in exc.problems] if isinstance(exc, ValidationFailed) else []
-        return _error(exc.http_status, exc.message, problems)
+        return _error(exc.http_status, exc.for_api(), problems)
 
     @app.exception_handler(psycopg.DataError)
     async def unstorable(request: Request, exc: psycopg.DataError) -> JSONResponse:

@@ -28,7 +28,7 @@ class OverseerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.echo(f"Error: {exc.message}", err=True)
+            click.echo(f"Error: {exc.for_cli()}", err=True)
             sys.exit(exc.exit_code)
 
 

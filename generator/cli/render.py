@@ -223,7 +223,7 @@ def diff(
     except UserError as exc:
         if not detailed_exitcode:
             raise
-        click.echo(f"Error: {exc.message}", err=True)
+        click.echo(f"Error: {exc.for_cli()}", err=True)
         sys.exit(1)
     print_diffs(diffs, output)
     if not diffs and output == "text":

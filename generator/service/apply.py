@@ -133,7 +133,8 @@ def _plan(
         missing = [i for i in named if i not in found]
         if missing:
             raise NotFound(
-                f"no live, rendered deployment {', '.join(missing)}; see `overseer deploy list`"
+                f"no live, rendered deployment {', '.join(missing)}",
+                hint="see `overseer deploy list`",
             )
         absent = [d.deployment_id for d in chosen if chart_path(d) not in on_main]
         if absent:
@@ -321,7 +322,7 @@ def recover_release(ctx: Context, ident: str) -> Outcome:
     with ctx.transaction() as conn:
         d = store.get(conn, ident)
     if d is None:
-        raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+        raise NotFound.deployment(ident)
     target = cluster(ctx)
     revisions = helm.history(target, d.deployment_id, d.namespace)
     if not revisions:
@@ -358,7 +359,7 @@ def refresh(ctx: Context, ident: str | None = None) -> list[Outcome]:
         if ident is not None:
             one = store.get(conn, ident)
             if one is None:
-                raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+                raise NotFound.deployment(ident)
             records = [one]
         else:
             records = [d for d in store.apply_candidates(conn) if d.helm_revision is not None]

@@ -252,10 +252,7 @@ def _insert(ctx: Context, conn: Connection, request: DeploymentRequest) -> Deplo
     plugin = plugin_store.get(conn, request.environment_type)
     if plugin is None or not plugin.is_active:
         state = "is deactivated" if plugin else "is not registered"
-        raise NotFound(
-            f'plugin "{request.environment_type}" {state}; '
-            "see `overseer plugin list` (API: GET /plugins)"
-        )
+        raise NotFound.plugin(request.environment_type, state)
     manifest = parse_stored(plugin.manifest, plugin.name)
     plain, secret = resolve_variables(manifest, request.data)
     config = {
@@ -323,8 +320,10 @@ def update(
         except UserError as exc:  # same class, so the exit code and HTTP status stay
             exc.message = (
                 f"deployment {stored.deployment_id} is updated, but rendering it failed: "
-                f"{exc.message}; the next `overseer render` commits it"
+                f"{exc.for_cli() if exc.hint else exc.message}"
             )
+            exc.hint = "the next `overseer render` commits it"
+            exc.api_hint = "the server's next render commits it"
             exc.args = (exc.message,)
             raise
         with ctx.transaction() as conn:  # with its rendered_commit, and its pull request
@@ -343,7 +342,7 @@ def _change_row(
     """Validate an update and write it in `conn`'s transaction; None when it changes nothing."""
     record = store.get(conn, ident, for_update=True)
     if record is None:
-        raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+        raise NotFound.deployment(ident)
     if not store.is_live(conn, record.id):
         gone = "is deleted" if record.deleted_at is not None else "has expired"
         raise NotFound(f'deployment "{ident}" {gone}; create a new one instead')
@@ -392,7 +391,7 @@ def get(ctx: Context, ident: str) -> DeploymentView:
     with ctx.transaction() as conn:
         record = store.get(conn, ident)
         if record is None:
-            raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+            raise NotFound.deployment(ident)
         return view(record, proposals.latest(conn, [record.id]).get(record.id))
 
 
@@ -412,7 +411,7 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
     with ctx.writer(lock=render) as conn:
         record = store.get(conn, ident)
         if record is None:
-            raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+            raise NotFound.deployment(ident)
         if record.deleted_at is not None:
             raise NotFound(f'deployment "{ident}" is already deleted')
         review_mode = ctx.settings.mode == REVIEW
@@ -428,7 +427,9 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
         if outcome.action == "failed":
             raise UserError(
                 f"deployment {deleted.deployment_id} is deleted and its chart removed, but helm could "
-                f"not uninstall the release: {outcome.reason}; `overseer apply` retries"
+                f"not uninstall the release: {outcome.reason}",
+                hint="`overseer apply` retries",
+                api_hint="the server's applier retries",
             )
     with ctx.transaction() as conn:
         return Change(_current(conn, deleted.id), commit)
@@ -448,7 +449,7 @@ def connection_details(ctx: Context, ident: str) -> dict[str, Any]:
             plugin_store.get_by_id(conn, record.plugin_id) if record and record.plugin_id else None
         )
     if record is None or plugin is None:
-        raise NotFound(f'deployment "{ident}" not found; see `overseer deploy list`')
+        raise NotFound.deployment(ident)
     manifest = parse_stored(plugin.manifest, plugin.name)
     # The chart's full name is the release name (see templates/chart/templates/_helpers.tpl).
     details: dict[str, Any] = {f"{p.name}_port": p.container_port for p in manifest.ports}

@@ -127,7 +127,7 @@ def show(ctx: Context, name: str) -> PluginRecord:
     with ctx.transaction() as conn:
         plugin = store.get(conn, name)
     if plugin is None:
-        raise NotFound(f'plugin "{name}" is not registered; see `overseer plugin list`')
+        raise NotFound.plugin(name)
     return plugin
 
 
@@ -136,7 +136,7 @@ def set_active(ctx: Context, name: str, active: bool) -> PluginRecord:
     with ctx.transaction() as conn:
         plugin = store.set_active(conn, name, active)
     if plugin is None:
-        raise NotFound(f'plugin "{name}" is not registered; see `overseer plugin list`')
+        raise NotFound.plugin(name)
     return plugin
 
 

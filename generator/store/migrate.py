@@ -9,7 +9,7 @@ from typing import Any
 
 from yoyo import get_backend, read_migrations
 
-from ..errors import DatabaseUnavailable, UserError
+from ..errors import DatabaseUnavailable
 from ..paths import MIGRATIONS_DIR
 from .db import Connection, redact
 
@@ -66,7 +66,8 @@ def require_current(conn: Connection) -> None:
         count = conn.execute("SELECT count(*) AS n FROM _yoyo_migration").fetchone()
         applied = int(count["n"]) if count else 0  # type: ignore[call-overload]
     if applied < expected:
-        raise UserError(
-            f"the database schema is not up to date ({applied} of {expected} migrations applied); "
-            "run `overseer db migrate`"
+        raise DatabaseUnavailable(
+            f"the database schema is not up to date ({applied} of {expected} migrations applied)",
+            hint="run `overseer db migrate`",
+            api_hint="the server's operator runs `overseer db migrate`",
         )
