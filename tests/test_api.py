@@ -432,3 +432,23 @@ def test_fuzz_finds_no_server_error(api_no_worker: Server) -> None:
 
         check()
     assert failures == []
+
+
+def test_a_git_failure_is_the_servers_fault_and_changes_nothing(api_no_worker: Server) -> None:
+    url, repo = api_no_worker.url, Path(api_no_worker.env["OVERSEER_REPO"])
+    body = {"environment_type": "claude-environment", "data": {"ANTHROPIC_API_KEY": "k"}}
+    with MANIFEST.open("rb") as fh:
+        assert httpx.post(f"{url}/plugins", files={"manifest_file": fh}).status_code == 200
+    assert httpx.post(f"{url}/deployments", json=body, timeout=60).status_code == 201
+    before = commit_count(repo)
+    # A real fault, made on demand: another writer's lock on the branch.
+    lock = repo / ".git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    failed = httpx.post(f"{url}/deployments", json=body, timeout=60)
+    assert failed.status_code == 500, failed.text
+    assert failed.json()["error"]["message"].startswith("git update-ref failed: ")
+    assert len(httpx.get(f"{url}/deployments").json()) == 1  # the failed request stored nothing
+    assert commit_count(repo) == before
+    lock.unlink()
+    assert httpx.post(f"{url}/deployments", json=body, timeout=60).status_code == 201
+    assert len(httpx.get(f"{url}/deployments").json()) == 2
