@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from generator.service import deployments as deployments_service
 from generator.service import plugins as plugins_service
 from generator.service.context import Context
 from generator.service.deployments import DeploymentRequest, DeploymentUpdate, DeploymentView
+from generator.status import Status
 from generator.store import deployments as store
 from generator.store import migrate
 from generator.tools import helm
@@ -72,6 +74,22 @@ def test_migrations_apply_and_report(any_pg: PgServer) -> None:
     assert applied[0] == "0001.deployments" and len(applied) == len(files)
     assert all(s.applied for s in migrate.status(url))
     assert migrate.apply(url) == []
+
+
+def test_statuses_are_the_same_in_sql_and_python(any_pg: PgServer) -> None:
+    with psycopg.connect(any_pg.fresh_database()) as conn:
+        row = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conname = 'deployments_status_check'"
+        ).fetchone()
+        assert row is not None
+        in_sql = set(re.findall(r"'([A-Z_]+)'", row[0]))
+        assert in_sql == {s.value for s in Status}
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO deployments (id, deployment_id, environment_type, status, config) "
+                "VALUES ('x', 'x', 'p', 'READDY', '{}')"
+            )
 
 
 def test_plugins_table_is_exactly_the_spec(any_pg: PgServer) -> None:

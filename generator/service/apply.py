@@ -432,9 +432,9 @@ def gc(ctx: Context) -> list[Outcome]:
         if expired:
             render_service.render(ctx, conn)
     if review:
-        return [Outcome(d.deployment_id, d.namespace, "proposed", "EXPIRED") for d in expired]
+        return [Outcome(d.deployment_id, d.namespace, "proposed", Status.EXPIRED) for d in expired]
     outcomes = [
-        Outcome(d.deployment_id, d.namespace, "expired", "EXPIRED")
+        Outcome(d.deployment_id, d.namespace, "expired", Status.EXPIRED)
         for d in expired
         if d.helm_revision is None
     ]

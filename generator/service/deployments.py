@@ -113,7 +113,7 @@ class DeploymentView(BaseModel):
     environment_type: str
     plugin_id: str | None
     namespace: str
-    status: str
+    status: Status
     status_reason: str | None
     tools: list[str]
     requirement: str

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..status import Status
 from .db import Connection
 
 # secret_data is deliberately absent: it is read only by `secret_data()`. Its revision, a short
@@ -31,7 +32,7 @@ class DeploymentRecord(BaseModel):
     deployment_id: str
     environment_type: str
     plugin_id: str | None
-    status: str
+    status: Status
     status_reason: str | None
     config: str
     namespace: str
@@ -210,7 +211,7 @@ def gone_release_paths(conn: Connection) -> set[str]:
 def mark_deleted(conn: Connection, dep_id: str) -> DeploymentRecord | None:
     """Mark deleted and drop its sealed secrets, which nothing needs any more."""
     row = conn.execute(
-        f"""UPDATE deployments AS d SET deleted_at = CURRENT_TIMESTAMP, status = 'DELETED',
+        f"""UPDATE deployments AS d SET deleted_at = CURRENT_TIMESTAMP, status = '{Status.DELETED}',
                 secret_data = NULL, updated_at = CURRENT_TIMESTAMP
             WHERE d.id = %s AND d.deleted_at IS NULL
             RETURNING {COLUMNS}""",
@@ -232,7 +233,7 @@ def update(
                 ttl_seconds = COALESCE(%(ttl)s::int, d.ttl_seconds),
                 expires_at = CASE WHEN %(ttl)s::int IS NULL THEN d.expires_at
                     ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl)s::int) END,
-                status = 'UPDATING', status_reason = NULL, updated_at = CURRENT_TIMESTAMP
+                status = '{Status.UPDATING}', status_reason = NULL, updated_at = CURRENT_TIMESTAMP
             WHERE d.id = %(id)s AND {LIVE}
             RETURNING {COLUMNS}""",
         {"config": config, "secret_data": secret_data, "ttl": ttl_seconds, "id": dep_id},
@@ -263,7 +264,7 @@ def secret_data(conn: Connection, dep_id: str) -> bytes | None:
 
 
 def set_status(
-    conn: Connection, dep_id: str, status: str, reason: str | None = None, **fields: Any
+    conn: Connection, dep_id: str, status: Status, reason: str | None = None, **fields: Any
 ) -> None:
     """Record a lifecycle status (and, e.g., helm_revision or applied_commit) for one deployment."""
     allowed = {"helm_revision", "applied_commit"}
@@ -284,7 +285,7 @@ def start_apply(conn: Connection, d: DeploymentRecord) -> bool:
     next pass looks at the row again.
     """
     row = conn.execute(
-        f"""UPDATE deployments AS d SET status = 'APPLYING', updated_at = CURRENT_TIMESTAMP
+        f"""UPDATE deployments AS d SET status = '{Status.APPLYING}', updated_at = CURRENT_TIMESTAMP
             WHERE d.id = %(id)s AND d.status = %(seen)s AND {LIVE}
             RETURNING d.id""",
         {"id": d.id, "seen": d.status},
@@ -293,7 +294,7 @@ def start_apply(conn: Connection, d: DeploymentRecord) -> bool:
 
 
 def refresh_status(
-    conn: Connection, d: DeploymentRecord, status: str, reason: str | None, revision: int | None
+    conn: Connection, d: DeploymentRecord, status: Status, reason: str | None, revision: int | None
 ) -> bool:
     """Record what the cluster says unless the row changed since `d` was read; False if it did."""
     row = conn.execute(
@@ -314,7 +315,7 @@ def refresh_status(
 
 
 def finish_apply(
-    conn: Connection, dep_id: str, status: str, reason: str | None = None, **fields: Any
+    conn: Connection, dep_id: str, status: Status, reason: str | None = None, **fields: Any
 ) -> None:
     """Record what an apply did, unless the deployment changed while helm ran.
 
@@ -324,7 +325,7 @@ def finish_apply(
     """
     allowed = {"helm_revision", "applied_commit", "applied_secret_revision", "applied_tree"}
     assert set(fields) <= allowed  # noqa: S101 - column names are never user input
-    applying = "status = 'APPLYING'"  # SET expressions all see the row as it was
+    applying = f"status = '{Status.APPLYING}'"  # SET expressions all see the row as it was
     sets = [
         f"status = CASE WHEN {applying} THEN %(status)s ELSE status END",
         f"status_reason = CASE WHEN {applying} THEN %(reason)s ELSE status_reason END",
@@ -374,7 +375,7 @@ def due(conn: Connection) -> list[DeploymentRecord]:
 def expire_due(conn: Connection) -> list[DeploymentRecord]:
     """Mark deployments past their TTL as EXPIRED (and drop their secrets); return them."""
     rows = conn.execute(
-        f"""UPDATE deployments AS d SET status = 'EXPIRED', deleted_at = CURRENT_TIMESTAMP,
+        f"""UPDATE deployments AS d SET status = '{Status.EXPIRED}', deleted_at = CURRENT_TIMESTAMP,
                 secret_data = NULL, updated_at = CURRENT_TIMESTAMP
             WHERE d.deleted_at IS NULL AND d.expires_at <= CURRENT_TIMESTAMP
             RETURNING {COLUMNS}"""
@@ -417,7 +418,7 @@ def by_releases(conn: Connection, releases: Sequence[str]) -> dict[str, Deployme
 def reject(conn: Connection, dep_id: str, reason: str) -> None:
     """A proposed deployment a reviewer turned down: never applied, no longer live."""
     conn.execute(
-        """UPDATE deployments SET status = 'REJECTED', status_reason = %s, secret_data = NULL,
+        f"""UPDATE deployments SET status = '{Status.REJECTED}', status_reason = %s, secret_data = NULL,
                 deleted_at = COALESCE(deleted_at, CURRENT_TIMESTAMP), updated_at = CURRENT_TIMESTAMP
            WHERE id = %s""",
         (reason, dep_id),
@@ -429,9 +430,9 @@ def restore(
 ) -> None:
     """Put back what a deployment was before a change a reviewer turned down (it stays live)."""
     conn.execute(
-        """UPDATE deployments SET config = %(config)s, ttl_seconds = %(ttl)s,
+        f"""UPDATE deployments SET config = %(config)s, ttl_seconds = %(ttl)s,
                 expires_at = %(expires_at)s::timestamptz, deleted_at = NULL,
-                secret_data = %(secret)s, status = 'REJECTED', status_reason = %(reason)s,
+                secret_data = %(secret)s, status = '{Status.REJECTED}', status_reason = %(reason)s,
                 updated_at = CURRENT_TIMESTAMP
            WHERE id = %(id)s""",
         {
