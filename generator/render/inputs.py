@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..chart_path import ChartPath
 from ..errors import UserError
 from ..manifest import Manifest, validate_data
 
@@ -39,9 +40,9 @@ class DeploymentInput:
     requirement: str
 
     @property
-    def chart_path(self) -> str:
+    def chart_path(self) -> ChartPath:
         """Chart directory relative to the GitOps repository root."""
-        return f"{self.namespace}/{self.release}"
+        return ChartPath.of(self.namespace, self.release)
 
 
 def dump_json(data: Any) -> bytes:

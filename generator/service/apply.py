@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import gitops
+from ..chart_path import ChartPath
 from ..config import REVIEW
 from ..errors import MassDeletionRefused, NotFound, UserError
 from ..gitops import Snapshot
@@ -125,7 +126,7 @@ def _plan(
     snap = ctx.repo.snapshot(commit) if commit is not None else None
     on_main = {p: (snap.tree_of(p) or b"").hex() for p in snap.chart_paths()} if snap else {}
     with ctx.transaction() as conn:
-        rows = store.by_releases(conn, [p.rsplit("/", 1)[-1] for p in on_main])
+        rows = store.by_releases(conn, [ChartPath(p).release for p in on_main])
         installed = store.installed(conn)
         chosen = store.apply_candidates(conn, named) if named else []
     if named:
@@ -136,10 +137,10 @@ def _plan(
                 f"no live, rendered deployment {', '.join(missing)}",
                 hint="see `overseer deploy list`",
             )
-        absent = [d.deployment_id for d in chosen if chart_path(d) not in on_main]
+        absent = [d.deployment_id for d in chosen if d.chart_path not in on_main]
         if absent:
             raise NotFound(f"{', '.join(absent)}: no chart on main (commit {commit}) to apply")
-        install = [(d, on_main[chart_path(d)]) for d in chosen]
+        install = [(d, on_main[d.chart_path]) for d in chosen]
         return _Plan(commit, install, [], [])
     install, skipped = [], []
     for path, tree in sorted(on_main.items()):
@@ -157,15 +158,10 @@ def _plan(
             )
         elif d.deleted_at is None and d.status != Status.PROPOSED and _needs_apply(d, tree):
             install.append((d, tree))
-    gone = [d for d in installed if chart_path(d) not in on_main]
+    gone = [d for d in installed if d.chart_path not in on_main]
     if len(gone) > 1 and len(gone) * 2 > len(installed) and not force:
         raise MassDeletionRefused(len(gone), len(installed), what="releases", where=where)
     return _Plan(commit, install, gone, skipped)
-
-
-def chart_path(d: DeploymentRecord) -> str:
-    """Where a deployment's chart lives in the repository."""
-    return f"{d.namespace}/{d.deployment_id}"
 
 
 def apply(
@@ -232,7 +228,7 @@ def _apply_one(ctx: Context, d: DeploymentRecord, snap: Snapshot, tree: str) -> 
         sealed = store.secret_data(conn, d.id)
     secrets = ctx.secrets.open(sealed)
     revision = store.secret_revision(sealed)
-    chart = chart_path(d)
+    chart = d.chart_path
     target = cluster(ctx)
     try:
         with tempfile.TemporaryDirectory(prefix="overseer-apply-") as tmp:  # created 0700

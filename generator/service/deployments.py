@@ -28,7 +28,7 @@ from . import render as render_service
 from . import review
 from .context import Context
 from .diff import ChartDiff
-from .records import dump_config, load_config
+from .records import DeploymentConfig, dump_config, load_config
 
 REDACTED = "<redacted>"
 MAX_RELEASE = 53
@@ -131,8 +131,8 @@ class DeploymentView(BaseModel):
 def view(record: DeploymentRecord, proposal: ProposalRecord | None = None) -> DeploymentView:
     """The user-facing form of a stored deployment."""
     config = load_config(record.config)
-    data = dict(config.get("data", {}))
-    data.update(dict.fromkeys(config.get("secret_keys", []), REDACTED))
+    data = dict(config.data)
+    data.update(dict.fromkeys(config.secret_keys, REDACTED))
     return DeploymentView(
         **record.model_dump(
             exclude={
@@ -144,10 +144,10 @@ def view(record: DeploymentRecord, proposal: ProposalRecord | None = None) -> De
                 "applied_tree",
             }
         ),
-        tools=config.get("tools", []),
-        requirement=config.get("requirement", ""),
+        tools=config.tools,
+        requirement=config.requirement,
         data=dict(sorted(data.items())),
-        chart=f"{record.namespace}/{record.deployment_id}",
+        chart=record.chart_path,
         pull_request=PullRequestView(
             number=proposal.number, url=proposal.url, state=proposal.state, change=proposal.kind
         )
@@ -255,14 +255,14 @@ def _insert(ctx: Context, conn: Connection, request: DeploymentRequest) -> Deplo
         raise NotFound.plugin(request.environment_type, state)
     manifest = parse_stored(plugin.manifest, plugin.name)
     plain, secret = resolve_variables(manifest, request.data)
-    config = {
-        "environment_type": request.environment_type,
-        "tools": request.tools,
-        "data": plain,
-        "secret_keys": sorted(secret),
-        "requirement": request.requirement,
-        "ttl_seconds": request.ttl_seconds,
-    }
+    config = DeploymentConfig(
+        environment_type=request.environment_type,
+        tools=request.tools,
+        data=plain,
+        secret_keys=sorted(secret),
+        requirement=request.requirement,
+        ttl_seconds=request.ttl_seconds,
+    )
     row = {
         "id": new_id(),
         "environment_type": plugin.name,
@@ -362,14 +362,18 @@ def _change_row(
     old_secret = ctx.secrets.open(sealed)
     values = {
         name: value
-        for name, value in {**config.get("data", {}), **old_secret}.items()
+        for name, value in {**config.data, **old_secret}.items()
         if name in declared and name not in change.unset
     }
     plain, secret = resolve_variables(manifest, {**values, **change.data})
-    updated = {**config, "data": plain, "secret_keys": sorted(secret)}
-    for key in ("tools", "requirement", "ttl_seconds"):
-        if getattr(change, key) is not None:
-            updated[key] = getattr(change, key)
+    given = {k: getattr(change, k) for k in ("tools", "requirement", "ttl_seconds")}
+    updated = config.model_copy(
+        update={
+            "data": plain,
+            "secret_keys": sorted(secret),
+            **{k: v for k, v in given.items() if v is not None},
+        }
+    )
     if updated == config and secret == old_secret and change.ttl_seconds is None:
         return None
     if ctx.settings.mode == REVIEW:
@@ -476,7 +480,7 @@ def discard(ctx: Context, dep_id: str) -> bool:
         record = store.get(conn, dep_id)
         if record is None:
             return True
-        if ctx.repo.snapshot().tree_of(f"{record.namespace}/{record.deployment_id}") is not None:
+        if ctx.repo.snapshot().tree_of(record.chart_path) is not None:
             return False
         store.discard(conn, dep_id)
         return True

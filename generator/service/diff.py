@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..chart_path import ChartPath
 from ..render import Chart, Renderer
 from ..store import deployments as store
 from ..store.db import Connection
@@ -70,7 +71,7 @@ def files_diff(path: str, old: Mapping[str, bytes], new: Mapping[str, bytes]) ->
 
 def template(chart: Mapping[str, bytes], path: str, secret_revision: str = "") -> str:
     """`helm template` of a chart's files, with `<redacted>` for every secret it needs."""
-    namespace, release = path.split("/", 1)
+    namespace, release = ChartPath(path).namespace, ChartPath(path).release
     with tempfile.TemporaryDirectory(prefix="overseer-diff-") as tmp:
         root = Path(tmp) / release
         for name, data in chart.items():
@@ -156,7 +157,7 @@ def preview(ctx: Context, conn: Connection, dep_id: str) -> list[ChartDiff]:
     base = ctx.snapshot("HEAD") if ctx.repo.head() else None
     record = store.get(conn, dep_id)
     assert record is not None  # noqa: S101 - the caller's row
-    path = f"{record.namespace}/{record.deployment_id}"
+    path = record.chart_path
     old = base.read_chart(path) if base and base.tree_of(path) is not None else None
     rows = list(store.iter_live_for_render(conn, ids=[dep_id]))
     new = None
@@ -196,7 +197,7 @@ def live(ctx: Context, idents: Sequence[str] = ()) -> list[ChartDiff]:
         ]
     out = []
     for r in records:
-        path = f"{r.namespace}/{r.deployment_id}"
+        path = r.chart_path
         chart = snap.read_chart(path) if snap and snap.tree_of(path) is not None else None
         running = helm.manifest(cluster(ctx), r.deployment_id, r.namespace)
         want = (

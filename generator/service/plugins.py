@@ -100,7 +100,7 @@ def _require_compatible(conn: Connection, plugin_id: str, manifest: Manifest) ->
     lacking: dict[str, list[str]] = {}
     for release, config_text in deployment_store.live_configs(conn, plugin_id):
         config = load_config(config_text)
-        supplied = set(config.get("data", {})) | set(config.get("secret_keys", []))
+        supplied = set(config.data) | set(config.secret_keys)
         missing = [name for name in required if name not in supplied]
         if missing:
             lacking[release] = missing

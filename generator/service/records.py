@@ -6,24 +6,39 @@ import json
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..manifest import Manifest
 from ..render import DeploymentInput
 
 
-def dump_config(config: dict[str, Any]) -> str:
+class DeploymentConfig(BaseModel):
+    """A deployment's request without its secret values: the `config` column."""
+
+    # Keys an older row may carry are kept, not refused; numbers a YAML config held are text.
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+    environment_type: str = ""
+    tools: list[str] = Field(default_factory=list)
+    data: dict[str, str] = Field(default_factory=dict)  # the plain variables' values
+    secret_keys: list[str] = Field(default_factory=list)  # names only: values are sealed apart
+    requirement: str = ""
+    ttl_seconds: int | None = None
+
+
+def dump_config(config: DeploymentConfig) -> str:
     """Serialise a deployment's non-secret request."""
     # JSON, which is also YAML (the spec stores YAML): json.loads is ~10x faster on the render path.
-    return json.dumps(config, sort_keys=True)
+    return json.dumps(config.model_dump(), sort_keys=True)
 
 
-def load_config(text: str) -> dict[str, Any]:
-    """Parse a deployment's `config` column."""
+def load_config(text: str) -> DeploymentConfig:
+    """Parse a deployment's `config` column (JSON, or the YAML of older rows)."""
     try:
-        data: dict[str, Any] = json.loads(text)
+        data: Any = json.loads(text)
     except ValueError:
         data = yaml.safe_load(text)
-    return data
+    return DeploymentConfig.model_validate(data or {})
 
 
 def render_input(row: dict[str, Any], manifest: Manifest) -> DeploymentInput:
@@ -34,7 +49,7 @@ def render_input(row: dict[str, Any], manifest: Manifest) -> DeploymentInput:
     are dropped (the chart's schema would refuse them) and new optional ones take their default.
     """
     config = load_config(row["config"])
-    stored: dict[str, str] = config.get("data", {})
+    stored = config.data
     env = {
         v.name: stored.get(v.name, v.default)
         for v in manifest.variables()
@@ -46,7 +61,7 @@ def render_input(row: dict[str, Any], manifest: Manifest) -> DeploymentInput:
         release=row["deployment_id"],
         namespace=row["namespace"],
         env=tuple(sorted((k, str(v)) for k, v in env.items())),
-        secret_keys=tuple(k for k in config.get("secret_keys", []) if k in declared),
-        tools=tuple(config.get("tools", [])),
-        requirement=config.get("requirement", ""),
+        secret_keys=tuple(k for k in config.secret_keys if k in declared),
+        tools=tuple(config.tools),
+        requirement=config.requirement,
     )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import gitops
+from ..chart_path import ChartPath
 from ..charts import read_inputs
 from ..config import REVIEW
 from ..errors import MassDeletionRefused, Misconfigured, NotFound, UserError
@@ -203,7 +204,7 @@ def _compare(conn: Connection, snap: Snapshot, *, force: bool) -> tuple[list[_Wa
         wanted.append(_Wanted(dep.chart_path, record, chart, f"{plugin.name}@{plugin.version}"))
     on_main = snap.chart_paths()
     removed = sorted(on_main - live)
-    rows = store.by_releases(conn, [p.rsplit("/", 1)[-1] for p in removed])
+    rows = store.by_releases(conn, [ChartPath(p).release for p in removed])
     known = [p for p in removed if p in rows]
     if len(known) * 2 > len(on_main) and len(known) > 1 and not force:
         raise MassDeletionRefused(len(known), len(on_main))

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..chart_path import ChartPath
 from ..status import Status
 from .db import Connection
 
@@ -47,6 +48,11 @@ class DeploymentRecord(BaseModel):
     secret_revision: str | None
     applied_secret_revision: str | None
     applied_tree: str | None = None  # the chart's tree on main that apply installed
+
+    @property
+    def chart_path(self) -> ChartPath:
+        """Where its chart lives in the GitOps repository."""
+        return ChartPath.of(self.namespace, self.deployment_id)
 
 
 def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
@@ -131,7 +137,7 @@ def fingerprint(conn: Connection) -> Fingerprint:
 
 def _release_args(paths: Sequence[str]) -> dict[str, list[str]]:
     # deployment_id is unique and indexed: match on it first, then on the whole path.
-    return {"releases": [p.rsplit("/", 1)[-1] for p in paths], "paths": list(paths)}
+    return {"releases": [ChartPath(p).release for p in paths], "paths": list(paths)}
 
 
 _RENDER_COLUMNS = """d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
@@ -412,7 +418,7 @@ def by_releases(conn: Connection, releases: Sequence[str]) -> dict[str, Deployme
         f"SELECT {COLUMNS} FROM deployments d WHERE d.deployment_id = ANY(%s)", (list(releases),)
     ).fetchall()
     records = [DeploymentRecord.model_validate(r) for r in rows]
-    return {f"{r.namespace}/{r.deployment_id}": r for r in records}
+    return {r.chart_path: r for r in records}
 
 
 def reject(conn: Connection, dep_id: str, reason: str) -> None:
