@@ -29,7 +29,7 @@ from generator.ids import new_id  # noqa: E402
 from generator.service import plugins as plugins_service  # noqa: E402
 from generator.service import render as render_service  # noqa: E402
 from generator.service.context import Context  # noqa: E402
-from generator.service.records import dump_config  # noqa: E402
+from generator.service.records import DeploymentConfig, dump_config  # noqa: E402
 from generator.store import db, migrate  # noqa: E402
 from generator.validate import placeholder_values, validate  # noqa: E402
 
@@ -59,7 +59,7 @@ def make_context(base: Path, url: str, name: str, worktree: str = "checkout") ->
 def seed(url: str, count: int, namespace: str = "bench") -> None:
     """Insert `count` synthetic deployments of claude-environment (no secret value stored)."""
     with db.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE deployments")
+        conn.execute("TRUNCATE deployments CASCADE")
         plugin = conn.execute("SELECT id FROM plugins WHERE name = 'claude-environment'").fetchone()
         assert plugin is not None
         with conn.cursor().copy(
@@ -67,14 +67,13 @@ def seed(url: str, count: int, namespace: str = "bench") -> None:
         ) as copy:
             for i in range(count):
                 config = dump_config(
-                    {
-                        "environment_type": "claude-environment",
-                        "tools": ["git"],
-                        "data": {"DISPLAY_NUM": "1", "HEIGHT": str(600 + i % 400), "WIDTH": "1024"},
-                        "secret_keys": ["ANTHROPIC_API_KEY"],
-                        "requirement": f"synthetic {i}",
-                        "ttl_seconds": None,
-                    }
+                    DeploymentConfig(
+                        environment_type="claude-environment",
+                        tools=["git"],
+                        data={"DISPLAY_NUM": "1", "HEIGHT": str(600 + i % 400), "WIDTH": "1024"},
+                        secret_keys=["ANTHROPIC_API_KEY"],
+                        requirement=f"synthetic {i}",
+                    )
                 )
                 copy.write_row(
                     (
