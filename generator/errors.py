@@ -62,10 +62,10 @@ class Problem:
 
 
 class ValidationFailed(UserError):
-    """Several problems found in one pass; all of them are reported."""
+    """Several problems found in one pass; all of them are reported (400, as the spec's POST /plugins)."""
 
     exit_code = 2
-    http_status = 422
+    http_status = 400
 
     def __init__(self, subject: str, problems: Sequence[Problem]) -> None:
         self.subject = subject
@@ -78,7 +78,7 @@ class ManifestInputError(UserError):
     """The manifest bytes cannot be read as a YAML mapping (size, encoding, aliases, syntax)."""
 
     exit_code = 2
-    http_status = 422
+    http_status = 400
 
 
 class ManifestTooLarge(ManifestInputError):

@@ -1,7 +1,7 @@
 """Review mode: every change to a deployment is a pull request, and only main is applied.
 
 A round (`propose`) fetches the remote's main and compares every live deployment with it. Each
-deployment whose chart differs gets one branch, `overseer/<release>`, made from main's tip and
+deployment whose chart differs gets one branch, `overseer/<release>-<proposal>`, from main's tip,
 holding only that chart's change, and one pull request. A later change while the pull request is
 open rebuilds the branch from main's tip and edits the same pull request, so branches never stack
 and merge in any order. A deployment whose chart on main already is what it should be needs no
@@ -30,6 +30,7 @@ from ..config import REVIEW
 from ..errors import MassDeletionRefused, Misconfigured, NotFound, UserError
 from ..forge import CLOSED, MERGED, OPEN, PullRequest
 from ..gitops import Snapshot
+from ..ids import new_id
 from ..render import Chart, Renderer, from_record
 from ..status import Status
 from ..store import deployments as store
@@ -38,26 +39,24 @@ from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
 from ..store.proposals import ProposalRecord
 from . import diff
+from . import proposal_text as text
 from .context import Context
 from .records import render_input
 from .render import ChartChange, Plugins, RenderResult
 
 log = logging.getLogger("overseer.review")
 BASE = "main"
-_VERBS = {
-    "create": "deploy",
-    "update": "update",
-    "delete": "delete",
-    "expire": "expire",
-    "upgrade": "re-render",
-}
-_DIFF_LIMIT = 20_000  # characters of each diff in a pull request's body
 _FORGE_CALLS = 8  # pull requests opened or edited at once
 
 
-def branch_for(release: str) -> str:
-    """The branch that proposes a deployment's changes."""
-    return f"overseer/{release}"
+def branch_for(release: str, proposal_id: str) -> str:
+    """The branch of one proposal of a deployment's changes.
+
+    A proposal's own: a forge processes a branch's deletion and its re-creation under the same
+    name in whatever order its queue gets to them (Gitea, loaded, was seen to end with the pull
+    request of the new one answering 404), so a name is never used twice.
+    """
+    return f"overseer/{release}-{proposal_id[:8]}"
 
 
 def actor() -> str:
@@ -79,11 +78,13 @@ def remember(
         "status": record.status,
         "status_reason": record.status_reason,
     }
+    proposal_id = new_id()
     proposals.remember(
         conn,
+        proposal_id,
         record.id,
         kind,
-        branch_for(record.deployment_id),
+        branch_for(record.deployment_id, proposal_id),
         previous,
         store.secret_data(conn, record.id),
         requested_by,
@@ -268,11 +269,8 @@ def _draft(
         prop = proposals.active_for(conn, want.record.id)
         assert prop is not None  # noqa: S101 - inserted just now, under the writer lock
     release = want.record.deployment_id
-    title = f"overseer: {_VERBS[kind]} {release} ({want.plugin})"
-    trailers = (
-        f"Overseer-Deployment: {want.record.id} {want.path} {want.plugin}\n"
-        f"Overseer-Change: {kind}\n"
-    )
+    title = text.title(kind, release, want.plugin)
+    trailers = text.trailers(kind, want.record.id, want.path, want.plugin)
     ref = f"refs/heads/{prop.branch}"
     # Made from main's tip every time, holding only this chart: branches never stack.
     with repo.changes(ref, base=main, expect=repo.head(ref)) as tx:
@@ -285,7 +283,8 @@ def _draft(
     old = snap.read_chart(want.path) if snap.tree_of(want.path) is not None else None
     change = diff.chart_diff(want.path, old, want.chart)
     who = prop.requested_by or ctx.actor or actor()
-    return _Draft(want, prop, kind, commit, tree, title, _body(want, kind, who, change, trailers))
+    body = text.body(kind, want.path, release, want.record.id, want.plugin, who, change, trailers)
+    return _Draft(want, prop, kind, commit, tree, title, body)
 
 
 def _open_or_edit(ctx: Context, draft: _Draft) -> PullRequest:
@@ -297,44 +296,6 @@ def _open_or_edit(ctx: Context, draft: _Draft) -> PullRequest:
     if found is not None:
         return forge.edit(found.number, draft.title, draft.body)
     return forge.open(draft.prop.branch, BASE, draft.title, draft.body)
-
-
-def _fenced(text: str) -> str:
-    if len(text) > _DIFF_LIMIT:
-        text = text[:_DIFF_LIMIT] + "\n... (cut; `overseer diff` shows all of it)\n"
-    return f"```diff\n{text or '(no difference)'}\n```"
-
-
-def _body(
-    want: _Wanted, kind: str, requested_by: str, change: diff.ChartDiff, trailers: str
-) -> str:
-    release = want.record.deployment_id
-    return "\n".join(
-        [
-            f"Overseer proposes to **{_VERBS[kind]}** `{want.path}`.",
-            "",
-            "| | |",
-            "|---|---|",
-            f"| Deployment | `{release}` (`{want.record.id}`) |",
-            f"| Plugin | `{want.plugin}` |",
-            f"| Requested by | {requested_by} |",
-            "",
-            "Nothing reaches the cluster until this pull request is merged. Closing it without "
-            "merging undoes the change in Overseer.",
-            "",
-            "<details><summary>Chart diff</summary>",
-            "",
-            _fenced(change.files),
-            "</details>",
-            "",
-            "<details><summary>Manifest diff (<code>helm template</code>, secret values redacted)</summary>",
-            "",
-            _fenced(change.manifests),
-            "</details>",
-            "",
-            trailers,
-        ]
-    )
 
 
 def _in_sync(ctx: Context, conn: Connection, prop: ProposalRecord, cleanup: list[str]) -> None:

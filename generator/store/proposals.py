@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..ids import new_id
 from .db import Connection
 
 ACTIVE = ("pending", "open")
@@ -33,6 +32,7 @@ class ProposalRecord(BaseModel):
 
 def remember(
     conn: Connection,
+    proposal_id: str,
     dep_id: str,
     kind: str,
     branch: str,
@@ -51,7 +51,7 @@ def remember(
            VALUES (%s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (deployment_id) WHERE state IN ('pending', 'open') DO NOTHING""",
         (
-            new_id(),
+            proposal_id,
             dep_id,
             kind,
             branch,
