@@ -29,7 +29,7 @@ from generator.ids import new_id  # noqa: E402
 from generator.service import plugins as plugins_service  # noqa: E402
 from generator.service import render as render_service  # noqa: E402
 from generator.service.context import Context  # noqa: E402
-from generator.service.records import DeploymentConfig, dump_config  # noqa: E402
+from generator.service.rows import DeploymentConfig, dump_config  # noqa: E402
 from generator.store import db, migrate  # noqa: E402
 from generator.validate import placeholder_values, validate  # noqa: E402
 

@@ -50,7 +50,8 @@ class Outcome:
 
     deployment_id: str
     namespace: str
-    action: str  # applied, failed, uninstalled, recovered, refreshed
+    # applied, failed, skipped, uninstalled, recovered, refreshed, expired, proposed
+    action: str
     status: str
     revision: int | None = None
     reason: str | None = None

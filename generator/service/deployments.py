@@ -28,7 +28,7 @@ from . import render as render_service
 from . import review
 from .context import Context
 from .diff import ChartDiff
-from .records import DeploymentConfig, dump_config, load_config
+from .rows import DeploymentConfig, dump_config, load_config
 
 REDACTED = "<redacted>"
 MAX_RELEASE = 53

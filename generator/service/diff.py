@@ -24,8 +24,8 @@ from ..store.db import Connection
 from ..tools import helm
 from ..validate import placeholder_values
 from .context import Context
-from .records import render_input
 from .render import Plugins
+from .rows import render_input
 
 REDACTED = "<redacted>"
 

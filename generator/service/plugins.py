@@ -17,7 +17,7 @@ from ..store import plugins as store
 from ..store.db import Connection
 from ..store.plugins import PluginRecord
 from .context import Context
-from .records import load_config
+from .rows import load_config
 
 Outcome = Literal["created", "updated", "unchanged"]
 

@@ -25,7 +25,7 @@ from ..render import INPUTS_FILE, PluginInput, Renderer, dump_json, from_record
 from ..store import deployments as store
 from ..store.db import Connection
 from .context import Context
-from .records import render_input
+from .rows import render_input
 
 Progress = Callable[[int, int], None]
 log = logging.getLogger("overseer.render")
@@ -51,7 +51,7 @@ class RenderResult:
     commit: str | None = None
     pushed: str | None = None  # the remote ref pushed, when a remote is configured
     push_error: str | None = None  # why that push failed; the commit stands
-    # Charts already on the branch, unchanged, whose rows record no commit (see `_record`).
+    # Charts already on the branch, unchanged, whose rows name no commit (see `_note_rendered`).
     unrecorded: list[str] = field(default_factory=list)
     # Review mode: the pull requests opened or updated, one line each.
     proposals: list[str] = field(default_factory=list)
@@ -167,7 +167,7 @@ def render(
             repo.worktree.sync(repo.head(), hard=True)  # a full render repairs hand edits too
         _publish(ctx, result)
         _save_state(repo, result.state)
-    _record(ctx, conn, result)
+    _note_rendered(ctx, conn, result)
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
 
@@ -188,7 +188,7 @@ def _publish(ctx: Context, result: RenderResult) -> None:
             result.commit = ctx.repo.head()  # a replay onto the remote gives it a new sha
 
 
-def _record(ctx: Context, conn: Connection, result: RenderResult) -> None:
+def _note_rendered(ctx: Context, conn: Connection, result: RenderResult) -> None:
     if result.commit is not None:
         store.set_rendered(conn, [c.path for c in (*result.added, *result.changed)], result.commit)
     # A row whose chart is committed but that never learnt so (the process died after the branch

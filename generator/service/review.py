@@ -41,8 +41,8 @@ from ..store.proposals import ProposalRecord
 from . import diff
 from . import proposal_text as text
 from .context import Context
-from .records import render_input
 from .render import ChartChange, Plugins, RenderResult
+from .rows import render_input
 
 log = logging.getLogger("overseer.review")
 BASE = "main"

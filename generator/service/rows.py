@@ -1,4 +1,4 @@
-"""How a deployment's `config` column is stored and read back."""
+"""A deployment's row, read: its `config` column as a model, and the render input it gives."""
 
 from __future__ import annotations
 
