@@ -18,7 +18,6 @@ import yaml
 from generator.cli import main
 from generator.config import Settings
 from generator.errors import UserError
-from generator.gitops.objects import ObjectStore
 from generator.service import render as render_service
 from generator.store.deployments import LIVE
 from tests.conftest import Cli, commit_count, git_log
@@ -479,41 +478,6 @@ def test_a_clone_overseer_did_not_make_keeps_uncommitted_work(
     assert result.exit_code == 0 and "1 added" in result.stdout, result.stdout
     assert (clone / "NOTES.md").read_text() == "a draft, not committed\n"
     assert edited.read_text().endswith("# a reviewer's note\n")  # not a chart the render changed
-
-
-def test_held_and_spilled_changesets_commit_the_same_tree(
-    registered: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    held, spilled = registered.settings.repo, tmp_path / "spilled"
-
-    def tree(repo: Path) -> str:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD^{tree}"], capture_output=True, text=True
-        )
-        return out.stdout.strip()
-
-    def clean(repo: Path) -> bool:
-        status = ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"]
-        return subprocess.run(status, capture_output=True, text=True).stdout == ""
-
-    deps = [registered.deploy("--no-render") for _ in range(5)]
-    assert registered("render").exit_code == 0  # 5 charts, held in memory
-    with monkeypatch.context() as patched:
-        patched.setattr(ObjectStore, "SPILL_BYTES", 1)  # every blob streams through fast-import
-        assert registered("render", env={"OVERSEER_REPO": str(spilled)}).exit_code == 0
-    assert tree(held) == tree(spilled) and clean(held) and clean(spilled)
-    with psycopg.connect(registered.env["DATABASE_URL"]) as conn:
-        conn.execute(
-            """UPDATE deployments SET config = replace(config, '"HEIGHT": "768"', '"HEIGHT": "9"')
-               WHERE id = ANY(%s)""",
-            ([d["id"] for d in deps],),
-        )
-    monkeypatch.setattr(ObjectStore, "SPILL_BYTES", 1)
-    changed = registered("render")
-    assert changed.exit_code == 0 and "5 changed" in changed.stdout, changed.stdout
-    assert registered("render", "--full", env={"OVERSEER_REPO": str(spilled)}).exit_code == 0
-    assert tree(held) == tree(spilled) and clean(held) and clean(spilled)
-    assert registered("render", "--check").exit_code == 0
 
 
 def test_check_reports_missing_and_orphaned_charts(registered: Cli) -> None:

@@ -374,3 +374,31 @@ def test_credentials_in_a_remote_url_never_reach_a_message(tmp_path: Path) -> No
         assert "tok3n-s3cret" not in failure.message + failure.output
         assert "http://***@127.0.0.1:9/nowhere.git" in failure.message
     repo.close()
+
+
+def test_held_and_spilled_changesets_commit_the_same_tree(tmp_path: Path) -> None:
+    held = GitOpsRepo(tmp_path / "held")  # blobs kept in memory, one pack
+    spilled = GitOpsRepo(tmp_path / "spilled", spill_bytes=1)  # every blob through fast-import
+    charts: dict[str, Edit] = {
+        f"ns/chart-{i}": {"Chart.yaml": f"name: c{i}\n".encode(), "templates/a.yaml": b"a: 1\n"}
+        for i in range(5)
+    }
+    for repo in (held, spilled):
+        commit(repo, {**charts, "README.md": b"hello\n"}, "first\n")
+    work = tmp_path / "by-hand"
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    apply_to_disk(work, {**charts, "README.md": b"hello\n"})
+    expected = git_tree_of(work)  # what git itself makes of the same files
+    assert git(held.root, "rev-parse", "HEAD^{tree}") == expected
+    assert git(spilled.root, "rev-parse", "HEAD^{tree}") == expected
+    changed: dict[str, Edit] = {p: {"Chart.yaml": b"name: changed\n"} for p in list(charts)[:3]}
+    changed["ns/chart-4"] = None
+    for repo in (held, spilled):
+        commit(repo, changed, "second\n")
+    apply_to_disk(work, changed)
+    expected = git_tree_of(work)
+    for repo in (held, spilled):
+        assert git(repo.root, "rev-parse", "HEAD^{tree}") == expected
+        assert clean(repo.root)
+        git(repo.root, "fsck", "--strict")
+        repo.close()

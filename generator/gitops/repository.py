@@ -49,7 +49,9 @@ class GitOpsRepo:
     only when a reader asks: the server, whose requests need objects and a ref, nothing more).
     """
 
-    def __init__(self, root: Path, *, worktree: str = CHECKOUT) -> None:
+    def __init__(
+        self, root: Path, *, worktree: str = CHECKOUT, spill_bytes: int | None = None
+    ) -> None:
         if shutil.which("git") is None:
             raise ToolMissing("git", "install git (Debian: apt-get install git)")
         if worktree not in (CHECKOUT, LAZY):
@@ -60,6 +62,8 @@ class GitOpsRepo:
         self.repo = self._open_or_init(root)
         self.git_dir = Path(self.repo.git_dir)
         self.objects = ObjectStore(self.repo)
+        if spill_bytes is not None:  # past this many bytes of new blobs, stream them to disk
+            self.objects.spill_bytes = spill_bytes
         self.refs = RefUpdater(str(self.git_dir))
         self.journal = Journal(self.git_dir / "overseer-journal")
         self.worktree = WorkTree(root, self.git_dir, self.objects, self.tree_of)
