@@ -12,7 +12,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import local_cluster  # noqa: E402 - beside this script
 
 from generator.config import Settings  # noqa: E402
 from generator.service import apply as apply_service  # noqa: E402
@@ -40,17 +41,7 @@ def main() -> None:
         "--parallel", type=int, default=int(os.environ.get("OVERSEER_APPLY_PARALLEL", "10"))
     )
     args = parser.parse_args()
-    kubeconfig = subprocess.run(
-        ["bash", str(ROOT / "tools" / "cluster.sh"), "kubeconfig"], capture_output=True, text=True
-    )
-    if kubeconfig.returncode != 0:
-        sys.exit("the local cluster is not up: run `make cluster-up`")
-    bin_dir = subprocess.run(
-        ["bash", str(ROOT / "tools" / "cluster-tools.sh"), "--bin-dir"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    config = local_cluster.kubeconfig()
     scratch = Path(os.environ.get("OVERSEER_CACHE", Path.home() / ".cache" / "overseer")) / "bench"
     scratch.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="apply-", dir=scratch))
@@ -65,7 +56,7 @@ def main() -> None:
                 database_url=url,
                 secret_key=KEY,
                 namespace=namespace,
-                kubeconfig=Path(kubeconfig.stdout.strip()),
+                kubeconfig=config,
                 helm_timeout="120s",
                 apply_parallel=args.parallel,
             )
@@ -84,8 +75,8 @@ def main() -> None:
         ready: dict[str, float] = {}
         original = apply_service._apply_one
 
-        def timed_apply(c: Context, d: object) -> apply_service.Outcome:
-            outcome = original(c, d)  # type: ignore[arg-type]
+        def timed_apply(c: Context, d: object, *rest: object) -> apply_service.Outcome:
+            outcome = original(c, d, *rest)  # type: ignore[arg-type]
             if outcome.status == apply_service.READY:
                 ready[outcome.deployment_id] = time.perf_counter()
             return outcome
@@ -104,19 +95,7 @@ def main() -> None:
         print(f"{'create to READY, p95':<34}  {p95:>6.2f} s")
         print(f"{'total wall time, 50 deployments':<34}  {wall:>6.2f} s    ≤ 30 s")
     finally:
-        subprocess.run(
-            [
-                "kubectl",
-                "--kubeconfig",
-                kubeconfig.stdout.strip(),
-                "delete",
-                "namespace",
-                namespace,
-                "--wait=false",
-            ],
-            capture_output=True,
-            check=False,
-        )
+        local_cluster.delete_namespace(config, namespace)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -34,6 +34,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import local_cluster  # noqa: E402 - beside this script
+
 from generator.store import db, migrate  # noqa: E402
 from tests.forge import Gitea  # noqa: E402
 
@@ -59,11 +61,7 @@ def main() -> None:
     gitea = Gitea.running()
     if gitea is None:
         sys.exit("the local Gitea is not up: run `make forge-up`")
-    kubeconfig = subprocess.run(
-        ["bash", str(ROOT / "tools" / "cluster.sh"), "kubeconfig"], capture_output=True, text=True
-    )
-    if kubeconfig.returncode != 0:
-        sys.exit("the local cluster is not up: run `make cluster-up`")
+    config = local_cluster.kubeconfig()
     scratch = Path(os.environ.get("OVERSEER_CACHE", Path.home() / ".cache" / "overseer")) / "bench"
     scratch.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="review-", dir=scratch))
@@ -80,7 +78,7 @@ def main() -> None:
         "OVERSEER_REPO": str(base / "gitops"),
         "OVERSEER_SECRET_KEY": KEY,
         "OVERSEER_NAMESPACE": namespace,
-        "OVERSEER_KUBECONFIG": kubeconfig.stdout.strip(),
+        "OVERSEER_KUBECONFIG": str(config),
         "OVERSEER_HELM_TIMEOUT": "120s",
         "OVERSEER_WORKER_INTERVAL": "2",
         **gitea.review_env(repo, secret),
@@ -164,24 +162,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(60)
-        bin_dir = subprocess.run(
-            ["bash", str(ROOT / "tools" / "cluster-tools.sh"), "--bin-dir"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        subprocess.run(
-            [
-                f"{bin_dir}/kubectl",
-                "--kubeconfig",
-                kubeconfig.stdout.strip(),
-                "delete",
-                "namespace",
-                namespace,
-                "--wait=false",
-            ],
-            capture_output=True,
-            check=False,
-        )
+        local_cluster.delete_namespace(config, namespace)
         shutil.rmtree(base, ignore_errors=True)
 
 
