@@ -160,3 +160,16 @@ def test_live_diff_shows_drift_after_a_manual_helm_upgrade(
     assert hidden in running
     compared = redact_secrets(running)
     assert hidden not in compared and "ANTHROPIC_API_KEY: <redacted>" in compared
+
+
+def test_live_diff_without_a_cluster_says_what_to_check(cli: Cli, tmp_path: Path) -> None:
+    assert cli("plugin", "register", str(MANIFEST)).exit_code == 0
+    dep = deploy(cli)
+    missing = {"OVERSEER_KUBECONFIG": str(tmp_path / "no-such-kubeconfig")}
+    for extra in ((), ("--detailed-exitcode",)):
+        result = cli("diff", "--live", dep["deployment_id"], *extra, env=missing)
+        assert result.exit_code == 1
+        assert result.stderr.startswith(
+            f"Error: could not read release {dep['deployment_id']} from the cluster: "
+        )
+        assert result.stderr.endswith("; check OVERSEER_KUBECONFIG (or KUBECONFIG)\n")

@@ -207,9 +207,10 @@ def diff(
 ) -> None:
     """Show what a render would commit now, what changed between two commits, or live drift.
 
-    Without options: the charts a render would add, change or remove, against HEAD. Each chart
-    shows its files' diff and the diff of the manifests `helm template` renders. Secret values
-    never appear: they are not in charts, and every Secret's data is shown as <redacted>.
+    Without options: the charts a full render would add, change or remove, against HEAD (a hand
+    edit included). Each chart shows its files' diff and the diff of the manifests `helm template`
+    renders. Secret values never appear: they are not in charts, and every Secret's data is shown
+    as <redacted>.
     """
     try:
         if live:

@@ -15,7 +15,7 @@ from .changeset import Changeset, crash_point
 from .objects import IDENTITY
 from .remote import (
     REMOTE_MAIN,
-    delete_branch,
+    delete_branches,
     fetch_main,
     follow_main,
     publish,
@@ -34,7 +34,7 @@ __all__ = [
     "GitOpsRepo",
     "Snapshot",
     "crash_point",
-    "delete_branch",
+    "delete_branches",
     "fetch_main",
     "follow_main",
     "publish",

@@ -7,13 +7,13 @@ differently is a conflict. Then the branch moves, compare-and-swap, like every o
 
 Review mode never pushes main: it fetches it (`fetch_main`), and pushes one branch per proposed
 change (`push_branches`, all of a round's in one push), which it deletes once the change is
-merged or closed (`delete_branch`).
+merged or closed (`delete_branches`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import Conflict, GitFailed
@@ -57,8 +57,9 @@ def publish(repo: GitOpsRepo, remote: str, *, attempts: int = 5) -> str | None:
                     raise
                 if attempt == attempts - 1:
                     break
-                _git(repo, "fetch", "--quiet", remote, "main")
-                replay(repo, _git(repo, "rev-parse", "FETCH_HEAD"))
+                theirs = fetch_main(repo, remote)
+                if theirs is not None:
+                    replay(repo, theirs)
                 continue
             pending.unlink(missing_ok=True)
             return "main"
@@ -120,15 +121,22 @@ def push_branches(repo: GitOpsRepo, remote: str, branches: Mapping[str, str]) ->
         raise GitFailed(f"push {names} to {redact(remote)}", exc.detail) from None
 
 
-def delete_branch(repo: GitOpsRepo, remote: str, branch: str) -> None:
-    """Delete `branch` on the remote (and its local ref); a branch already gone is no error."""
+def delete_branches(repo: GitOpsRepo, remote: str, branches: Collection[str]) -> None:
+    """Delete branches on the remote (and their local refs) in one push; one already gone is no error."""
+    if not branches:
+        return
     try:
-        _git(repo, "push", "--quiet", "--porcelain", remote, f":refs/heads/{branch}")
+        _git(
+            repo, "push", "--quiet", "--porcelain", remote, *(f":refs/heads/{b}" for b in branches)
+        )
     except GitFailed as exc:
+        # git and Gitea delete a missing ref with a warning; a forge that refuses says this.
         if "remote ref does not exist" not in exc.output:
-            raise GitFailed(f"delete {branch} on {redact(remote)}", exc.detail) from None
-    with contextlib.suppress(GitFailed):  # never made here (another replica proposed it)
-        _git(repo, "update-ref", "-d", f"refs/heads/{branch}")
+            names = ", ".join(branches)
+            raise GitFailed(f"delete {names} on {redact(remote)}", exc.detail) from None
+    for branch in branches:
+        with contextlib.suppress(GitFailed):  # never made here (another replica proposed it)
+            _git(repo, "update-ref", "-d", f"refs/heads/{branch}")
 
 
 def replay(repo: GitOpsRepo, onto: str) -> str:

@@ -226,7 +226,7 @@ def create(
     with ctx.writer() if render else ctx.statements() as conn:
         record = _insert(ctx, conn, request)
         if ctx.settings.mode == REVIEW:
-            review.remember(ctx, conn, record, "create", ctx.actor or review.actor())
+            review.remember(ctx, conn, record, "create")
         if not render:
             return Change(view(record), None)
         commit = render_service.render(ctx, conn).commit
@@ -377,7 +377,7 @@ def _change_row(
     if updated == config and secret == old_secret and change.ttl_seconds is None:
         return None
     if ctx.settings.mode == REVIEW:
-        review.remember(ctx, conn, record, "update", ctx.actor or review.actor())
+        review.remember(ctx, conn, record, "update")
     stored = store.update(
         conn,
         record.id,
@@ -420,7 +420,7 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
             raise NotFound(f'deployment "{ident}" is already deleted')
         review_mode = ctx.settings.mode == REVIEW
         if review_mode:  # the release stays until the pull request that removes it is merged
-            review.remember(ctx, conn, record, "delete", ctx.actor or review.actor())
+            review.remember(ctx, conn, record, "delete")
         deleted = store.mark_deleted(conn, record.id)
         assert deleted is not None  # noqa: S101 - row locked by the update itself
         commit = render_service.render(ctx, conn).commit if render else None

@@ -18,13 +18,14 @@ from typing import Any
 import yaml
 
 from ..chart_path import ChartPath
+from ..errors import UserError
 from ..render import Chart, Renderer
 from ..store import deployments as store
 from ..store.db import Connection
 from ..tools import helm
 from ..validate import placeholder_values
 from .context import Context
-from .render import Plugins
+from .render import Plugins, fresh_charts
 from .rows import render_input
 
 REDACTED = "<redacted>"
@@ -128,24 +129,20 @@ def chart_diff(path: str, old: Chart | None, new: Chart | None) -> ChartDiff:
 
 
 def pending(ctx: Context) -> list[ChartDiff]:
-    """What a render would change now: every live deployment against the base's chart.
+    """What a full render would change now: every live deployment against the base's chart.
 
     The base is HEAD (in review mode, the remote's main as last fetched). Nothing is written.
+    A hand edit shows too, as `render --check` reports it and `render --full` overwrites it.
     """
     base = ctx.snapshot("HEAD") if ctx.repo.head() else None
     present = base.chart_paths() if base else set()
-    renderer, plugins = Renderer(), Plugins()
     out: list[ChartDiff] = []
     seen: set[str] = set()
-    with ctx.transaction() as conn:
-        for row in store.iter_live_for_render(conn):
-            plugin = plugins.get(row)
-            dep = render_input(row, plugin.manifest)
-            seen.add(dep.chart_path)
-            old = base.read_chart(dep.chart_path) if base and dep.chart_path in present else None
-            new = renderer.render(dep, plugin)
-            if old != new:
-                out.append(chart_diff(dep.chart_path, old, new))
+    for path, new in fresh_charts(ctx):
+        seen.add(path)
+        old = base.read_chart(path) if base and path in present else None
+        if old != new:
+            out.append(chart_diff(path, old, new))
     for path in sorted(present - seen):
         assert base is not None  # noqa: S101 - present is empty without a base
         out.append(chart_diff(path, base.read_chart(path), None))
@@ -199,7 +196,14 @@ def live(ctx: Context, idents: Sequence[str] = ()) -> list[ChartDiff]:
     for r in records:
         path = r.chart_path
         chart = snap.read_chart(path) if snap and snap.tree_of(path) is not None else None
-        running = helm.manifest(cluster(ctx), r.deployment_id, r.namespace)
+        try:
+            running = helm.manifest(cluster(ctx), r.deployment_id, r.namespace)
+        except helm.HelmFailed as exc:
+            raise UserError(
+                f"could not read release {r.deployment_id} from the cluster: {exc.reason}",
+                hint="check OVERSEER_KUBECONFIG (or KUBECONFIG)",
+                api_hint="check the server's cluster settings",
+            ) from None
         want = (
             redact_secrets(template(chart, path, r.applied_secret_revision or "")) if chart else ""
         )

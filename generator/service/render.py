@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from ..config import REVIEW
 from ..errors import MassDeletionRefused, UserError
 from ..gitops import Changeset
 from ..manifest import parse_stored
-from ..render import INPUTS_FILE, PluginInput, Renderer, dump_json, from_record
+from ..render import INPUTS_FILE, Chart, PluginInput, Renderer, dump_json, from_record
 from ..store import deployments as store
 from ..store.db import Connection
 from .context import Context
@@ -369,20 +369,27 @@ def check(ctx: Context, source: ChartSource, *, offline: bool = False) -> list[D
             dep, plugin = from_record(data, f"{path}/{INPUTS_FILE}")
             drifts += _compare(source, path, renderer.render(dep, plugin))
         return drifts
-    plugins = Plugins()
     seen: set[str] = set()
-    with ctx.transaction() as conn:
-        for row in store.iter_live_for_render(conn):
-            live = render_input(row, plugins.get(row).manifest)
-            seen.add(live.chart_path)
-            if live.chart_path not in present:
-                drifts.append(Drift(live.chart_path, "missing; run `overseer render`"))
-                continue
-            drifts += _compare(source, live.chart_path, renderer.render(live, plugins.get(row)))
+    for path, chart in fresh_charts(ctx):
+        seen.add(path)
+        if path not in present:
+            drifts.append(Drift(path, "missing; run `overseer render`"))
+            continue
+        drifts += _compare(source, path, chart)
     drifts += [
         Drift(p, "no live deployment; `overseer render` removes it") for p in sorted(present - seen)
     ]
     return sorted(drifts, key=lambda d: d.path)
+
+
+def fresh_charts(ctx: Context) -> Iterator[tuple[str, Chart]]:
+    """Every live deployment's chart path and files, as a full render would make them now."""
+    renderer, plugins = Renderer(), Plugins()
+    with ctx.transaction() as conn:
+        for row in store.iter_live_for_render(conn):
+            plugin = plugins.get(row)
+            dep = render_input(row, plugin.manifest)
+            yield dep.chart_path, renderer.render(dep, plugin)
 
 
 def _compare(source: ChartSource, path: str, expected: dict[str, bytes]) -> list[Drift]:

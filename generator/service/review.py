@@ -68,9 +68,16 @@ def actor() -> str:
 
 
 def remember(
-    ctx: Context, conn: Connection, record: DeploymentRecord, kind: str, requested_by: str
+    ctx: Context,
+    conn: Connection,
+    record: DeploymentRecord,
+    kind: str,
+    requested_by: str | None = None,
 ) -> None:
-    """Before a change in review mode: keep what the deployment was, for an undo on close."""
+    """Before a change in review mode: keep what the deployment was, for an undo on close.
+
+    Who asked is `requested_by`, else the context's actor (the API's), else the CLI's user.
+    """
     previous = {
         "config": record.config,
         "ttl_seconds": record.ttl_seconds,
@@ -87,7 +94,7 @@ def remember(
         branch_for(record.deployment_id, proposal_id),
         previous,
         store.secret_data(conn, record.id),
-        requested_by,
+        requested_by or ctx.actor or actor(),
     )
 
 
@@ -185,7 +192,7 @@ def _first_commit(ctx: Context, remote: str) -> str:
 def _compare(conn: Connection, snap: Snapshot, *, force: bool) -> tuple[list[_Wanted], list[str]]:
     """Charts that differ from main (new files, or a removal), and those that match."""
     renderer, plugins = Renderer(), Plugins()
-    wanted: list[_Wanted] = []
+    changed: list[tuple[ChartPath, Chart, str]] = []
     in_sync: list[str] = []
     live: set[str] = set()
     for row in store.iter_live_for_render(conn):
@@ -200,12 +207,13 @@ def _compare(conn: Connection, snap: Snapshot, *, force: bool) -> tuple[list[_Wa
         if snap.tree_of(dep.chart_path) is not None and snap.read_chart(dep.chart_path) == chart:
             in_sync.append(dep.chart_path)
             continue
-        record = store.get(conn, row["id"])
-        assert record is not None  # noqa: S101 - read in this transaction
-        wanted.append(_Wanted(dep.chart_path, record, chart, f"{plugin.name}@{plugin.version}"))
+        changed.append((dep.chart_path, chart, f"{plugin.name}@{plugin.version}"))
     on_main = snap.chart_paths()
     removed = sorted(on_main - live)
-    rows = store.by_releases(conn, [ChartPath(p).release for p in removed])
+    # The rows of both, in one query.
+    releases = [p.release for p, _, _ in changed] + [ChartPath(p).release for p in removed]
+    rows = store.by_releases(conn, releases)
+    wanted = [_Wanted(path, rows[path], chart, plugin) for path, chart, plugin in changed]
     known = [p for p in removed if p in rows]
     if len(known) * 2 > len(on_main) and len(known) > 1 and not force:
         raise MassDeletionRefused(len(known), len(on_main))
@@ -265,7 +273,7 @@ def _draft(
         return None  # a reviewer closed this very change; only a different one is proposed
     kind = _kind(want, snap, prop)
     if prop is None:
-        remember(ctx, conn, want.record, kind, ctx.actor or actor())
+        remember(ctx, conn, want.record, kind)
         prop = proposals.active_for(conn, want.record.id)
         assert prop is not None  # noqa: S101 - inserted just now, under the writer lock
     release = want.record.deployment_id
@@ -335,11 +343,12 @@ def _due(conn: Connection, dep_id: str, reason: str) -> None:
 
 def _delete_branches(ctx: Context, branches: list[str]) -> None:
     remote = ctx.settings.git_remote
-    for branch in branches if remote else []:
-        try:
-            gitops.delete_branch(ctx.repo, remote or "", branch)
-        except UserError as exc:  # the forge may have deleted it on merge; nothing depends on it
-            log.warning("%s", exc.message)
+    if not remote or not branches:
+        return
+    try:
+        gitops.delete_branches(ctx.repo, remote, branches)
+    except UserError as exc:  # nothing depends on them; the forge may hold them a while longer
+        log.warning("%s", exc.message)
 
 
 def _settled(conn: Connection, prop: ProposalRecord, pull: PullRequest, cleanup: list[str]) -> None:
