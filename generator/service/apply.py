@@ -101,10 +101,7 @@ def source(ctx: Context, ref: str | None = None) -> str | None:
     """The commit apply installs: `ref`, else the remote's main (fetched), else the local main."""
     repo = ctx.repo
     if ref is not None:
-        commit = repo.head(ref)
-        if commit is None:
-            raise NotFound(f"{ref}: no such commit in {ctx.settings.repo}")
-        return commit
+        return ctx.snapshot(ref).commit  # NotFound when no commit has that name
     if ctx.settings.git_remote:
         with repo.lock():
             return gitops.fetch_main(repo, ctx.settings.git_remote)

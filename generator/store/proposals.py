@@ -9,7 +9,6 @@ from pydantic import BaseModel
 
 from .db import Connection
 
-ACTIVE = ("pending", "open")
 _COLUMNS = """id, deployment_id, kind, state, branch, number, url, head_commit, chart_tree,
     previous, requested_by, created_at, updated_at"""
 
@@ -75,16 +74,6 @@ def active_for(conn: Connection, dep_id: str) -> ProposalRecord | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM proposals WHERE deployment_id = %s AND state IN ('pending', 'open')",
         (dep_id,),
-    ).fetchone()
-    return ProposalRecord.model_validate(row) if row else None
-
-
-def by_number(conn: Connection, number: int) -> ProposalRecord | None:
-    """The active proposal of a pull request number."""
-    row = conn.execute(
-        f"""SELECT {_COLUMNS} FROM proposals
-            WHERE number = %s AND state IN ('pending', 'open') FOR UPDATE""",
-        (number,),
     ).fetchone()
     return ProposalRecord.model_validate(row) if row else None
 
