@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 from generator.cli import main
 from generator.config import Settings
 from generator.service.context import Context
+from generator.service.deployments import DeploymentView
 from generator.store import migrate
 from tests.forge import Gitea
 
@@ -219,6 +220,43 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 def service(settings: Settings) -> Context:
     return Context(settings)
+
+
+@pytest.fixture
+def ctx(service: Context, claude_manifest: Path) -> Iterator[Context]:
+    """The service layer with the example plugin registered: the cheap fixture for its tests."""
+    from generator.service import plugins
+
+    plugins.register_files(service, [claude_manifest])
+    yield service
+    service.close()
+
+
+def deploy(
+    ctx: Context, *, render: bool = True, ttl: int | None = None, **data: str
+) -> DeploymentView:
+    """Create a deployment of the example plugin through the service, with its secret set."""
+    from generator.service.deployments import DeploymentRequest, create
+
+    request = DeploymentRequest(
+        environment_type="claude-environment",
+        data={"ANTHROPIC_API_KEY": "k", **data},
+        ttl_seconds=ttl,
+    )
+    return create(ctx, request, render=render).deployment
+
+
+def sql(ctx: Context, query: str, *params: object) -> None:
+    """Change the database behind the service's back (time passing, a hand edit)."""
+    with psycopg.connect(ctx.database_url) as conn:
+        conn.execute(query, params)  # type: ignore[arg-type]
+
+
+def expire(ctx: Context, dep_id: str) -> None:
+    """Time passes: the deployment's TTL runs out (it is not reaped until the next render)."""
+    sql(
+        ctx, "UPDATE deployments SET expires_at = now() - interval '1 second' WHERE id = %s", dep_id
+    )
 
 
 class Cli:

@@ -1,0 +1,266 @@
+"""The service layer's behaviour, called directly: what each change stores, renders and commits.
+
+The CLI's tests keep to parsing, exit codes and output; these check what lies beneath them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generator.errors import Conflict, MassDeletionRefused, NotFound, UserError
+from generator.service import deployments, plugins
+from generator.service import render as render_service
+from generator.service.context import Context
+from generator.service.deployments import DeploymentUpdate
+from generator.status import Status
+from generator.validate import validate
+from tests.conftest import commit_count, deploy, expire, git_log, sql
+
+HAND = ["-c", "user.name=h", "-c", "user.email=h@h"]
+
+
+def hand_commit(repo: Path, message: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), *HAND, "commit", "-qm", message], check=True)
+
+
+def summary(result: render_service.RenderResult) -> tuple[int, int, int, int]:
+    return len(result.added), len(result.changed), len(result.removed), result.unchanged
+
+
+def test_a_render_that_changes_nothing_writes_and_commits_nothing(ctx: Context) -> None:
+    repo = ctx.settings.repo
+    deploy(ctx)
+    deploy(ctx)
+    before = commit_count(repo)
+    mtimes = {
+        p: p.stat().st_mtime_ns for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
+    for full in (False, True):
+        result = render_service.render(ctx, full=full)
+        assert summary(result) == (0, 0, 0, 2) and result.commit is None
+        assert commit_count(repo) == before
+        assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_delete_and_expiry_remove_charts(ctx: Context) -> None:
+    repo = ctx.settings.repo
+    a, b, keep = deploy(ctx), deploy(ctx, ttl=3600), deploy(ctx)
+    deleted = deployments.delete(ctx, a.deployment_id)
+    assert deleted.commit == git_log(repo, "-1", "--format=%H").strip()
+    assert not (repo / a.chart).exists()
+    assert "Removed:\n  " + a.chart in git_log(repo, "-1", "--format=%B")
+    expire(ctx, b.id)
+    result = render_service.render(ctx)
+    assert [c.path for c in result.removed] == [b.chart] and result.commit is not None
+    assert not (repo / b.chart).exists()
+    assert (repo / keep.chart / "Chart.yaml").exists()
+    with pytest.raises(NotFound, match="already deleted"):
+        deployments.delete(ctx, a.id)
+    shown = deployments.get(ctx, a.id)
+    assert shown.status == Status.DELETED and shown.deleted_at is not None
+
+
+def test_an_update_changes_a_deployment_in_one_commit(ctx: Context) -> None:
+    repo = ctx.settings.repo
+    dep = deploy(ctx)
+    values = repo / dep.chart / "values.yaml"
+    before = commit_count(repo)
+    change = DeploymentUpdate(
+        data={"HEIGHT": "900"}, tools=["git"], requirement="debugging", ttl_seconds=3600
+    )
+    updated = deployments.update(ctx, dep.deployment_id, change)
+    shown = updated.deployment
+    assert updated.changed and shown.status == Status.UPDATING
+    assert shown.data["HEIGHT"] == "900" and shown.data["ANTHROPIC_API_KEY"] == "<redacted>"
+    assert shown.tools == ["git"] and shown.requirement == "debugging"
+    assert shown.ttl_seconds == 3600 and shown.expires_at is not None
+    assert updated.commit == shown.rendered_commit == git_log(repo, "-1", "--format=%H").strip()
+    assert commit_count(repo) == before + 1
+    assert "Changed:\n  " + dep.chart in git_log(repo, "-1", "--format=%B")
+    assert 'HEIGHT: "900"' in values.read_text()
+    # Unsetting brings back the manifest's default; asking for it again changes nothing.
+    reset = deployments.update(ctx, dep.id, DeploymentUpdate(unset=["HEIGHT"]))
+    assert reset.changed and 'HEIGHT: "768"' in values.read_text()
+    again = deployments.update(ctx, dep.id, DeploymentUpdate(unset=["HEIGHT"]))
+    assert not again.changed and again.commit is None
+    assert commit_count(repo) == before + 2
+    # A new secret leaves the chart as it is (no commit) but marks the release for an upgrade.
+    sql(ctx, "UPDATE deployments SET status = 'READY' WHERE id = %s", dep.id)
+    rotated = deployments.update(
+        ctx, dep.id, DeploymentUpdate(data={"ANTHROPIC_API_KEY": "sk-rotated-secret"})
+    )
+    assert rotated.changed and rotated.deployment.status == Status.UPDATING
+    assert "sk-rotated-secret" not in rotated.deployment.model_dump_json()
+    assert commit_count(repo) == before + 2
+    assert "sk-rotated-secret" not in git_log(repo, "-p", "--all")
+
+
+def test_an_update_whose_render_failed_is_committed_by_the_next_render(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = ctx.settings.repo
+    dep = deploy(ctx)
+    values = repo / dep.chart / "values.yaml"
+    before = commit_count(repo)
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise UserError("git push to origin failed: the remote hung up")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(render_service, "render", fails)
+        with pytest.raises(UserError) as failed:
+            deployments.update(ctx, dep.id, DeploymentUpdate(data={"HEIGHT": "900"}))
+    said = (
+        f"deployment {dep.deployment_id} is updated, but rendering it failed: git push to origin "
+        "failed: the remote hung up; "
+    )
+    assert failed.value.for_cli() == said + "the next `overseer render` commits it"
+    assert failed.value.for_api() == said + "the server's next render commits it"
+    assert commit_count(repo) == before and 'HEIGHT: "768"' in values.read_text()
+    assert deployments.get(ctx, dep.id).data["HEIGHT"] == "900"  # the database leads, Git follows
+    result = render_service.render(ctx)
+    assert summary(result)[:3] == (0, 1, 0) and result.commit is not None
+    assert 'HEIGHT: "900"' in values.read_text()
+    assert render_service.check(ctx, ctx.charts()) == []
+
+
+def test_a_committed_hand_edit_is_repaired_by_a_full_render(ctx: Context) -> None:
+    repo = ctx.settings.repo
+    dep = deploy(ctx)
+    values = repo / dep.chart / "values.yaml"
+    values.write_text(values.read_text().replace("replicaCount: 1", "replicaCount: 3"))
+    # A hand edit that was committed (say, merged in a pull request) is drift too.
+    hand_commit(repo, "hand edit")
+    commits = commit_count(repo)
+    assert [d.path for d in render_service.check(ctx, ctx.charts())] == [dep.chart]
+    # The inputs are unchanged, so an incremental render skips the chart; a full one repairs it.
+    assert summary(render_service.render(ctx)) == (0, 0, 0, 1)
+    repaired = render_service.render(ctx, full=True)
+    assert summary(repaired) == (0, 1, 0, 0) and repaired.commit is not None
+    assert commit_count(repo) == commits + 1
+    assert render_service.check(ctx, ctx.charts()) == []
+
+
+def test_check_reports_missing_and_orphaned_charts(ctx: Context) -> None:
+    repo = ctx.settings.repo
+    dep = deploy(ctx)
+    orphan = repo / "a8s" / "ghost"
+    orphan.mkdir(parents=True)
+    (orphan / "Chart.yaml").write_text("apiVersion: v2\nname: ghost\nversion: 0.1.0\n")
+    sql(ctx, "UPDATE deployments SET namespace = 'moved' WHERE id = %s", dep.id)
+    drifts = render_service.check(ctx, ctx.charts())
+    assert [(d.path, d.reason) for d in drifts] == [
+        (dep.chart, "no live deployment; `overseer render` removes it"),
+        ("a8s/ghost", "no live deployment; `overseer render` removes it"),
+        (f"moved/{dep.deployment_id}", "missing; run `overseer render`"),
+    ]
+
+
+def test_mass_deletion_is_refused_unless_forced(ctx: Context, embedded_pg: object) -> None:
+    repo = ctx.settings.repo
+    for _ in range(3):
+        deploy(ctx)
+    commits = commit_count(repo)
+    empty_db = embedded_pg.fresh_database()  # type: ignore[attr-defined]
+    wrong = Context(dataclasses.replace(ctx.settings, database_url=empty_db))
+    with pytest.raises(MassDeletionRefused) as refused:
+        render_service.render(wrong)
+    assert refused.value.message == (
+        "render would remove 3 of 3 charts; this usually means DATABASE_URL points at the wrong "
+        "database. Check it"
+    )
+    assert len(list(repo.glob("a8s/*/Chart.yaml"))) == 3 and commit_count(repo) == commits
+    forced = render_service.render(wrong, force=True)
+    assert summary(forced) == (0, 0, 3, 0) and commit_count(repo) == commits + 1
+    assert not list(repo.glob("a8s/*/Chart.yaml"))
+
+
+def test_incremental_render_sees_every_kind_of_change(ctx: Context, claude_manifest: Path) -> None:
+    repo = ctx.settings.repo
+    a, b = deploy(ctx), deploy(ctx)
+    path = repo / ".git" / "overseer-render-state.json"  # beside the repository, never in it
+    state = json.loads(path.read_text())
+    assert state["generation"] > 0 and len(state["plugins"]) == 1
+    assert state["commit"] == git_log(repo, "-1", "--format=%H").strip()
+    assert git_log(repo, "--name-only", "--format=", "--", ".overseer") == ""
+
+    def set_height(old: str, new: str) -> None:  # a change made behind the service's back
+        sql(
+            ctx,
+            "UPDATE deployments SET config = replace(config, %s, %s) WHERE id = %s",
+            f'"{old}"',
+            f'"{new}"',
+            a.id,
+        )
+
+    set_height("768", "999")
+    sql(ctx, "UPDATE deployments SET status = 'READY' WHERE id = %s", b.id)  # not an input
+    assert summary(render_service.render(ctx)) == (0, 1, 0, 1)
+    assert 'HEIGHT: "999"' in (repo / a.chart / "values.yaml").read_text()
+    upgraded = repo.parent / "plugin-1.1.0.yaml"
+    upgraded.write_text(claude_manifest.read_text().replace("version: 1.0.0", "version: 1.1.0"))
+    plugins.register_files(ctx, [upgraded])
+    assert summary(render_service.render(ctx)) == (0, 2, 0, 0)
+    assert "claude-environment@1.1.0" in git_log(repo, "-1", "--format=%B")
+    # State recorded for another database is not trusted: every chart is compared again. Its
+    # xmin, far in the future, would have hidden the change below from an incremental render.
+    doctored = json.loads(path.read_text())
+    doctored.update(database="00000000-0000-0000-0000-000000000000", generation=10**9, xmin=10**12)
+    path.write_text(json.dumps(doctored))
+    set_height("999", "555")
+    assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
+    assert render_service.check(ctx, ctx.charts()) == []
+    # Nor is state recorded for another commit: main moved under it (here, a hand commit).
+    path.write_text(json.dumps({**json.loads(path.read_text()), "xmin": 10**12}))
+    (repo / "NOTES.md").write_text("hand-written\n")
+    hand_commit(repo, "notes")
+    set_height("555", "444")
+    assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
+    assert render_service.check(ctx, ctx.charts()) == []
+
+
+def test_a_plugin_upgrade_keeps_deployments_renderable(
+    ctx: Context, claude_manifest: Path, kubeconform_bin: str, helm_bin: str
+) -> None:
+    repo = ctx.settings.repo
+    dep = deploy(ctx)
+    text = claude_manifest.read_text()
+    needs_more = repo.parent / "v2.yaml"
+    needs_more.write_text(
+        text.replace("version: 1.0.0", "version: 2.0.0").replace(
+            "    required:\n", "    required:\n      - name: REGION\n        description: Where\n"
+        )
+    )
+    with pytest.raises(Conflict) as refused:
+        plugins.register_files(ctx, [needs_more])
+    assert refused.value.message == (
+        f'plugin "claude-environment": version 2.0.0 requires REGION, which live deployment(s) '
+        f"{dep.deployment_id} lack; give the variable a default as an optional one, or delete "
+        "those deployments first"
+    )
+    assert [p.version for p in plugins.list_plugins(ctx)] == ["1.0.0"]
+    # Dropping one variable and adding an optional one: the chart follows the new manifest.
+    changed = repo.parent / "v3.yaml"
+    changed.write_text(
+        text.replace("version: 1.0.0", "version: 3.0.0")
+        .replace(
+            '      - name: DISPLAY_NUM\n        description: X display number\n        default: "1"\n',
+            "",
+        )
+        .replace(
+            "    optional:\n",
+            '    optional:\n      - name: DPI\n        description: Dots per inch\n        default: "96"\n',
+        )
+    )
+    plugins.register_files(ctx, [changed])
+    assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
+    values = yaml.safe_load((repo / dep.chart / "values.yaml").read_text())
+    assert values["env"] == {"DPI": "96", "HEIGHT": "768", "WIDTH": "1024"}
+    assert [r.problems for r in validate([repo])] == [[]]
