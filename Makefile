@@ -36,10 +36,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create the Python environment and install Overseer with its dev tools
 
-$(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform: tools/versions.env tools/install-tools.sh
+$(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/kube-score-$(KUBE_SCORE_VERSION): tools/versions.env tools/install-tools.sh
 	bash tools/install-tools.sh
 
-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform ## Build the pinned helm and kubeconform (go install, cached)
+tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/kube-score-$(KUBE_SCORE_VERSION) ## Build the pinned helm, kubeconform and kube-score (go install, cached)
 
 test-deps: ## Install Debian's PostgreSQL server for the store tests, if missing
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \

@@ -55,6 +55,22 @@ def _mode(value: str) -> str:
     return value
 
 
+# kube-score checks `overseer validate` skips unless told otherwise, each for a reason
+# (docs/chart.md#kube-score): an environment is one pod by design; a user and group id above
+# 10000 and a read-only root depend on the image, so a manifest opts in through `security`.
+SCORE_SKIP = (
+    "deployment-replicas",
+    "container-security-context-user-group-id",
+    "container-security-context-readonlyrootfilesystem",
+)
+
+
+def _names(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    return tuple(sorted({n.strip() for n in value.split(",") if n.strip()}))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration. Build it with `Settings.from_env()` and override with `with_()`."""
@@ -85,6 +101,7 @@ class Settings:
     api_token: str | None = None  # what the API's mutating endpoints require, when set
     worker_interval: float = 2.0  # seconds between two passes of the server's applier
     log_level: str = "info"  # the server's (uvicorn's) log level
+    score_skip: tuple[str, ...] = SCORE_SKIP  # kube-score checks `overseer validate` accepts
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -111,6 +128,7 @@ class Settings:
             api_token=_secret(env, "OVERSEER_API_TOKEN"),
             worker_interval=_seconds(env, "OVERSEER_WORKER_INTERVAL", 2),
             log_level=env.get("OVERSEER_LOG_LEVEL") or "info",
+            score_skip=_names(env.get("OVERSEER_SCORE_SKIP"), SCORE_SKIP),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -1,32 +1,48 @@
-"""Validate rendered charts: `helm lint --strict`, then `helm template | kubeconform -strict`.
+"""Validate rendered charts: helm lint, kubeconform, and kube-score's production checks.
 
+`helm lint --strict`, then `helm template | kubeconform -strict`, then kube-score.
 Lint and template run in-process through the Helm engine (one call per chart, a few ms each);
-all rendered manifests then go through a single kubeconform process. The naive loop (three
-processes per chart) is what `bench/` compares this against.
+all rendered manifests then go through a single kubeconform process and a single kube-score
+process. The naive loop (three processes per chart) is what `bench/` compares this against.
+
+kube-score's critical findings fail a chart. Its warnings, and the findings about what the
+manifest chose (a `latest` tag, a pull policy other than Always, no cpu or memory bounds), are
+reported without failing, unless `strict`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import SCORE_SKIP
 from .errors import UserError
-from .tools import helm, kubeconform
+from .tools import helm, kube_score, kubeconform
+from .tools.kubeconform import KUBERNETES_VERSION as KUBERNETES
 
 PLACEHOLDER = "overseer-validate-placeholder"
 
 
+# Findings about what the manifest chose (the spec's example uses `latest` and Never) or left
+# out (cpu and memory bounds): `plugin register` warns about them, and only --strict fails.
+MANIFEST_CHECKS = frozenset(
+    {"container-image-tag", "container-image-pull-policy", "container-resources"}
+)
+
+
 @dataclass
 class ChartReport:
-    """Every problem found in one chart."""
+    """Every problem found in one chart, and what is only worth a warning."""
 
     chart: str
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def find_charts(paths: Iterable[Path]) -> list[Path]:
@@ -72,14 +88,40 @@ def _lint_and_template(chart: Path, out_dir: Path, index: int) -> tuple[list[str
         problems.append(f"helm template: {exc}")
         return problems, None
     target = out_dir / f"{index:06d}.yaml"
-    target.write_text(manifests, encoding="utf-8")
+    target.write_text(_isolated(manifests, f"{_SCRATCH}{index:06d}"), encoding="utf-8")
     return problems, target
 
 
+# Each chart's objects go into a namespace of their own for validation: kube-score relates the
+# objects of a namespace, and one chart's Service must not be taken to select another's pods.
+_SCRATCH = "overseer-validate-"
+_METADATA = re.compile(r"^metadata:\n((?:[ #].*\n)*)", re.M)
+_NAMESPACE = re.compile(r"^  namespace: .*$", re.M)
+
+
+def _isolated(manifests: str, namespace: str) -> str:
+    """`manifests` with every top-level object's namespace set to `namespace`."""
+
+    def put(match: re.Match[str]) -> str:
+        block = match.group(1)
+        if _NAMESPACE.search(block):
+            return "metadata:\n" + _NAMESPACE.sub(f"  namespace: {namespace}", block)
+        return f"metadata:\n  namespace: {namespace}\n{block}"
+
+    return _METADATA.sub(put, manifests)
+
+
 def validate(
-    paths: Iterable[Path], *, progress: Callable[[int, int], None] | None = None
+    paths: Iterable[Path],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    score_skip: Sequence[str] = SCORE_SKIP,
+    strict: bool = False,
 ) -> list[ChartReport]:
-    """Validate every chart under `paths`; return one report per chart, problems or not."""
+    """Validate every chart under `paths`; return one report per chart, problems or not.
+
+    `score_skip` names the kube-score checks a team accepts; `strict` fails on warnings too.
+    """
     charts = find_charts(paths)
     if not charts:
         raise UserError("no charts found (a chart is a directory holding Chart.yaml)")
@@ -103,4 +145,18 @@ def validate(
             reports[owner].problems.append(
                 f"kubeconform: {finding.kind}/{finding.name}: {finding.message}"
             )
+        files = sorted(Path(p) for p in rendered)
+        for scored in kube_score.score(files, skip=score_skip, kubernetes_version=KUBERNETES):
+            index = scored.namespace.removeprefix(_SCRATCH)
+            owner = int(index) if index.isdigit() else -1
+            if not 0 <= owner < len(reports):
+                raise UserError(f"kube-score: {scored.kind}/{scored.name}: {scored.message}")
+            line = f"kube-score: {scored.kind}/{scored.name}: {scored.message} [{scored.check}]"
+            lenient = scored.grade == kube_score.WARNING or scored.check in MANIFEST_CHECKS
+            if lenient and not strict:
+                reports[owner].warnings.append(line)
+            else:
+                reports[owner].problems.append(line)
+    for report in reports:  # kube-score's order varies from run to run
+        report.warnings.sort()
     return reports

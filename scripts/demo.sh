@@ -32,7 +32,7 @@ else
   overseer render --no-progress
 fi
 
-step "Validate: helm lint --strict, helm template | kubeconform -strict"
+step "Validate: helm lint --strict, helm template | kubeconform -strict, kube-score"
 overseer validate --no-progress "$OVERSEER_REPO"
 overseer render --check
 

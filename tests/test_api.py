@@ -206,6 +206,12 @@ def test_endpoints_and_error_shape(api_no_worker: Server) -> None:
     with MANIFEST.open("rb") as f:
         created = httpx.post(f"{url}/plugins", files={"manifest_file": ("plugin.yaml", f)})
     assert created.status_code == 200
+    # Advice on the manifest comes as the Kubernetes API sends its own: Warning headers.
+    warnings = created.headers.get_list("warning")
+    assert [w.split(" ", 3)[:3] for w in warnings] == [
+        ["299", "-", '"image.tag'],
+        ["299", "-", '"image.pull_policy'],
+    ]
     plugin = created.json()
     assert set(plugin) >= {
         "id",

@@ -105,6 +105,12 @@ def test_full_cycle(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:
     assert release_status(kube, release, ns) == "deployed"
     deployment = kube.json("get", "deployment", release, "-n", ns)
     assert deployment["status"]["readyReplicas"] == 1  # type: ignore[index]
+    # READY with the probe, the locked-down pod and the NetworkPolicy in place.
+    pod = deployment["spec"]["template"]["spec"]  # type: ignore[index]
+    assert pod["containers"][0]["readinessProbe"]["tcpSocket"] == {"port": "vnc"}
+    assert pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    policy = kube.json("get", "networkpolicy", release, "-n", ns)
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]  # type: ignore[index]
     again = kcli("apply")
     assert again.stdout == "nothing to apply: every release matches its chart\n"
     refreshed = kcli("status", release, "-o", "json")
@@ -119,7 +125,7 @@ def test_full_cycle(kcli: Cli, kube: Kube, claude_manifest: Path) -> None:
     assert (
         kube.kubectl(
             "get",
-            "deployment,service,secret",
+            "deployment,service,secret,networkpolicy",
             "-n",
             ns,
             "-l",

@@ -55,7 +55,11 @@ def test_every_command_has_help_and_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     assert len(readme) < 8000 and "make demo" in readme and "make test" in readme
     for linked in re.findall(r"\]\((docs/[^)]+)\)", readme):
-        assert (ROOT / linked).is_file(), f"README links to {linked}, which does not exist"
+        path, _, anchor = linked.partition("#")
+        assert (ROOT / path).is_file(), f"README links to {path}, which does not exist"
+        headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), re.M)
+        anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+        assert not anchor or anchor in anchors, f"README links to {linked}: no such heading"
 
 
 def test_console_script_runs(settings: object) -> None:
@@ -69,6 +73,13 @@ def test_register_is_idempotent(cli: Cli, claude_manifest: Path) -> None:
     first = cli("plugin", "register", str(claude_manifest))
     assert first.exit_code == 0
     assert re.fullmatch(r"created: claude-environment 1\.0\.0 id=[a-z0-9]{24}\n", first.stdout)
+    # The spec's example registers, with advice on what a production chart would not do.
+    assert first.stderr.splitlines() == [
+        "warning: plugin \"claude-environment\": image.tag is 'latest': a re-pushed image changes "
+        "what runs with nothing changed in Git; pin a version",
+        'warning: plugin "claude-environment": image.pull_policy is Never: the image must already '
+        "be on every node; publish it to a registry and use IfNotPresent or Always",
+    ]
     again = cli("plugin", "register", str(claude_manifest))
     assert again.stdout == first.stdout.replace("created", "unchanged")
 
@@ -362,9 +373,25 @@ def test_validate_names_chart_and_resource(
 ) -> None:
     repo = registered.settings.repo
     dep = registered.deploy()
+    chart, release = repo / str(dep["chart"]), dep["deployment_id"]
     ok = registered("validate", str(repo))
     assert ok.exit_code == 0, ok.stdout
-    assert ok.stdout == "1 of 1 chart(s) valid\n"
+    # The spec's example keeps its `latest` tag and pull policy Never: warnings, not failures.
+    finding = f"  warning: kube-score: Deployment/{release}: (claude-environment) "
+    assert ok.stdout == (
+        f"WARN {chart}\n"
+        f"{finding}Image with latest tag [container-image-tag]\n"
+        f"{finding}ImagePullPolicy is not set to Always [container-image-pull-policy]\n"
+        "1 of 1 chart(s) valid\n"
+    )
+    strict = registered("validate", "--strict", str(repo))
+    assert strict.exit_code == 1 and strict.stdout.startswith(f"FAIL {chart}\n")
+    assert strict.stdout.endswith("0 of 1 chart(s) valid\n")
+    # A team that accepts nothing sees what the default list skips fail too.
+    nothing_skipped = registered("validate", str(repo), env={"OVERSEER_SCORE_SKIP": ""})
+    assert nothing_skipped.exit_code == 1
+    for check in ("container-security-context-user-group-id", "deployment-replicas"):
+        assert f"[{check}]" in nothing_skipped.stdout
     broken = repo / str(dep["chart"]) / "templates" / "broken.yaml"
     broken.write_text(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  portz: []\n"
@@ -392,8 +419,8 @@ def test_ref_reads_the_charts_of_a_commit(
         lazily = registered(*args, env=as_server)
         assert from_commit.exit_code == lazily.exit_code == 0, lazily.stdout
         assert from_commit.stdout == lazily.stdout
-    assert registered("validate", "--ref", "HEAD", env=as_server).stdout == (
-        "3 of 3 chart(s) valid\n"
+    assert registered("validate", "--ref", "HEAD", env=as_server).stdout.endswith(
+        "\n3 of 3 chart(s) valid\n"
     )
     assert not (lazy / "a8s").exists()  # read from objects: no files written
     # A chart broken on the branch is named as in the commit.
@@ -407,7 +434,8 @@ def test_ref_reads_the_charts_of_a_commit(
     hand = ["-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qm", "broken"]
     subprocess.run(["git", "-C", str(lazy), *hand], check=True)
     bad = registered("validate", "--ref", "HEAD", env=as_server)
-    assert bad.exit_code == 1 and bad.stdout.startswith(f"FAIL HEAD:{deps[0]['chart']}\n")
+    assert bad.exit_code == 1 and f"\nFAIL HEAD:{deps[0]['chart']}\n" in "\n" + bad.stdout
+    assert bad.stdout.endswith("\n2 of 3 chart(s) valid\n")  # the others are not affected
     assert "kubeconform: Service/broken:" in bad.stdout
     drift = registered("render", "--check", "--offline", "--ref", "HEAD", env=as_server)
     assert drift.exit_code == 1

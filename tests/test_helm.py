@@ -119,9 +119,9 @@ def test_template_resources_match_the_manifest(helm_bin: str, tmp_path: Path) ->
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "a8s-claude:latest"
     assert container["imagePullPolicy"] == "Never"
-    assert container["resources"] == {
-        "requests": {"cpu": "1", "memory": "2Gi"},
-        "limits": {"cpu": "2", "memory": "4Gi"},
+    assert container["resources"] == {  # scratch disk bounded by default (docs/chart.md)
+        "requests": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "256Mi"},
+        "limits": {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "4Gi"},
     }
     assert [p["name"] for p in container["ports"]] == ["vnc", "streamlit", "novnc", "api"]
     assert {e["name"]: e["value"] for e in container["env"]} == {

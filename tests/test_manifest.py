@@ -110,6 +110,50 @@ def test_secret_variables_follow_flag_then_name() -> None:
         ),
         ({"image": {"registry": "local"}}, "image.name", "required key is missing"),
         ({"ports": "vnc"}, "ports", "valid list"),
+        (
+            {"probes": {"readiness": {"tcp": "vnc", "exec": ["true"]}}},
+            "probes.readiness",
+            "exactly one of tcp, http or exec (got tcp, exec)",
+        ),
+        ({"probes": {"liveness": {"tcp": "ssh"}}}, "probes.liveness.tcp", "not declared"),
+        ({"probes": {"readiness": "off"}}, "probes.readiness", "or give the word 'none'"),
+        (
+            {"probes": {"startup": {"http": {"port": "api", "path": "healthz"}}}},
+            "probes.startup.http.path",
+            "absolute URL path",
+        ),
+        (
+            {"network": {"allow": [{"from": "monitoring", "ports": ["metrics"]}]}},
+            "network.allow[0].ports[0]",
+            "not declared under ports",
+        ),
+        (
+            {"network": {"allow": [{"form": "x"}]}},
+            "network.allow[0].form",
+            "allowed keys here are: from, ports",
+        ),
+        (
+            {"network": {"egress": [{"cidr": "10.0.0.1/8"}]}},
+            "network.egress[0].cidr",
+            "has host bits set",
+        ),
+        ({"network": {"egress": "none"}}, "network.egress", "or give the word 'all'"),
+        (
+            {"security": {"writable_paths": ["/home/computeruse/.github-credentials"]}},
+            "security.writable_paths[0]",
+            "duplicate mount path",
+        ),
+        (
+            {"security": {"add_capabilities": ["net_admin"]}},
+            "security.add_capabilities[0]",
+            "capability name",
+        ),
+        ({"security": {"run_as_user": -1}}, "security.run_as_user", "greater than or equal to 0"),
+        (
+            {"dependencies": {"resources": {"ephemeral_storage": {"min": "2Gi", "max": "1Gi"}}}},
+            "dependencies.resources.ephemeral_storage.min",
+            "greater than max",
+        ),
     ],
 )
 def test_invalid_manifest_names_the_key(change: dict[str, object], path: str, words: str) -> None:

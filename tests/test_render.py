@@ -41,8 +41,13 @@ def test_chart_shape_follows_the_manifest() -> None:
     assert values["volumes"] == []
     full = yaml.safe_load(render_case("full")["values.yaml"])
     assert full["resources"] == {
-        "requests": {"cpu": "250m", "memory": "256Mi"},
-        "limits": {"cpu": "1.5", "memory": "1Gi"},
+        "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "100Mi"},
+        "limits": {"cpu": "1.5", "memory": "1Gi", "ephemeral-storage": "2Gi"},
+    }
+    # Scratch disk is bounded even when the manifest says nothing of it.
+    assert yaml.safe_load(minimal["values.yaml"])["resources"] == {
+        "requests": {"ephemeral-storage": "256Mi"},
+        "limits": {"ephemeral-storage": "4Gi"},
     }
     assert full["image"] == {
         "repository": "ghcr.io/example/team/workbench",

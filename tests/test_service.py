@@ -264,3 +264,29 @@ def test_a_plugin_upgrade_keeps_deployments_renderable(
     values = yaml.safe_load((repo / dep.chart / "values.yaml").read_text())
     assert values["env"] == {"DPI": "96", "HEIGHT": "768", "WIDTH": "1024"}
     assert [r.problems for r in validate([repo])] == [[]]
+
+
+def test_an_upgrade_that_hardens_the_plugin_re_renders_its_deployments(
+    ctx: Context, claude_manifest: Path
+) -> None:
+    repo = ctx.settings.repo
+    dep = deploy(ctx)
+    values = repo / dep.chart / "values.yaml"
+    assert yaml.safe_load(values.read_text())["readinessProbe"]["tcpSocket"] == {"port": "vnc"}
+    hardened = repo.parent / "v1.1.0.yaml"
+    hardened.write_text(
+        claude_manifest.read_text().replace("version: 1.0.0", "version: 1.1.0")
+        + "probes:\n  readiness:\n    http: {port: api, path: /healthz}\n"
+        + "security:\n  run_as_user: 10001\n"
+        + "network:\n  egress:\n    - cidr: 0.0.0.0/0\n      ports: [443]\n"
+    )
+    (registered,) = plugins.register_files(ctx, [hardened])
+    assert registered.outcome == "updated" and len(registered.warnings) == 2
+    result = render_service.render(ctx)
+    assert summary(result) == (0, 1, 0, 0) and "claude-environment@1.1.0" in git_log(
+        repo, "-1", "--format=%B"
+    )
+    rendered = yaml.safe_load(values.read_text())
+    assert rendered["readinessProbe"]["httpGet"] == {"port": "api", "path": "/healthz"}
+    assert rendered["podSecurityContext"]["runAsUser"] == 10001
+    assert rendered["networkPolicy"]["egress"][-1]["ports"] == [{"port": 443, "protocol": "TCP"}]

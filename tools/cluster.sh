@@ -61,12 +61,14 @@ wait_ready() {
 }
 
 # Simulated nodes: kwok marks them Ready, and pods scheduled on them become Running and Ready.
+# They offer local disk (ephemeral-storage) as real nodes do: charts request and limit it.
 ensure_nodes() {
   local have
-  have="$(kubectl get nodes -o name 2>/dev/null | wc -l)"
+  have="$(kubectl get nodes -o jsonpath='{range .items[*]}{.status.allocatable.ephemeral-storage}{"\n"}{end}' 2>/dev/null | grep -c . || true)"
   if ((have < nodes)); then
     log "creating $nodes simulated node(s)"
-    kwokctl scale node --replicas "$nodes" >&2
+    kubectl delete nodes --all --wait=false >/dev/null 2>&1 || true  # older ones lack the disk
+    kwokctl scale node --replicas "$nodes" --param '.allocatable["ephemeral-storage"]="500Gi"' >&2
   fi
   kubectl wait --for=condition=Ready node --all --timeout=60s >&2
 }

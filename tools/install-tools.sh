@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the pinned helm and kubeconform with `go install` into a versioned cache outside the
+# Install the pinned helm, kubeconform and kube-score with `go install` into a versioned cache outside the
 # work tree, so later runs (and CI on the same machine) reuse them. Prints the bin directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,5 +24,14 @@ if [ ! -x "$bin/kubeconform" ]; then
     "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
   mv "$bin.tmp/kubeconform" "$bin/kubeconform"
 fi
+# kube-score's version is not in the directory's name: the binary carries it, and `kube-score`
+# links to the pinned one.
+if [ ! -x "$bin/kube-score-$KUBE_SCORE_VERSION" ]; then
+  echo "building kube-score $KUBE_SCORE_VERSION (about a minute)..." >&2
+  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install -ldflags "-s -w -X main.version=$KUBE_SCORE_VERSION" \
+    "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+  mv "$bin.tmp/kube-score" "$bin/kube-score-$KUBE_SCORE_VERSION"
+fi
+ln -sfn "kube-score-$KUBE_SCORE_VERSION" "$bin/kube-score"
 rmdir "$bin.tmp" 2>/dev/null || true
 echo "$bin"

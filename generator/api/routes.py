@@ -10,7 +10,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -100,13 +100,22 @@ Auth = Depends(authorised)
 @router.post("/plugins", response_model=PluginRecord, dependencies=[Auth], tags=["plugins"])
 def register_plugin(
     server: Served,
+    response: Response,
     manifest_file: Annotated[UploadFile, File(description="plugin.yaml")],
 ) -> PluginRecord:
-    """Register a plugin manifest (idempotent; a higher version updates it)."""
+    """Register a plugin manifest (idempotent; a higher version updates it).
+
+    Advice about the manifest (a `latest` tag, no resource bounds) comes back in `Warning`
+    headers, as the Kubernetes API sends its own, so kubectl-minded clients show them.
+    """
     data = manifest_file.file.read(MAX_MANIFEST_BYTES + 1)
-    return plugins_service.register_bytes(
+    registered = plugins_service.register_bytes(
         server.ctx, data, manifest_file.filename or "manifest_file"
-    ).plugin
+    )
+    for warning in registered.warnings:
+        text = warning.replace("\\", "\\\\").replace('"', '\\"')
+        response.headers.append("Warning", f'299 - "{text}"')
+    return registered.plugin
 
 
 @router.get("/plugins", response_model=list[PluginRecord], tags=["plugins"])

@@ -25,6 +25,9 @@ def plugin() -> None:
 def register(service: Context, files: tuple[Path, ...], output: str) -> None:
     """Register plugin manifests (all or none). Re-registering the same manifest is a no-op."""
     results = service_plugins.register_files(service, list(files))
+    for r in results:
+        for warning in r.warnings:
+            click.echo(f'warning: plugin "{r.plugin.name}": {warning}', err=True)
     if output != "table":
         emit_data(
             [{"outcome": r.outcome, "plugin": r.plugin.model_dump(mode="json")} for r in results],

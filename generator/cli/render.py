@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import tempfile
@@ -109,33 +110,46 @@ def render(
     metavar="REF",
     help="Validate the charts of this commit of the GitOps repository (no PATHS).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail on kube-score's warnings and image findings (a latest tag, a pull policy other "
+    "than Always) too.",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
-def validate(paths: tuple[Path, ...], ref: str | None, progress: bool) -> None:
-    """Run helm lint --strict and helm template | kubeconform -strict on every chart under PATHS.
+def validate(paths: tuple[Path, ...], ref: str | None, strict: bool, progress: bool) -> None:
+    """Run helm lint, kubeconform and kube-score on every chart under PATHS.
 
+    helm lint --strict, then helm template | kubeconform -strict, then kube-score.
     PATHS default to the GitOps repository's files (brought up to date first), or with --ref to
-    the charts of that commit.
+    the charts of that commit. kube-score's critical findings fail a chart; the checks named in
+    OVERSEER_SCORE_SKIP are not run.
     """
     if ref and paths:
         raise click.UsageError("give PATHS or --ref, not both")
-    with charts_directory(Settings.from_env(), ref, list(paths)) as targets:
+    settings = Settings.from_env()
+    with charts_directory(settings, ref, list(paths)) as targets:
         bar = progress_bar("validating", progress)
+        check = functools.partial(run_validate, score_skip=settings.score_skip, strict=strict)
         if bar is None:
-            reports = run_validate(targets)
+            reports = check(targets)
         else:
             with bar:
                 task = bar.add_task("validate", total=None)
-                reports = run_validate(
+                reports = check(
                     targets, progress=lambda d, t: bar.update(task, completed=d, total=t)
                 )
         if ref:  # named as in the commit, not by the scratch directory they were read into
             for r in reports:
                 r.chart = f"{ref}:{Path(r.chart).relative_to(targets[0])}"
     failed = [r for r in reports if r.problems]
-    for r in failed:
-        click.echo(f"FAIL {r.chart}")
-        for problem in r.problems:
-            click.echo(f"  {problem}")
+    for r in reports:
+        if r.problems:
+            click.echo(f"FAIL {r.chart}")
+        elif r.warnings:
+            click.echo(f"WARN {r.chart}")
+        for line in (*r.problems, *(f"warning: {w}" for w in r.warnings)):
+            click.echo(f"  {line}")
     click.echo(f"{len(reports) - len(failed)} of {len(reports)} chart(s) valid")
     if failed:
         sys.exit(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -12,7 +12,14 @@ from .checks import cross_field_problems
 from .loader import MAX_MANIFEST_BYTES, KeyPath, LineMap, dotted, load_mapping
 from .model import Manifest
 
-__all__ = ["MAX_MANIFEST_BYTES", "Manifest", "parse_manifest", "parse_stored", "validate_data"]
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "Manifest",
+    "advice",
+    "parse_manifest",
+    "parse_stored",
+    "validate_data",
+]
 
 
 def parse_manifest(data: bytes, source: str = "manifest") -> Manifest:
@@ -29,9 +36,22 @@ def validate_data(raw: dict[str, Any], source: str, lines: LineMap | None = None
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
-            found[(loc, _message(err, loc))] = None
+        errors = exc.errors(include_url=False)
+        # A field that is a mapping or a shorthand word (`readiness: none`, `egress: all`) fails
+        # in both branches of its union; the word's branch becomes a hint on the other's errors.
+        words = {
+            _untagged(err["loc"]): err.get("ctx", {}).get("expected", "")
+            for err in errors
+            if any(_is_word_branch(p) for p in err["loc"])
+        }
+        for err in errors:
+            if any(_is_word_branch(p) for p in err["loc"]):
+                continue
+            loc = _untagged(err["loc"])
+            message = _message(err, loc)
+            if loc in words:
+                message += f"; or give the word {words[loc]}"
+            found[(loc, message)] = None
     for loc, message in cross_field_problems(raw):
         found[(loc, message)] = None
     if found or manifest is None:
@@ -42,6 +62,20 @@ def validate_data(raw: dict[str, Any], source: str, lines: LineMap | None = None
         )
         raise ValidationFailed(subject, problems)
     return manifest
+
+
+def _is_tag(part: Any) -> bool:
+    # pydantic names a union's branch in the error's location: `Probe`, `literal['none']`,
+    # `list[EgressRule]`. Field names are lower-case words.
+    return isinstance(part, str) and (part[:1].isupper() or part.startswith(("literal[", "list[")))
+
+
+def _is_word_branch(part: Any) -> bool:
+    return isinstance(part, str) and part.startswith("literal[")
+
+
+def _untagged(loc: Any) -> KeyPath:
+    return tuple(p for p in loc if not _is_tag(p))
 
 
 def _line(lines: LineMap, loc: KeyPath) -> int | None:
@@ -86,13 +120,17 @@ def _allowed_keys(loc: KeyPath) -> list[str]:
         if field is None:
             return []
         model = _unwrap(field.annotation)
-    return sorted(model.model_fields) if _is_model(model) else []
+    if not _is_model(model):
+        return []
+    return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
 def _unwrap(annotation: Any) -> Any:
     # list[X] -> X, X | None -> X
     while get_origin(annotation) is not None:
-        args = [a for a in get_args(annotation) if a is not type(None)]
+        args = [
+            a for a in get_args(annotation) if a is not type(None) and get_origin(a) is not Literal
+        ]
         if not args:
             return annotation
         annotation = args[0]
@@ -107,3 +145,32 @@ def _is_model(obj: Any) -> bool:
 def parse_stored(text: str, name: str) -> Manifest:
     """Parse a manifest already accepted into the registry (cached: it is read on every render)."""
     return parse_manifest(text.encode("utf-8"), f'stored plugin "{name}"')
+
+
+def advice(manifest: Manifest) -> list[str]:
+    """Choices a manifest may make but a production chart should not: warned of, never refused.
+
+    `overseer validate` reports the same as kube-score warnings, and fails on them with --strict.
+    """
+    out: list[str] = []
+    if manifest.image.tag == "latest":
+        out.append(
+            "image.tag is 'latest': a re-pushed image changes what runs with nothing changed in "
+            "Git; pin a version"
+        )
+    if manifest.image.pull_policy == "Never":
+        out.append(
+            "image.pull_policy is Never: the image must already be on every node; publish it to "
+            "a registry and use IfNotPresent or Always"
+        )
+    res = manifest.dependencies.resources
+    if (
+        res is None
+        or not (res.cpu and res.cpu.min and res.cpu.max)
+        or not (res.memory and res.memory.min and res.memory.max)
+    ):
+        out.append(
+            "dependencies.resources does not bound both cpu and memory (min and max): the pod can "
+            "starve its neighbours or be evicted first; give both"
+        )
+    return out

@@ -6,11 +6,14 @@ one pass over a manifest lists every problem.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 from .loader import KeyPath
+from .model import WRITABLE_PREFIX
 from .quantity import parse_quantity
 
 
@@ -63,12 +66,24 @@ def cross_field_problems(data: dict[str, Any]) -> list[tuple[KeyPath, str]]:
     problems += _duplicates(
         [(("dependencies", "volumes", i, "name"), v.get("name")) for i, v in volumes], "volume name"
     )
-    problems += _duplicates(
-        [(("dependencies", "volumes", i, "mount_path"), v.get("mount_path")) for i, v in volumes],
-        "mount path",
-    )
+    for i, v in volumes:
+        name = v.get("name")
+        if isinstance(name, str) and re.fullmatch(re.escape(WRITABLE_PREFIX) + r"[0-9]+", name):
+            problems.append(
+                (
+                    ("dependencies", "volumes", i, "name"),
+                    f"{name!r} is reserved for security.writable_paths; rename the volume",
+                )
+            )
+    mounts: list[tuple[KeyPath, Any]] = [
+        (("dependencies", "volumes", i, "mount_path"), v.get("mount_path")) for i, v in volumes
+    ]
+    writable = _get(data, "security", "writable_paths")
+    if isinstance(writable, list):  # each becomes an emptyDir volume mounted there
+        mounts += [(("security", "writable_paths", i), w) for i, w in enumerate(writable)]
+    problems += _duplicates(mounts, "mount path")
 
-    for resource in ("cpu", "memory"):
+    for resource in ("cpu", "memory", "ephemeral_storage"):
         bounds = _get(data, "dependencies", "resources", resource)
         low, high = _quantity(_get(bounds, "min")), _quantity(_get(bounds, "max"))
         if low is not None and high is not None and low > high:
@@ -107,6 +122,68 @@ def cross_field_problems(data: dict[str, Any]) -> list[tuple[KeyPath, str]]:
     )
     if _get(data, "ingress", "enabled") is True and not _items(_get(data, "ingress", "paths")):
         problems.append((("ingress", "paths"), "ingress is enabled but lists no paths; add one"))
+    problems += _probe_problems(data, port_names)
+    problems += _network_problems(data, port_names)
+    return problems
+
+
+def _undeclared(port: Any, port_names: list[str]) -> str | None:
+    if not isinstance(port, str) or port in port_names:
+        return None
+    return (
+        f"names port {port!r}, which is not declared under ports; "
+        f"declared ports are: {', '.join(port_names) or '(none)'}"
+    )
+
+
+def _probe_problems(data: dict[str, Any], port_names: list[str]) -> list[tuple[KeyPath, str]]:
+    problems: list[tuple[KeyPath, str]] = []
+    for kind in ("readiness", "liveness", "startup"):
+        probe = _get(data, "probes", kind)
+        if not isinstance(probe, dict):
+            continue
+        given = [k for k in ("tcp", "http", "exec") if probe.get(k) is not None]
+        if len(given) != 1:
+            said = ", ".join(given) if given else "none of them"
+            problems.append(
+                (("probes", kind), f"give exactly one of tcp, http or exec (got {said})")
+            )
+        for key, port in (("tcp", probe.get("tcp")), ("http", _get(probe, "http", "port"))):
+            message = _undeclared(port, port_names)
+            if message:
+                where: KeyPath = (
+                    ("probes", kind, "tcp") if key == "tcp" else ("probes", kind, "http", "port")
+                )
+                problems.append((where, message))
+    return problems
+
+
+def _network_problems(data: dict[str, Any], port_names: list[str]) -> list[tuple[KeyPath, str]]:
+    problems: list[tuple[KeyPath, str]] = []
+    ingress_on = _get(data, "ingress", "enabled") is True
+    for i, rule in _items(_get(data, "network", "allow")):
+        if rule.get("from") == "ingress-controller" and not ingress_on:
+            problems.append(
+                (
+                    ("network", "allow", i, "from"),
+                    "allows the ingress controller, but ingress is not enabled; enable it or drop "
+                    "this rule",
+                )
+            )
+        ports = rule.get("ports")
+        for j, port in enumerate(ports if isinstance(ports, list) else []):
+            message = _undeclared(port, port_names)
+            if message:
+                problems.append((("network", "allow", i, "ports", j), message))
+    for i, rule in _items(_get(data, "network", "egress")):
+        cidr = rule.get("cidr")
+        if isinstance(cidr, str):
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                problems.append(
+                    (("network", "egress", i, "cidr"), f"{exc}; give a network address")
+                )
     return problems
 
 

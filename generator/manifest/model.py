@@ -37,6 +37,8 @@ IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 REGISTRY = r"^(local|[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._-]+)*)$"
 MOUNT_PATH = r"^/[^\x00\n\r]*$"
 INGRESS_PATH = r"^/[A-Za-z0-9/._~%!$&'()*+,;=:@-]*$"
+# The emptyDir volumes that keep `security.writable_paths` writable are named this, then a number.
+WRITABLE_PREFIX = "writable-"
 HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -191,10 +193,13 @@ class Range(_Strict):
 
 
 class Resources(_Strict):
-    """CPU and memory bounds of the container."""
+    """CPU, memory and ephemeral-storage bounds of the container."""
 
     cpu: Range | None = None
     memory: Range | None = None
+    ephemeral_storage: Range | None = Field(
+        default=None, description="Scratch disk: the writable layer, logs and emptyDir volumes."
+    )
 
 
 class Dependencies(_Strict):
@@ -239,6 +244,123 @@ class Ingress(_Strict):
     paths: list[IngressPath] = Field(default_factory=list)
 
 
+class HttpGet(_Strict):
+    """An HTTP GET against a named port; any 2xx or 3xx answer passes."""
+
+    port: PortName
+    path: Annotated[
+        str,
+        Text(INGRESS_PATH, "http_path", "must be an absolute URL path such as /healthz"),
+    ] = "/"
+
+
+class Probe(_Strict):
+    """A health check: exactly one of `tcp` (a port name), `http` or `exec`."""
+
+    tcp: PortName | None = None
+    http: HttpGet | None = None
+    exec: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, min_length=1, description="A command run in the container; exit 0 passes."
+    )
+    initial_delay_seconds: int = Field(default=0, ge=0, le=3600)
+    period_seconds: int = Field(default=10, ge=1, le=3600)
+    timeout_seconds: int = Field(default=1, ge=1, le=600)
+    failure_threshold: int = Field(default=3, ge=1, le=1000)
+
+
+class Probes(_Strict):
+    """When the container is ready for traffic, alive, and done starting.
+
+    With no readiness probe given, the chart checks TCP on the first declared port; `none`
+    turns that off.
+    """
+
+    readiness: Probe | Literal["none"] | None = None
+    liveness: Probe | None = None
+    startup: Probe | None = None
+
+
+Capability = Annotated[
+    str,
+    Text(r"^[A-Z][A-Z0-9_]*$", "capability", "must be a capability name such as NET_BIND_SERVICE"),
+]
+Id = Annotated[int, Field(ge=0, le=2147483647)]
+
+
+class Security(_Strict):
+    """The pod's security context. The defaults are the safe ones; each loosening is explicit."""
+
+    run_as_user: Id | None = None
+    run_as_group: Id | None = None
+    fs_group: Id | None = None
+    run_as_non_root: bool | None = Field(
+        default=None, description="Defaults to true when run_as_user is given and not 0."
+    )
+    read_only_root_filesystem: bool = False
+    writable_paths: list[
+        Annotated[str, Text(MOUNT_PATH, "mount_path", "must be an absolute path such as /tmp")]
+    ] = Field(
+        default_factory=list,
+        description="Paths that stay writable (as emptyDir volumes) under a read-only root.",
+    )
+    add_capabilities: list[Capability] = Field(
+        default_factory=list, description="Added back after every capability is dropped."
+    )
+    allow_privilege_escalation: bool = False
+    seccomp_profile: Literal["RuntimeDefault", "Unconfined"] = "RuntimeDefault"
+    automount_service_account_token: bool = False
+
+
+class Allow(_Strict):
+    """Who may reach which of the declared ports."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    source: DnsLabel = Field(
+        alias="from",
+        description="same-namespace, ingress-controller, or the name of another namespace.",
+    )
+    ports: list[PortName] | None = Field(
+        default=None,
+        description="Declared port names; by default every port (for ingress-controller, "
+        "those the ingress paths name).",
+    )
+
+
+class EgressRule(_Strict):
+    """Traffic the pod may start: to these addresses, on these ports (all ports if none)."""
+
+    cidr: Annotated[
+        str,
+        Text(
+            r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$",
+            "cidr",
+            "must be an IP network such as 10.0.0.0/8 or 2001:db8::/32",
+            64,
+        ),
+    ]
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+
+
+class Network(_Strict):
+    """The pod's NetworkPolicy: who may reach it, and what it may reach."""
+
+    allow: list[Allow] | None = Field(
+        default=None,
+        description="By default: the same namespace on every port, and the ingress controller "
+        "on the ingress paths' ports when ingress is enabled.",
+    )
+    ingress_namespace: DnsLabel = Field(
+        default="ingress-nginx", description="Where the ingress controller runs."
+    )
+    egress: Literal["all"] | list[EgressRule] = Field(
+        default="all",
+        description="all (the default: environments call external APIs), or a list of rules; "
+        "DNS stays allowed.",
+    )
+
+
 class Manifest(_Strict):
     """A plugin manifest (`plugin.yaml`)."""
 
@@ -256,6 +378,9 @@ class Manifest(_Strict):
     dependencies: Dependencies = Field(default_factory=Dependencies)
     ports: list[Port] = Field(default_factory=list)
     ingress: Ingress | None = None
+    probes: Probes = Field(default_factory=Probes)
+    security: Security = Field(default_factory=Security)
+    network: Network = Field(default_factory=Network)
 
     def variables(self) -> list[Variable]:
         """Every declared variable, required ones first, in manifest order."""

@@ -20,8 +20,9 @@ import yaml
 
 from .. import __version__
 from ..manifest import Manifest
-from ..manifest.model import Variable
+from ..manifest.model import WRITABLE_PREFIX, Range, Resources, Variable
 from ..paths import TEMPLATES_DIR
+from .hardening import hardening
 from .inputs import INPUTS_FILE, DeploymentInput, PluginInput, dump_json, dump_record, plugin_record
 
 try:
@@ -136,11 +137,22 @@ def _image(m: Manifest) -> dict[str, str]:
     return {"repository": repo, "tag": m.image.tag, "pull_policy": m.image.pull_policy}
 
 
+# Scratch disk when the manifest does not bound it: enough for logs and caches, and a limit that
+# evicts a runaway pod before it fills the node's disk.
+DEFAULT_EPHEMERAL_STORAGE = Range(min="256Mi", max="4Gi")
+
+
 def _resources(m: Manifest) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
-    res = m.dependencies.resources
-    for kind in ("cpu", "memory"):
-        bounds = getattr(res, kind) if res else None
+    res = m.dependencies.resources or Resources()
+    if res.ephemeral_storage is None:
+        res = res.model_copy(update={"ephemeral_storage": DEFAULT_EPHEMERAL_STORAGE})
+    for field_name, kind in (
+        ("cpu", "cpu"),
+        ("memory", "memory"),
+        ("ephemeral_storage", "ephemeral-storage"),
+    ):
+        bounds = getattr(res, field_name)
         if bounds and bounds.min:
             out.setdefault("requests", {})[kind] = bounds.min
         if bounds and bounds.max:
@@ -157,6 +169,9 @@ def _volumes(m: Manifest) -> list[dict[str, Any]]:
         elif v.type == "configMap":
             entry.update(configMapName="", optional=True)
         out.append(entry)
+    # Under a read-only root, the paths the image must write to are scratch volumes.
+    for i, path in enumerate(m.security.writable_paths):
+        out.append({"name": f"{WRITABLE_PREFIX}{i}", "mountPath": path, "type": "emptyDir"})
     return out
 
 
@@ -274,10 +289,23 @@ class Renderer:
                 for p in m.ports
             ],
             "ingress": _ingress(m),
+            **hardening(m),
         }
         # values.yaml sections that depend only on the plugin, serialised once per plugin.
         ctx["snippets"] = {
-            key: _block(key, ctx[key]) for key in ("volumes", "resources", "ports", "ingress")
+            key: _block(key, ctx[key])
+            for key in (
+                "volumes",
+                "resources",
+                "ports",
+                "ingress",
+                "readinessProbe",
+                "livenessProbe",
+                "startupProbe",
+                "podSecurityContext",
+                "securityContext",
+                "networkPolicy",
+            )
         }
         static: Chart = {}
         for path, data in self.templates.files.items():

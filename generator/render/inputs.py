@@ -54,7 +54,7 @@ def _plugin_part(plugin: PluginInput) -> dict[str, Any]:
     return {
         "name": plugin.name,
         "version": plugin.version,
-        "manifest": plugin.manifest.model_dump(mode="json"),
+        "manifest": plugin.manifest.model_dump(mode="json", by_alias=True),
     }
 
 

@@ -50,6 +50,9 @@ class ChartDiff:
         }
 
 
+_FIRST = {"values.yaml": 0, "Chart.yaml": 1}
+
+
 def _lines(data: bytes) -> list[str]:
     return data.decode("utf-8", errors="replace").splitlines(keepends=True)
 
@@ -57,7 +60,9 @@ def _lines(data: bytes) -> list[str]:
 def files_diff(path: str, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> str:
     """A unified diff of every file that differs, `a/<path>/<file>` against `b/<path>/<file>`."""
     out: list[str] = []
-    for name in sorted(old.keys() | new.keys()):
+    # What differs between deployments first: a long diff is cut in a pull request's body, and
+    # the shared templates are what a reviewer needs least.
+    for name in sorted(old.keys() | new.keys(), key=lambda n: (_FIRST.get(n, len(_FIRST)), n)):
         before, after = old.get(name), new.get(name)
         if before == after:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Literal
 
 from ..errors import Conflict, NotFound, UserError
 from ..ids import new_id
-from ..manifest import Manifest, parse_manifest
+from ..manifest import Manifest, advice, parse_manifest
 from ..manifest.loader import MAX_MANIFEST_BYTES
 from ..manifest.semver import compare
 from ..store import deployments as deployment_store
@@ -29,6 +30,7 @@ class Registered:
     plugin: PluginRecord
     outcome: Outcome
     previous_version: str | None = None
+    warnings: tuple[str, ...] = ()  # see `manifest.advice`
 
 
 def register_bytes(ctx: Context, data: bytes, source: str) -> Registered:
@@ -61,6 +63,11 @@ def register_files(ctx: Context, paths: Sequence[Path]) -> list[Registered]:
 
 
 def _register(conn: Connection, manifest: Manifest, text: str) -> Registered:
+    registered = _store(conn, manifest, text)
+    return dataclasses.replace(registered, warnings=tuple(advice(manifest)))
+
+
+def _store(conn: Connection, manifest: Manifest, text: str) -> Registered:
     row = {
         "id": new_id(),
         "name": manifest.name,

@@ -93,3 +93,38 @@ Host and port the wait-for-postgres init container polls.
 {{- regexReplaceAll "^[a-z+]+://([^@/]*@)?([^:/?]+).*$" (include "overseer.databaseUrl" .) "${2}" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The init container that waits until PostgreSQL accepts TCP connections, locked down like the rest.
+*/}}
+{{- define "overseer.waitForPostgres" -}}
+- name: wait-for-postgres
+  image: {{ .Values.waitForPostgres.image }}
+  command: ["sh", "-c", "until nc -z {{ include "overseer.postgresHost" . }} 5432; do echo waiting for postgres; sleep 2; done"]
+  {{- with .Values.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.waitForPostgres.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Labels of the `helm test` pod: not the selector labels, so the Service never routes to it.
+*/}}
+{{- define "overseer.testLabels" -}}
+app.kubernetes.io/name: {{ include "overseer.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: connection-test
+{{- end }}
+
+{{/*
+Labels of the migrations Job's pod.
+*/}}
+{{- define "overseer.migrations.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "overseer.name" . }}-migrations
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: migrations
+{{- end }}

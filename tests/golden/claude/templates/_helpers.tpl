@@ -52,3 +52,11 @@ Name of the Secret holding the secret environment variables.
 {{- define "claude-environment.secretName" -}}
 {{- default (printf "%s-env" (include "claude-environment.fullname" .)) .Values.existingSecret }}
 {{- end }}
+
+{{/*
+Labels of the `helm test` pod. Not the selector labels: the Service must never route to it.
+*/}}
+{{- define "claude-environment.testLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: connection-test
+{{- end }}
