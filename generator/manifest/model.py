@@ -314,8 +314,6 @@ class Security(_Strict):
 class Allow(_Strict):
     """Who may reach which of the declared ports."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
-
     source: DnsLabel = Field(
         alias="from",
         description="same-namespace, ingress-controller, or the name of another namespace.",

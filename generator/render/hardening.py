@@ -94,16 +94,12 @@ def network_policy(m: Manifest) -> dict[str, Any]:
     allow = m.network.allow
     if allow is None:
         rules: list[tuple[str, list[str]]] = [(SAME_NAMESPACE, every)]
-        if ingress_on and routed:
+        if ingress_on:
             rules.append((INGRESS_CONTROLLER, routed))
     else:
+        defaults = {INGRESS_CONTROLLER: routed}
         rules = [
-            (
-                a.source,
-                a.ports
-                if a.ports is not None
-                else (routed if a.source == INGRESS_CONTROLLER else every),
-            )
+            (a.source, defaults.get(a.source, every) if a.ports is None else a.ports)
             for a in allow
         ]
     ingress: list[dict[str, Any]] = []
