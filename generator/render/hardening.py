@@ -99,8 +99,7 @@ def network_policy(m: Manifest) -> dict[str, Any]:
     else:
         defaults = {INGRESS_CONTROLLER: routed}
         rules = [
-            (a.source, defaults.get(a.source, every) if a.ports is None else a.ports)
-            for a in allow
+            (a.source, defaults.get(a.source, every) if a.ports is None else a.ports) for a in allow
         ]
     ingress: list[dict[str, Any]] = []
     for source, names in rules:
