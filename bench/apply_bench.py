@@ -28,7 +28,7 @@ from generator.service import apply as apply_service  # noqa: E402
 from generator.service import deployments as deployments_service  # noqa: E402
 from generator.service import plugins as plugins_service  # noqa: E402
 from generator.service.context import Context  # noqa: E402
-from generator.service.deployments import DeploymentRequest  # noqa: E402
+from generator.service.views import DeploymentRequest  # noqa: E402
 from generator.store import db, migrate  # noqa: E402
 
 KEY = "YmVuY2htYXJrLWtleS1ub3QtYS1zZWNyZXQtMzJieXQ="

@@ -47,6 +47,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return seconds
 
 
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1024:
+        raise UserError(f"{name}={value!r}: give a number of bytes, at least 1024")
+    return int(value)
+
+
 def _mode(value: str) -> str:
     if value not in (DIRECT, REVIEW):
         raise UserError(
@@ -102,6 +111,10 @@ class Settings:
     worker_interval: float = 2.0  # seconds between two passes of the server's applier
     log_level: str = "info"  # the server's (uvicorn's) log level
     score_skip: tuple[str, ...] = SCORE_SKIP  # kube-score checks `overseer validate` accepts
+    # The namespaces any deployment may name; None: just `namespace`. kube-* and default never.
+    allowed_namespaces: tuple[str, ...] | None = None
+    body_limit: int = 2 * 1024 * 1024  # bytes of a request body the API reads at most
+    rate_limit: str = "50/second"  # per named token (the `limits` library's notation)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -129,11 +142,19 @@ class Settings:
             worker_interval=_seconds(env, "OVERSEER_WORKER_INTERVAL", 2),
             log_level=env.get("OVERSEER_LOG_LEVEL") or "info",
             score_skip=_names(env.get("OVERSEER_SCORE_SKIP"), SCORE_SKIP),
+            allowed_namespaces=_names(env.get("OVERSEER_ALLOWED_NAMESPACES"), ()) or None,
+            body_limit=_bytes(env, "OVERSEER_BODY_LIMIT", 2 * 1024 * 1024),
+            rate_limit=env.get("OVERSEER_RATE_LIMIT") or "50/second",
         )
 
     def with_(self, **changes: object) -> Settings:
         """Return a copy with some fields replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces deployments may name (OVERSEER_ALLOWED_NAMESPACES, else `namespace`)."""
+        return self.allowed_namespaces or (self.namespace,)
 
     @property
     def pgdata(self) -> Path:

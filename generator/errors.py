@@ -239,3 +239,21 @@ class Unauthorized(UserError):
 
     exit_code = 1
     http_status = 401
+
+
+class Forbidden(UserError):
+    """Allowed to ask, but not this: a scope the token lacks, a namespace it may not touch (403)."""
+
+    exit_code = 8
+    http_status = 403
+
+
+class TooManyRequests(UserError):
+    """A token over its rate limit (429); `retry_after` says in how many seconds to try again."""
+
+    exit_code = 1
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 from generator.cli import main
 from generator.config import Settings
 from generator.service.context import Context
-from generator.service.deployments import DeploymentView
+from generator.service.views import DeploymentView
 from generator.store import migrate
 from tests.forge import Gitea
 
@@ -236,7 +236,8 @@ def deploy(
     ctx: Context, *, render: bool = True, ttl: int | None = None, **data: str
 ) -> DeploymentView:
     """Create a deployment of the example plugin through the service, with its secret set."""
-    from generator.service.deployments import DeploymentRequest, create
+    from generator.service.deployments import create
+    from generator.service.views import DeploymentRequest
 
     request = DeploymentRequest(
         environment_type="claude-environment",

@@ -381,7 +381,13 @@ def test_auth(settings: Settings) -> None:
             f"{server.url}/plugins", files=files, headers={"Authorization": "Bearer s3cret-token"}
         )
         assert ok.status_code == 200
-        assert httpx.get(f"{server.url}/plugins").status_code == 200  # reading needs no token
+        # Once tokens are in use, reading needs one too; only health and the API's description
+        # are open.
+        assert httpx.get(f"{server.url}/plugins").status_code == 401
+        bearer = {"Authorization": "Bearer s3cret-token"}
+        assert httpx.get(f"{server.url}/plugins", headers=bearer).status_code == 200
+        for open_path in ("/healthz", "/openapi.json", "/docs"):
+            assert httpx.get(f"{server.url}{open_path}").status_code == 200, open_path
     finally:
         server.stop()
     refused = subprocess.run(
@@ -393,8 +399,8 @@ def test_auth(settings: Settings) -> None:
     )
     assert refused.returncode != 0
     assert (
-        "refusing to listen on 0.0.0.0 without authentication: set OVERSEER_API_TOKEN"
-        in refused.stderr
+        "refusing to listen on 0.0.0.0 without authentication: set OVERSEER_API_TOKEN or create "
+        "a token (`overseer token create`)" in refused.stderr
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 from generator.service import deployments
 from generator.service import render as render_service
 from generator.service.context import Context
-from generator.service.deployments import DeploymentUpdate
+from generator.service.views import DeploymentUpdate
 from generator.store.deployments import LIVE
 from generator.validate import validate
 from tests.conftest import Cli, deploy, expire, git_log

@@ -17,7 +17,7 @@ from generator.errors import Conflict, MassDeletionRefused, NotFound, UserError
 from generator.service import deployments, plugins
 from generator.service import render as render_service
 from generator.service.context import Context
-from generator.service.deployments import DeploymentUpdate
+from generator.service.views import DeploymentUpdate
 from generator.status import Status
 from generator.validate import validate
 from tests.conftest import commit_count, deploy, expire, git_log, sql

@@ -15,7 +15,7 @@ from generator.service import apply as apply_service
 from generator.service import deployments as deployments_service
 from generator.service import plugins as plugins_service
 from generator.service.context import Context
-from generator.service.deployments import DeploymentRequest, DeploymentUpdate, DeploymentView
+from generator.service.views import DeploymentRequest, DeploymentUpdate, DeploymentView
 from generator.status import Status
 from generator.store import deployments as store
 from generator.store import migrate

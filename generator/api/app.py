@@ -10,56 +10,31 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import REVIEW, Settings
 from ..errors import UserError, ValidationFailed
 from ..gitops import LAZY
+from ..service import answers
 from ..service import review as review_service
+from ..service.access import Gate
+from ..service.answers import Presence
 from ..service.batch import RenderBatcher
 from ..service.context import Context
 from ..service.worker import Worker
+from .answers import ERRORS, error
+from .guard import Guard
 from .routes import Server, router
 
 log = logging.getLogger("overseer.api")
-
-
-class ErrorBody(BaseModel):
-    """The body of every error answer."""
-
-    status: int
-    message: str
-    problems: list[str] = []
-
-
-class ErrorResponse(BaseModel):
-    """`{"error": {...}}`."""
-
-    error: ErrorBody
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 500, 502, 503)
-}
-
-
-def _error(
-    status: int,
-    message: str,
-    problems: list[str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(status=status, message=message, problems=problems or []))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -68,14 +43,21 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         problems = [str(p) for p in exc.problems] if isinstance(exc, ValidationFailed) else []
-        return _error(exc.http_status, exc.for_api(), problems)
+        return error(exc.http_status, exc.for_api(), problems)
 
     @app.exception_handler(psycopg.DataError)
     async def unstorable(request: Request, exc: psycopg.DataError) -> JSONResponse:
         # e.g. a NUL byte in a path parameter: the input is at fault, not the server.
-        return _error(
+        return error(
             400, f"the request holds a value PostgreSQL cannot store: {str(exc).splitlines()[0]}"
         )
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def database_gone(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        # A connection that died under a query (the server stopped or restarted): the pool
+        # replaces it, and the client may retry.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return error(503, f"the database connection failed: {reason}; retry shortly")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -83,11 +65,11 @@ def add_error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or '(body)'}: {err.get('msg')}"
             for err in exc.errors()
         ]
-        return _error(422, "the request is malformed; see problems", problems)
+        return error(422, "the request is malformed; see problems", problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
 def create_app(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
@@ -100,10 +82,21 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     if settings.mode == REVIEW:  # a server that cannot propose should not start
         review_service.check(ctx)
     batcher = RenderBatcher(ctx)
-    worker = Worker(ctx, interval=settings.worker_interval)
+    presence = Presence(ctx)
+
+    def sweep() -> None:
+        presence.hold()
+        answers.sweep(ctx, presence.server)
+
+    worker = Worker(ctx, interval=settings.worker_interval, chores=[sweep])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            # Creates a killed predecessor never answered go before anything renders them.
+            await run_in_threadpool(sweep)
+        except UserError as exc:  # the database is down: requests answer 503 until it is back
+            log.warning("%s", exc.message)
         batcher.start()
         if background:
             worker.start()
@@ -112,6 +105,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         if background:
             worker.stop()
         batcher.stop()
+        presence.release()
         ctx.close()
 
     # Swagger UI's and ReDoc's scripts are served from the installed package, not from a CDN:
@@ -125,6 +119,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     )
 
     add_error_handlers(app)
-    app.state.server = Server(ctx, batcher, worker)
+    app.state.server = Server(ctx, batcher, worker, presence.server)
     app.include_router(router)
+    app.add_middleware(
+        Guard, gate=Gate(ctx), body_limit=settings.body_limit, rate=settings.rate_limit
+    )
     return app

@@ -6,24 +6,32 @@ through `served`, which `create_app` sets up, so a route can be addressed and te
 
 from __future__ import annotations
 
-import hmac
+import base64
+import hashlib
+import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import UserError
 from ..manifest import MAX_MANIFEST_BYTES
+from ..service import access, answers
 from ..service import deployments as deployments_service
 from ..service import plugins as plugins_service
 from ..service import review as review_service
+from ..service.access import Principal
 from ..service.batch import RenderBatcher
 from ..service.context import Context
-from ..service.deployments import DeploymentRequest, DeploymentUpdate, DeploymentView
+from ..service.deployments import Idempotency
+from ..service.views import DeploymentRequest, DeploymentUpdate, DeploymentView
 from ..service.worker import Worker
+from ..status import Status
+from ..store.deployments import Filter
 from ..store.plugins import PluginRecord
 
 router = APIRouter()
@@ -36,6 +44,7 @@ class Server:
     ctx: Context
     batcher: RenderBatcher
     worker: Worker
+    server_id: str  # marks the rows whose requests this process has yet to answer
 
 
 async def served(request: Request) -> Server:
@@ -76,28 +85,35 @@ class WebhookAnswer(BaseModel):
     settled: list[dict[str, Any]]
 
 
-async def authorised(request: Request) -> None:
-    """Require the bearer token of the server's settings, when it has one (401 otherwise)."""
-    # async, as `served` is: no thread hop for a comparison.
-    token = (await served(request)).ctx.settings.api_token
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        value.strip().encode(), token.encode()
-    ):
-        raise StarletteHTTPException(
-            401,
-            "this endpoint needs `Authorization: Bearer <token>` with the server's OVERSEER_API_TOKEN",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+async def principal(request: Request) -> Principal | None:
+    """Who asks, as the guard found it; None while no tokens are in use."""
+    found: Principal | None = request.scope.get("state", {}).get("principal")
+    return found
 
 
-Auth = Depends(authorised)
+Caller = Annotated[Principal | None, Depends(principal)]
 
 
-@router.post("/plugins", response_model=PluginRecord, dependencies=[Auth], tags=["plugins"])
+def needs(scope: str) -> Any:
+    """A dependency that refuses (403) a token without `scope`."""
+
+    async def check(request: Request) -> None:
+        access.require_scope(await principal(request), scope)
+
+    return Depends(check)
+
+
+@router.get("/healthz", tags=["health"])
+def healthz(server: Served) -> dict[str, str]:
+    """Alive, and its database answers (503 otherwise); needs no token."""
+    with server.ctx.statements() as conn:
+        conn.execute("SELECT 1")
+    return {"status": "ok"}
+
+
+@router.post(
+    "/plugins", response_model=PluginRecord, dependencies=[needs(access.ADMIN)], tags=["plugins"]
+)
 def register_plugin(
     server: Served,
     response: Response,
@@ -134,63 +150,147 @@ def get_plugin(server: Served, name: str) -> PluginRecord:
     "/deployments",
     response_model=DeploymentView,
     status_code=201,
-    dependencies=[Auth],
+    dependencies=[needs(access.DEPLOY)],
     tags=["deployments"],
 )
 async def create_deployment(
-    server: Served, request: DeploymentRequest, dry_run: bool = False
+    server: Served,
+    caller: Caller,
+    request: DeploymentRequest,
+    response: Response,
+    dry_run: bool = False,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=255,
+            description="Retries with the same key and body answer the same deployment.",
+        ),
+    ] = None,
 ) -> DeploymentView | JSONResponse:
     """Store a deployment, render and commit its chart; it is applied in the background.
 
     With `?dry_run=true` nothing is stored: the answer (200) is a `DryRunAnswer`, the chart
-    the request would give as a diff.
+    the request would give as a diff. With an `Idempotency-Key`, a retry of the same body
+    answers the first request's deployment (200, `Idempotent-Replayed: true`); another body
+    under the same key is a 409.
     """
+    once = None
+    if idempotency_key is not None:
+        body = json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()
+        name = caller.name if caller is not None else ""
+        once = Idempotency(name, idempotency_key, hashlib.sha256(body).hexdigest())
+    who = deployments_service.Caller(caller, server.server_id, once)
     if dry_run:
         change = await run_in_threadpool(
-            lambda: deployments_service.create(server.ctx, request, dry_run=True)
+            lambda: deployments_service.create(server.ctx, request, dry_run=True, caller=who)
         )
         return _dry_run_answer(change)
     # The database work takes a thread; the wait for the round takes none, so a thread is
     # never parked while its request waits to be committed.
-    created = await run_in_threadpool(deployments_service.create, server.ctx, request, render=False)
+    created = await run_in_threadpool(
+        lambda: deployments_service.create(server.ctx, request, render=False, caller=who)
+    )
     view = created.deployment
+    if created.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+        return view
     try:
         commit = await server.batcher.render_async()
     except Exception:  # the round failed: the row goes, unless a round committed its chart
         await run_in_threadpool(deployments_service.discard, server.ctx, view.id)
         raise
+    answer = JSONResponse(
+        view.model_copy(update={"rendered_commit": commit}).model_dump(mode="json"),
+        status_code=201,
+    )
+    # From here the deployment stands, even if this server dies before the answer is out: the
+    # answer is made first, so that only its sending remains between the two.
+    await run_in_threadpool(answers.answered, server.ctx, view.id)
     server.worker.wake()
-    return view.model_copy(update={"rendered_commit": commit})
+    return answer
 
 
-@router.get("/deployments", response_model=list[DeploymentView], tags=["deployments"])
-def list_deployments(server: Served) -> list[DeploymentView]:
-    """Live deployments, oldest first."""
-    return deployments_service.list_deployments(server.ctx)
+@router.get(
+    "/deployments",
+    response_model=list[DeploymentView],
+    dependencies=[needs(access.READ)],
+    tags=["deployments"],
+)
+def list_deployments(
+    server: Served,
+    caller: Caller,
+    request: Request,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+    after: Annotated[str | None, Query(description="The cursor of the page before.")] = None,
+    namespace: Annotated[list[str] | None, Query(description="Only these namespaces.")] = None,
+    plugin: Annotated[str | None, Query(description="Only this plugin.")] = None,
+    status: Annotated[Status | None, Query(description="Only this status.")] = None,
+) -> list[DeploymentView]:
+    """Live deployments, oldest first, a page at a time; a token sees its namespaces only.
+
+    When there are more, `Link: <...>; rel="next"` gives the next page's URL.
+    """
+    where = Filter(
+        namespaces=namespace,
+        plugin=plugin,
+        status=status,
+        after=_cursor(after) if after else None,
+        limit=limit + 1,
+    )
+    found = deployments_service.list_deployments(server.ctx, where=where, principal=caller)
+    page = found[:limit]
+    if len(found) > limit:
+        last = page[-1]
+        token = base64.urlsafe_b64encode(f"{last.created_at.isoformat()}|{last.id}".encode())
+        following = request.url.include_query_params(after=token.decode())
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return page
 
 
-@router.get("/deployments/{ident}", response_model=DeploymentView, tags=["deployments"])
-def get_deployment(server: Served, ident: str) -> DeploymentView:
+def _cursor(value: str) -> tuple[datetime, str]:
+    try:
+        stamp, _, ident = base64.urlsafe_b64decode(value.encode()).decode().partition("|")
+        return datetime.fromisoformat(stamp), ident
+    except ValueError:
+        raise UserError(
+            "after: not a cursor this server gave; use the Link header of the page before"
+        ) from None
+
+
+@router.get(
+    "/deployments/{ident}",
+    response_model=DeploymentView,
+    dependencies=[needs(access.READ)],
+    tags=["deployments"],
+)
+def get_deployment(server: Served, caller: Caller, ident: str) -> DeploymentView:
     """One deployment, by `id` or `deployment_id`; `status` moves to READY or FAILED."""
-    return deployments_service.get(server.ctx, ident)
+    return deployments_service.get(server.ctx, ident, caller)
 
 
-@router.get("/deployments/{ident}/connect", response_model=ConnectionDetails, tags=["deployments"])
-def connect(server: Served, ident: str) -> ConnectionDetails:
+@router.get(
+    "/deployments/{ident}/connect",
+    response_model=ConnectionDetails,
+    dependencies=[needs(access.READ)],
+    tags=["deployments"],
+)
+def connect(server: Served, caller: Caller, ident: str) -> ConnectionDetails:
     """How to reach the deployment."""
     return ConnectionDetails(
-        connection_details=deployments_service.connection_details(server.ctx, ident)
+        connection_details=deployments_service.connection_details(server.ctx, ident, caller)
     )
 
 
 @router.patch(
     "/deployments/{ident}",
     response_model=DeploymentView,
-    dependencies=[Auth],
+    dependencies=[needs(access.DEPLOY)],
     tags=["deployments"],
 )
 def update_deployment(
-    server: Served, ident: str, change: DeploymentUpdate, dry_run: bool = False
+    server: Served, caller: Caller, ident: str, change: DeploymentUpdate, dry_run: bool = False
 ) -> DeploymentView | JSONResponse:
     """Change variables (`data`, `unset`), `tools`, `requirement` or `ttl_seconds`.
 
@@ -199,8 +299,10 @@ def update_deployment(
     the answer is a `DryRunAnswer`.
     """
     if dry_run:
-        return _dry_run_answer(deployments_service.update(server.ctx, ident, change, dry_run=True))
-    updated = deployments_service.update(server.ctx, ident, change).deployment
+        return _dry_run_answer(
+            deployments_service.update(server.ctx, ident, change, dry_run=True, principal=caller)
+        )
+    updated = deployments_service.update(server.ctx, ident, change, principal=caller).deployment
     server.worker.wake()
     return updated
 
@@ -208,12 +310,12 @@ def update_deployment(
 @router.delete(
     "/deployments/{ident}",
     response_model=DeploymentView,
-    dependencies=[Auth],
+    dependencies=[needs(access.DEPLOY)],
     tags=["deployments"],
 )
-def delete_deployment(server: Served, ident: str) -> DeploymentView:
+def delete_deployment(server: Served, caller: Caller, ident: str) -> DeploymentView:
     """Delete: the chart is removed in a commit, and the release uninstalled in the background."""
-    view = deployments_service.delete(server.ctx, ident, render=False).deployment
+    view = deployments_service.delete(server.ctx, ident, render=False, principal=caller).deployment
     server.batcher.render()
     server.worker.wake()
     return view

@@ -12,6 +12,7 @@ from .deployments import deploy
 from .plugins import plugin
 from .render import diff, render, validate
 from .serve import serve
+from .tokens import token
 
 
 @click.group(cls=OverseerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,3 +32,4 @@ main.add_command(status)
 main.add_command(gc)
 main.add_command(connect)
 main.add_command(serve)
+main.add_command(token)

@@ -10,7 +10,8 @@ import click
 from ..errors import UserError
 from ..service import deployments as service_deployments
 from ..service.context import Context
-from ..service.deployments import Change, DeploymentRequest, DeploymentUpdate, DeploymentView
+from ..service.deployments import Change
+from ..service.views import DeploymentRequest, DeploymentUpdate, DeploymentView
 from .common import emit_data, output_option, table, with_context
 from .render import print_diffs
 

@@ -9,6 +9,8 @@ import click
 
 from ..config import Settings
 from ..errors import UserError
+from ..service import access
+from ..service.context import Context
 
 
 def _loopback(host: str) -> bool:
@@ -28,14 +30,15 @@ def _loopback(host: str) -> bool:
 def serve(host: str, port: int, no_worker: bool) -> None:
     """Run the HTTP API (the specification's endpoints) with a background apply worker and TTL reaper.
 
-    Mutating endpoints need `Authorization: Bearer $OVERSEER_API_TOKEN` when it is set; without a
-    token the server refuses to listen on anything but a loopback address.
+    Once tokens are in use (OVERSEER_API_TOKEN is set, or `overseer token create` made one),
+    every route but /healthz, /openapi.json and /docs needs `Authorization: Bearer <token>`.
+    Without tokens the server refuses to listen on anything but a loopback address.
     """
     settings = Settings.from_env()
-    if not settings.api_token and not _loopback(host):
+    if not _loopback(host) and not access.tokens_in_use(Context(settings)):
         raise UserError(
-            f"refusing to listen on {host} without authentication: set OVERSEER_API_TOKEN, "
-            "or listen on 127.0.0.1"
+            f"refusing to listen on {host} without authentication: set OVERSEER_API_TOKEN or "
+            "create a token (`overseer token create`), or listen on 127.0.0.1"
         )
     import uvicorn
 

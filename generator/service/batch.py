@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+import psycopg
+
 from ..config import Settings
-from ..errors import RenderFailed, UserError
+from ..errors import DatabaseUnavailable, RenderFailed, UserError
 from . import render as render_service
 from .context import Context
 
@@ -68,6 +70,11 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
                 channel.send(("ok", render_service.render(ctx).commit))
             except UserError as exc:
                 channel.send(("error", type(exc), exc.message, dict(vars(exc))))
+            except psycopg.OperationalError as exc:  # the database went away mid-round: a 503
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                message = f"the database connection failed during a render: {reason}; retry"
+                gone = DatabaseUnavailable(message)
+                channel.send(("error", DatabaseUnavailable, message, dict(vars(gone))))
             except Exception as exc:  # the server answers 500 for this round, and lives on
                 log.exception("render round failed")
                 channel.send(("error", None, f"the render failed: {exc!r}", {}))

@@ -2,158 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ..config import REVIEW
-from ..errors import MissingVariables, NotFound, UnknownVariables, UserError
+from ..errors import Conflict, MissingVariables, NotFound, UnknownVariables, UserError
 from ..ids import new_id, short_id
 from ..manifest import Manifest, parse_stored
-from ..manifest.model import DNS1123_LABEL
 from ..status import Status
 from ..store import deployments as store
 from ..store import plugins as plugin_store
 from ..store import proposals
+from ..store import tokens as token_store
 from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
-from ..store.proposals import ProposalRecord
+from . import access, review
 from . import apply as apply_service
 from . import diff as diff_service
 from . import render as render_service
-from . import review
+from .access import Principal
 from .context import Context
 from .diff import ChartDiff
 from .rows import DeploymentConfig, dump_config, load_config
+from .views import DeploymentRequest, DeploymentUpdate, DeploymentView, view
 
-REDACTED = "<redacted>"
 MAX_RELEASE = 53
 MAX_VALUE_BYTES = 64 * 1024
-
-DnsLabel = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
-Tool = Annotated[str, StringConstraints(min_length=1, max_length=253)]
-MAX_TTL = 10 * 365 * 24 * 3600
-
-
-def _reject_nul(texts: list[str]) -> None:
-    # PostgreSQL text cannot hold NUL, and no environment variable can either.
-    if any("\x00" in t for t in texts):
-        raise ValueError("text fields must not contain NUL (\\x00) bytes")
-
-
-class DeploymentRequest(BaseModel):
-    """A request to deploy a plugin (the HTTP API's POST /deployments body)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    environment_type: str = Field(min_length=1, max_length=255, description="Plugin name.")
-    tools: list[Tool] = Field(default_factory=list, max_length=100)
-    data: dict[str, str] = Field(default_factory=dict, description="Variable values.")
-    requirement: str = Field(default="", max_length=4096)
-    ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_TTL)
-    namespace: DnsLabel | None = None
-
-    @model_validator(mode="after")
-    def _no_nul(self) -> DeploymentRequest:
-        _reject_nul(
-            [self.environment_type, self.requirement, *self.tools, *self.data, *self.data.values()]
-        )
-        return self
-
-
-class DeploymentUpdate(BaseModel):
-    """Changes to a live deployment (PATCH /deployments/{id}); what is left out stays as it is."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    data: dict[str, str] = Field(default_factory=dict, description="Variable values to set.")
-    unset: list[str] = Field(
-        default_factory=list,
-        max_length=1000,
-        description="Optional variables to return to their defaults (or leave unset).",
-    )
-    tools: list[Tool] | None = Field(default=None, max_length=100, description="Replaces the list.")
-    requirement: str | None = Field(default=None, max_length=4096)
-    ttl_seconds: int | None = Field(
-        default=None, gt=0, le=MAX_TTL, description="Expire this many seconds from now."
-    )
-
-    @model_validator(mode="after")
-    def _no_nul(self) -> DeploymentUpdate:
-        _reject_nul(
-            [
-                self.requirement or "",
-                *(self.tools or []),
-                *self.unset,
-                *self.data,
-                *self.data.values(),
-            ]
-        )
-        return self
-
-
-class PullRequestView(BaseModel):
-    """The pull request of a deployment's latest proposed change (review mode)."""
-
-    number: int | None
-    url: str | None
-    state: str  # pending (not opened yet), open, merged, closed, superseded
-    change: str  # create, update, delete, expire, upgrade
-
-
-class DeploymentView(BaseModel):
-    """A deployment as shown to users: secret values are always redacted."""
-
-    id: str
-    deployment_id: str
-    environment_type: str
-    plugin_id: str | None
-    namespace: str
-    status: Status
-    status_reason: str | None
-    tools: list[str]
-    requirement: str
-    data: dict[str, str]
-    ttl_seconds: int | None
-    expires_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    deleted_at: datetime | None
-    rendered_commit: str | None
-    chart: str
-    pull_request: PullRequestView | None = None
-
-
-def view(record: DeploymentRecord, proposal: ProposalRecord | None = None) -> DeploymentView:
-    """The user-facing form of a stored deployment."""
-    config = load_config(record.config)
-    data = dict(config.data)
-    data.update(dict.fromkeys(config.secret_keys, REDACTED))
-    return DeploymentView(
-        **record.model_dump(
-            exclude={
-                "config",
-                "applied_commit",
-                "helm_revision",
-                "secret_revision",
-                "applied_secret_revision",
-                "applied_tree",
-            }
-        ),
-        tools=config.tools,
-        requirement=config.requirement,
-        data=dict(sorted(data.items())),
-        chart=record.chart_path,
-        pull_request=PullRequestView(
-            number=proposal.number, url=proposal.url, state=proposal.state, change=proposal.kind
-        )
-        if proposal is not None
-        else None,
-    )
 
 
 def resolve_variables(
@@ -207,10 +85,34 @@ class Change:
     commit: str | None
     changed: bool = True
     diff: list[ChartDiff] | None = None  # a dry run's answer
+    replayed: bool = False  # a retry of an Idempotency-Key answered with its first deployment
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An `Idempotency-Key` and what it stands for: per token, one body, one deployment."""
+
+    token: str
+    key: str
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks through the API: the token, the server holding the request, its key."""
+
+    principal: Principal | None = None
+    server: str | None = None  # until answered, the row is this server's (see `answers`)
+    idempotency: Idempotency | None = None
 
 
 def create(
-    ctx: Context, request: DeploymentRequest, *, render: bool = True, dry_run: bool = False
+    ctx: Context,
+    request: DeploymentRequest,
+    *,
+    render: bool = True,
+    dry_run: bool = False,
+    caller: Caller | None = None,
 ) -> Change:
     """Validate the request against the plugin's manifest, store it, and render and commit it.
 
@@ -219,18 +121,44 @@ def create(
     commit, and no other render can see the chart before it sees the row. A `dry_run` stores
     nothing and answers the chart the request would give, as a diff.
     """
+    caller = caller or Caller()
     if dry_run:
-        return _dry_run(ctx, lambda conn: _insert(ctx, conn, request))
+        return _dry_run(ctx, lambda conn: _insert(ctx, conn, request, caller))
+    if caller.idempotency is not None:
+        return _create_once(ctx, request, caller, caller.idempotency)
     # Not rendered here (the server's rounds do it), the row is the one write, and the insert
     # commits on its own: two round trips to PostgreSQL where a transaction takes four.
     with ctx.writer() if render else ctx.statements() as conn:
-        record = _insert(ctx, conn, request)
+        record = _insert(ctx, conn, request, caller)
         if ctx.settings.mode == REVIEW:
-            review.remember(ctx, conn, record, "create")
+            review.remember(ctx, conn, record, "create", access.who(caller.principal))
         if not render:
             return Change(view(record), None)
         commit = render_service.render(ctx, conn).commit
         return Change(_current(conn, record.id), commit)
+
+
+def _create_once(
+    ctx: Context, request: DeploymentRequest, caller: Caller, once: Idempotency
+) -> Change:
+    """Store the request unless its key was used: then answer the key's deployment (or 409)."""
+    replay: tuple[str, str] | None = None
+    with ctx.transaction() as conn:
+        record = _insert(ctx, conn, request, caller)
+        replay = token_store.claim_key(conn, once.token, once.key, once.body_hash, record.id)
+        if replay is not None:
+            raise psycopg.Rollback()  # the key's first request stands, not this row
+        if ctx.settings.mode == REVIEW:
+            review.remember(ctx, conn, record, "create", access.who(caller.principal))
+    if replay is None:
+        return Change(view(record), None)
+    body_hash, dep_id = replay
+    if body_hash != once.body_hash:
+        raise Conflict(
+            f'Idempotency-Key "{once.key}" was used with another body; use a new key for a new '
+            "request"
+        )
+    return Change(get(ctx, dep_id), None, changed=False, replayed=True)
 
 
 def _dry_run(ctx: Context, change: Callable[[Connection], DeploymentRecord | None]) -> Change:
@@ -248,7 +176,11 @@ def _dry_run(ctx: Context, change: Callable[[Connection], DeploymentRecord | Non
     return result
 
 
-def _insert(ctx: Context, conn: Connection, request: DeploymentRequest) -> DeploymentRecord:
+def _insert(
+    ctx: Context, conn: Connection, request: DeploymentRequest, caller: Caller
+) -> DeploymentRecord:
+    namespace = request.namespace or ctx.settings.namespace
+    access.require_namespace(ctx.settings, namespace, caller.principal)
     plugin = plugin_store.get(conn, request.environment_type)
     if plugin is None or not plugin.is_active:
         state = "is deactivated" if plugin else "is not registered"
@@ -269,9 +201,10 @@ def _insert(ctx: Context, conn: Connection, request: DeploymentRequest) -> Deplo
         "plugin_id": plugin.id,
         "status": Status.CREATING,
         "config": dump_config(config),
-        "namespace": request.namespace or ctx.settings.namespace,
+        "namespace": namespace,
         "secret_data": ctx.secrets.seal(secret),
         "ttl_seconds": request.ttl_seconds,
+        "answer_pending": caller.server,
     }
     for _ in range(5):
         record = store.insert(conn, {**row, "deployment_id": release_name(plugin.name)})
@@ -289,6 +222,7 @@ def update(
     *,
     render: bool = True,
     dry_run: bool = False,
+    principal: Principal | None = None,
 ) -> Change:
     """Change a live deployment's variables, tools, requirement or TTL; render and commit.
 
@@ -305,9 +239,9 @@ def update(
     next render reads and commits. A `dry_run` stores nothing and answers the diff it would give.
     """
     if dry_run:
-        return _dry_run(ctx, lambda conn: _change_row(ctx, conn, ident, change))
+        return _dry_run(ctx, lambda conn: _change_row(ctx, conn, ident, change, principal))
     with ctx.repo.lock():
-        stored = _store_update(ctx, ident, change)
+        stored = _store_update(ctx, ident, change, principal)
         if stored is None:
             with ctx.transaction() as conn:
                 unchanged = store.get(conn, ident)
@@ -330,19 +264,26 @@ def update(
             return Change(_current(conn, stored.id), commit)
 
 
-def _store_update(ctx: Context, ident: str, change: DeploymentUpdate) -> DeploymentRecord | None:
+def _store_update(
+    ctx: Context, ident: str, change: DeploymentUpdate, principal: Principal | None
+) -> DeploymentRecord | None:
     """Validate and store an update; None when it changes nothing."""
     with ctx.transaction() as conn:
-        return _change_row(ctx, conn, ident, change)
+        return _change_row(ctx, conn, ident, change, principal)
 
 
 def _change_row(
-    ctx: Context, conn: Connection, ident: str, change: DeploymentUpdate
+    ctx: Context,
+    conn: Connection,
+    ident: str,
+    change: DeploymentUpdate,
+    principal: Principal | None = None,
 ) -> DeploymentRecord | None:
     """Validate an update and write it in `conn`'s transaction; None when it changes nothing."""
     record = store.get(conn, ident, for_update=True)
     if record is None:
         raise NotFound.deployment(ident)
+    access.require_visible(principal, record.namespace)
     if not store.is_live(conn, record.id):
         gone = "is deleted" if record.deleted_at is not None else "has expired"
         raise NotFound(f'deployment "{ident}" {gone}; create a new one instead')
@@ -377,7 +318,7 @@ def _change_row(
     if updated == config and secret == old_secret and change.ttl_seconds is None:
         return None
     if ctx.settings.mode == REVIEW:
-        review.remember(ctx, conn, record, "update")
+        review.remember(ctx, conn, record, "update", access.who(principal))
     stored = store.update(
         conn,
         record.id,
@@ -390,24 +331,40 @@ def _change_row(
     return stored
 
 
-def get(ctx: Context, ident: str) -> DeploymentView:
+def get(ctx: Context, ident: str, principal: Principal | None = None) -> DeploymentView:
     """One deployment by id or deployment_id, with its latest pull request (review mode)."""
     with ctx.transaction() as conn:
         record = store.get(conn, ident)
         if record is None:
             raise NotFound.deployment(ident)
+        access.require_visible(principal, record.namespace)
         return view(record, proposals.latest(conn, [record.id]).get(record.id))
 
 
-def list_deployments(ctx: Context, *, include_gone: bool = False) -> list[DeploymentView]:
-    """Deployments, oldest first."""
+def list_deployments(
+    ctx: Context,
+    *,
+    include_gone: bool = False,
+    where: store.Filter | None = None,
+    principal: Principal | None = None,
+) -> list[DeploymentView]:
+    """Deployments, oldest first; `where` filters and pages; a token sees its namespaces only."""
+    where = where or store.Filter()
+    if principal is not None and principal.namespaces is not None:
+        mine = principal.namespaces
+        asked = where.namespaces
+        where = dataclasses.replace(
+            where, namespaces=[n for n in asked if n in mine] if asked is not None else mine
+        )
     with ctx.transaction() as conn:
-        records = store.list_all(conn, include_gone=include_gone)
+        records = store.list_all(conn, include_gone=include_gone, where=where)
         latest = proposals.latest(conn, [r.id for r in records])
         return [view(r, latest.get(r.id)) for r in records]
 
 
-def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
+def delete(
+    ctx: Context, ident: str, *, render: bool = True, principal: Principal | None = None
+) -> Change:
     """Mark a deployment deleted, remove its chart in a commit, and uninstall its release.
 
     With `render` false only the row changes; `overseer render` and `overseer apply` finish later.
@@ -416,11 +373,12 @@ def delete(ctx: Context, ident: str, *, render: bool = True) -> Change:
         record = store.get(conn, ident)
         if record is None:
             raise NotFound.deployment(ident)
+        access.require_visible(principal, record.namespace)
         if record.deleted_at is not None:
             raise NotFound(f'deployment "{ident}" is already deleted')
         review_mode = ctx.settings.mode == REVIEW
         if review_mode:  # the release stays until the pull request that removes it is merged
-            review.remember(ctx, conn, record, "delete")
+            review.remember(ctx, conn, record, "delete", access.who(principal))
         deleted = store.mark_deleted(conn, record.id)
         assert deleted is not None  # noqa: S101 - row locked by the update itself
         commit = render_service.render(ctx, conn).commit if render else None
@@ -445,7 +403,9 @@ def _current(conn: Connection, dep_id: str) -> DeploymentView:
     return view(record, proposals.latest(conn, [dep_id]).get(dep_id))
 
 
-def connection_details(ctx: Context, ident: str) -> dict[str, Any]:
+def connection_details(
+    ctx: Context, ident: str, principal: Principal | None = None
+) -> dict[str, Any]:
     """How to reach a deployment: `<port>_port` per manifest port, service DNS, namespace, paths."""
     with ctx.transaction() as conn:
         record = store.get(conn, ident)
@@ -454,6 +414,7 @@ def connection_details(ctx: Context, ident: str) -> dict[str, Any]:
         )
     if record is None or plugin is None:
         raise NotFound.deployment(ident)
+    access.require_visible(principal, record.namespace)
     manifest = parse_stored(plugin.manifest, plugin.name)
     # The chart's full name is the release name (see templates/chart/templates/_helpers.tpl).
     details: dict[str, Any] = {f"{p.name}_port": p.container_port for p in manifest.ports}
@@ -484,3 +445,13 @@ def discard(ctx: Context, dep_id: str) -> bool:
             return False
         store.discard(conn, dep_id)
         return True
+
+
+def withdraw(ctx: Context, dep_id: str) -> None:
+    """Delete a deployment whose request was never answered but whose chart was committed.
+
+    The next render removes the chart, and the applier uninstalls whatever it installed of it.
+    """
+    with ctx.transaction() as conn:
+        store.mark_deleted(conn, dep_id)
+        store.answered(conn, dep_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 from ..config import REVIEW
 from . import apply as apply_service
@@ -26,10 +27,18 @@ log = logging.getLogger("overseer.worker")
 class Worker:
     """A thread that applies and reaps until stopped."""
 
-    def __init__(self, ctx: Context, *, interval: float = 2.0, reap_every: float = 10.0) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        interval: float = 2.0,
+        reap_every: float = 10.0,
+        chores: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self.ctx = ctx
         self.interval = interval
         self.reap_every = reap_every
+        self.chores = chores  # run with each reap, in every process (the server's sweep)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="overseer-worker", daemon=True)
@@ -58,6 +67,9 @@ class Worker:
             reap = time.monotonic() - last_reap >= self.reap_every
             poll = time.monotonic() - last_poll >= self.ctx.settings.poll_interval
             try:
+                if reap:
+                    for chore in self.chores:
+                        chore()
                 self._pass(reap, poll and self.ctx.settings.mode == REVIEW)
                 if reap:
                     last_reap = time.monotonic()

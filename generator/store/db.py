@@ -99,6 +99,9 @@ def open_pool(url: str) -> Pool:
         max_size=20,
         timeout=5,  # an unreachable database answers 503 after 5 s, not 30
         kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": 5},
+        # A connection the server closed (a restart, an admin's shutdown) is found and replaced
+        # when it is handed out, not by the request that would fail on it.
+        check=ConnectionPool.check_connection,
         open=True,
         name="overseer",
     )

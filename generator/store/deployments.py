@@ -59,11 +59,12 @@ def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
     """Insert; None when the release name is taken (the caller picks another)."""
     result = conn.execute(
         f"""INSERT INTO deployments AS d (id, deployment_id, environment_type, plugin_id, status,
-                config, namespace, secret_data, ttl_seconds, expires_at)
+                config, namespace, secret_data, ttl_seconds, expires_at, answer_pending)
             VALUES (%(id)s, %(deployment_id)s, %(environment_type)s, %(plugin_id)s, %(status)s,
                 %(config)s, %(namespace)s, %(secret_data)s, %(ttl_seconds)s,
                 CASE WHEN %(ttl_seconds)s::int IS NULL THEN NULL
-                     ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END)
+                     ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END,
+                %(answer_pending)s)
             ON CONFLICT (deployment_id) DO NOTHING
             RETURNING {COLUMNS}""",
         row,
@@ -88,13 +89,63 @@ def is_live(conn: Connection, dep_id: str) -> bool:
     return bool(found and found["live"])
 
 
-def list_all(conn: Connection, *, include_gone: bool = False) -> list[DeploymentRecord]:
-    """Deployments, oldest first; deleted ones only when asked."""
-    where = "" if include_gone else "WHERE d.deleted_at IS NULL"
+@dataclass(frozen=True)
+class Filter:
+    """Which deployments a listing wants; every field left empty matches all."""
+
+    namespaces: Sequence[str] | None = None
+    plugin: str | None = None
+    status: str | None = None
+    after: tuple[datetime, str] | None = None  # the (created_at, id) of the previous page's last
+    limit: int | None = None
+
+
+def list_all(
+    conn: Connection, *, include_gone: bool = False, where: Filter | None = None
+) -> list[DeploymentRecord]:
+    """Deployments, oldest first; deleted ones only when asked; a page of them with `where`."""
+    where = where or Filter()
+    clauses = [] if include_gone else ["d.deleted_at IS NULL"]
+    args: list[Any] = []
+    if where.namespaces is not None:
+        clauses.append("d.namespace = ANY(%s)")
+        args.append(list(where.namespaces))
+    if where.plugin is not None:
+        clauses.append("d.environment_type = %s")
+        args.append(where.plugin)
+    if where.status is not None:
+        clauses.append("d.status = %s")
+        args.append(where.status)
+    if where.after is not None:
+        clauses.append("(d.created_at, d.id) > (%s, %s)")
+        args += list(where.after)
+    condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    limit = f" LIMIT {int(where.limit)}" if where.limit is not None else ""
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM deployments d {where} ORDER BY d.created_at, d.id"
+        f"SELECT {COLUMNS} FROM deployments d {condition} ORDER BY d.created_at, d.id{limit}", args
     ).fetchall()
     return [DeploymentRecord.model_validate(r) for r in rows]
+
+
+def answered(conn: Connection, dep_id: str) -> None:
+    """Its request was answered: the row stays, whatever happens to the server that stored it."""
+    conn.execute("UPDATE deployments SET answer_pending = NULL WHERE id = %s", (dep_id,))
+
+
+def unanswered(conn: Connection, server: str) -> list[str]:
+    """Rows `server` stored and never answered for, oldest first."""
+    rows = conn.execute(
+        "SELECT id FROM deployments WHERE answer_pending = %s ORDER BY created_at", (server,)
+    ).fetchall()
+    return [str(r["id"]) for r in rows]
+
+
+def pending_servers(conn: Connection) -> list[str]:
+    """Servers with requests stored but not answered."""
+    rows = conn.execute(
+        "SELECT DISTINCT answer_pending AS server FROM deployments WHERE answer_pending IS NOT NULL"
+    ).fetchall()
+    return [str(r["server"]) for r in rows]
 
 
 @dataclass(frozen=True)

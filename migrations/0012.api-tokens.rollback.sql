@@ -1,0 +1,4 @@
+DROP INDEX deployments_answer_pending;
+ALTER TABLE deployments DROP COLUMN answer_pending;
+DROP TABLE idempotency_keys;
+DROP TABLE api_tokens;
