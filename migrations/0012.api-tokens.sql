@@ -32,3 +32,6 @@ CREATE TABLE idempotency_keys (
 ALTER TABLE deployments ADD COLUMN answer_pending VARCHAR(24);
 CREATE INDEX deployments_answer_pending ON deployments (answer_pending)
     WHERE answer_pending IS NOT NULL;
+
+-- Who asked for a deployment's latest change, when a named token did: commits name it.
+ALTER TABLE deployments ADD COLUMN requested_by TEXT;

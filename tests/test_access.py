@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from generator.config import Settings
-from tests.conftest import Cli, PgServer, _debian_bin, commit_count, unavailable
+from tests.conftest import Cli, PgServer, _debian_bin, commit_count, git_log, unavailable
 from tests.test_api import MANIFEST, Server, api_no_worker, server_env
 
 __all__ = ["api_no_worker"]  # a fixture, used below
@@ -128,6 +128,9 @@ def test_scopes_and_namespaces_on_every_route(
         f"{url}/deployments/{a_id}", json=change, headers=bearer(tokens["deploy-a"]), timeout=60
     )
     assert own.status_code == 200, own.text
+    # The commits name the token that asked.
+    assert git_log(repo, "-1", "--format=%B").rstrip().endswith('\nOverseer-Requested-By: token "team-a"')
+    assert 'Overseer-Requested-By: token "team-b"' in git_log(repo, "--format=%B")
     # No token, a made-up one: 401. Health and the API's description stay open.
     assert httpx.get(f"{url}/plugins").status_code == 401
     assert httpx.get(f"{url}/deployments", headers=bearer("ovs_nope")).status_code == 401

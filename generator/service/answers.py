@@ -15,8 +15,7 @@ import logging
 import threading
 
 from ..ids import new_id
-from ..store import db
-from ..store import deployments as store
+from ..store import db, unanswered
 from . import deployments as deployments_service
 from .context import Context
 
@@ -61,13 +60,13 @@ class Presence:
 def answered(ctx: Context, dep_id: str) -> None:
     """The request of `dep_id` is about to be answered: its row stays."""
     with ctx.statements() as conn:
-        store.answered(conn, dep_id)
+        unanswered.answered(conn, dep_id)
 
 
 def sweep(ctx: Context, own: str) -> int:
     """Discard the rows of servers that died before answering; how many went."""
     with ctx.transaction() as conn:
-        servers = [s for s in store.pending_servers(conn) if s != own]
+        servers = [s for s in unanswered.pending_servers(conn) if s != own]
     swept = 0
     for server in servers:
         with ctx.transaction() as conn:
@@ -75,7 +74,7 @@ def sweep(ctx: Context, own: str) -> int:
             row = conn.execute(_TRY, (_key(server),)).fetchone()
             if not row or not row["free"]:
                 continue
-            ids = store.unanswered(conn, server)
+            ids = unanswered.of_server(conn, server)
         for dep_id in ids:
             if not deployments_service.discard(ctx, dep_id):  # its chart is on main already
                 deployments_service.withdraw(ctx, dep_id)

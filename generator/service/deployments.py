@@ -16,7 +16,7 @@ from ..manifest import Manifest, parse_stored
 from ..status import Status
 from ..store import deployments as store
 from ..store import plugins as plugin_store
-from ..store import proposals
+from ..store import proposals, unanswered
 from ..store import tokens as token_store
 from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
@@ -205,6 +205,7 @@ def _insert(
         "secret_data": ctx.secrets.seal(secret),
         "ttl_seconds": request.ttl_seconds,
         "answer_pending": caller.server,
+        "requested_by": access.who(caller.principal),
     }
     for _ in range(5):
         record = store.insert(conn, {**row, "deployment_id": release_name(plugin.name)})
@@ -325,6 +326,7 @@ def _change_row(
         dump_config(updated),
         sealed if secret == old_secret else ctx.secrets.seal(secret),
         change.ttl_seconds,
+        access.who(principal),
     )
     if stored is None:  # its TTL ran out in the meantime
         raise NotFound(f'deployment "{ident}" has expired; create a new one instead')
@@ -379,7 +381,7 @@ def delete(
         review_mode = ctx.settings.mode == REVIEW
         if review_mode:  # the release stays until the pull request that removes it is merged
             review.remember(ctx, conn, record, "delete", access.who(principal))
-        deleted = store.mark_deleted(conn, record.id)
+        deleted = store.mark_deleted(conn, record.id, access.who(principal))
         assert deleted is not None  # noqa: S101 - row locked by the update itself
         commit = render_service.render(ctx, conn).commit if render else None
     if render and not review_mode and deleted.helm_revision is not None:
@@ -454,4 +456,4 @@ def withdraw(ctx: Context, dep_id: str) -> None:
     """
     with ctx.transaction() as conn:
         store.mark_deleted(conn, dep_id)
-        store.answered(conn, dep_id)
+        unanswered.answered(conn, dep_id)

@@ -8,6 +8,7 @@ way. `check` instead re-renders everything and compares every byte (drift and ha
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import gitops
+from ..chart_path import ChartPath
 from ..charts import LEGACY_STATE_FILE, ChartSource, read_inputs
 from ..config import REVIEW
 from ..errors import MassDeletionRefused, UserError
@@ -38,6 +40,7 @@ class ChartChange:
     path: str
     deployment_id: str
     plugin: str  # name@version
+    requested_by: str | None = None  # the token that asked, when a named one did
 
 
 @dataclass
@@ -59,9 +62,14 @@ class RenderResult:
     state: dict[str, Any] | None = None
 
     @property
+    def touched_changes(self) -> list[ChartChange]:
+        """Charts written or removed."""
+        return [*self.added, *self.changed, *self.removed]
+
+    @property
     def touched(self) -> list[str]:
         """Chart paths written or removed."""
-        return [c.path for c in (*self.added, *self.changed, *self.removed)]
+        return [c.path for c in self.touched_changes]
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,9 @@ def commit_message(result: RenderResult) -> str:
             lines.append(f"  {c.path} ({c.plugin})")
             trailers.append(f"Overseer-Deployment: {c.deployment_id} {c.path} {c.plugin}")
         lines.append("")
+    # Who asked, once each: named tokens of the API (the CLI's users are the commit's author).
+    askers = sorted({c.requested_by for c in result.touched_changes if c.requested_by})
+    trailers += [f"Overseer-Requested-By: {who}" for who in askers]
     return "\n".join(lines + trailers) + "\n"
 
 
@@ -323,8 +334,15 @@ class _Pass:
                 self.progress(done, max(total, done))
         if self.progress is not None:
             self.progress(done, done)
+        rows_of = (
+            store.by_releases(conn, [ChartPath(p).release for p in removed]) if removed else {}
+        )
         for path in removed:
-            result.removed.append(_removed_change(self.head, path))
+            change = _removed_change(self.head, path)
+            gone = rows_of.get(path)
+            if gone is not None and gone.requested_by:
+                change = dataclasses.replace(change, requested_by=gone.requested_by)
+            result.removed.append(change)
             self.tx.remove(path)
         result.added.sort(key=lambda c: c.path)
         result.changed.sort(key=lambda c: c.path)
@@ -343,7 +361,9 @@ class _Pass:
         if self.full or is_new or read_inputs(self.head, path) != inputs:
             chart = self.renderer.render(dep, plugin, inputs)
             if self.tx.put(path, chart):
-                change = ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}")
+                change = ChartChange(
+                    path, dep.id, f"{plugin.name}@{plugin.version}", row.get("requested_by")
+                )
                 (self.result.added if is_new else self.result.changed).append(change)
                 return
         # On the branch already, and its row never told (or, in doubt after a crash, may name

@@ -21,7 +21,7 @@ COLUMNS = (
     "d.config, d.namespace, d.ttl_seconds, d.expires_at, d.deleted_at, d.created_at, "
     "d.updated_at, d.rendered_commit, d.applied_commit, d.helm_revision, "
     "left(encode(sha256(d.secret_data), 'hex'), 16) AS secret_revision, d.applied_secret_revision, "
-    "d.applied_tree"
+    "d.applied_tree, d.requested_by"
 )
 LIVE = "d.deleted_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > CURRENT_TIMESTAMP)"
 
@@ -48,6 +48,7 @@ class DeploymentRecord(BaseModel):
     secret_revision: str | None
     applied_secret_revision: str | None
     applied_tree: str | None = None  # the chart's tree on main that apply installed
+    requested_by: str | None = None  # the token that asked for the latest change, if one did
 
     @property
     def chart_path(self) -> ChartPath:
@@ -59,12 +60,13 @@ def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
     """Insert; None when the release name is taken (the caller picks another)."""
     result = conn.execute(
         f"""INSERT INTO deployments AS d (id, deployment_id, environment_type, plugin_id, status,
-                config, namespace, secret_data, ttl_seconds, expires_at, answer_pending)
+                config, namespace, secret_data, ttl_seconds, expires_at, answer_pending,
+                requested_by)
             VALUES (%(id)s, %(deployment_id)s, %(environment_type)s, %(plugin_id)s, %(status)s,
                 %(config)s, %(namespace)s, %(secret_data)s, %(ttl_seconds)s,
                 CASE WHEN %(ttl_seconds)s::int IS NULL THEN NULL
                      ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END,
-                %(answer_pending)s)
+                %(answer_pending)s, %(requested_by)s)
             ON CONFLICT (deployment_id) DO NOTHING
             RETURNING {COLUMNS}""",
         row,
@@ -127,27 +129,6 @@ def list_all(
     return [DeploymentRecord.model_validate(r) for r in rows]
 
 
-def answered(conn: Connection, dep_id: str) -> None:
-    """Its request was answered: the row stays, whatever happens to the server that stored it."""
-    conn.execute("UPDATE deployments SET answer_pending = NULL WHERE id = %s", (dep_id,))
-
-
-def unanswered(conn: Connection, server: str) -> list[str]:
-    """Rows `server` stored and never answered for, oldest first."""
-    rows = conn.execute(
-        "SELECT id FROM deployments WHERE answer_pending = %s ORDER BY created_at", (server,)
-    ).fetchall()
-    return [str(r["id"]) for r in rows]
-
-
-def pending_servers(conn: Connection) -> list[str]:
-    """Servers with requests stored but not answered."""
-    rows = conn.execute(
-        "SELECT DISTINCT answer_pending AS server FROM deployments WHERE answer_pending IS NOT NULL"
-    ).fetchall()
-    return [str(r["server"]) for r in rows]
-
-
 @dataclass(frozen=True)
 class Fingerprint:
     """What a render's output depends on in the database, summarised."""
@@ -192,7 +173,7 @@ def _release_args(paths: Sequence[str]) -> dict[str, list[str]]:
 
 
 _RENDER_COLUMNS = """d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
-    d.rendered_commit, p.name AS plugin_name, p.version AS plugin_version, p.manifest,
+    d.rendered_commit, d.requested_by, p.name AS plugin_name, p.version AS plugin_version, p.manifest,
     p.id AS plugin_id"""
 
 
@@ -265,14 +246,16 @@ def gone_release_paths(conn: Connection) -> set[str]:
     return {f"{r['namespace']}/{r['deployment_id']}" for r in rows}
 
 
-def mark_deleted(conn: Connection, dep_id: str) -> DeploymentRecord | None:
+def mark_deleted(
+    conn: Connection, dep_id: str, requested_by: str | None = None
+) -> DeploymentRecord | None:
     """Mark deleted and drop its sealed secrets, which nothing needs any more."""
     row = conn.execute(
         f"""UPDATE deployments AS d SET deleted_at = CURRENT_TIMESTAMP, status = '{Status.DELETED}',
-                secret_data = NULL, updated_at = CURRENT_TIMESTAMP
+                secret_data = NULL, updated_at = CURRENT_TIMESTAMP, requested_by = %s
             WHERE d.id = %s AND d.deleted_at IS NULL
             RETURNING {COLUMNS}""",
-        (dep_id,),
+        (requested_by, dep_id),
     ).fetchone()
     return DeploymentRecord.model_validate(row) if row else None
 
@@ -283,6 +266,7 @@ def update(
     config: str,
     secret_data: bytes | None,
     ttl_seconds: int | None,
+    requested_by: str | None = None,
 ) -> DeploymentRecord | None:
     """Store a live deployment's new inputs; a TTL given restarts from now. It awaits apply."""
     row = conn.execute(
@@ -290,10 +274,17 @@ def update(
                 ttl_seconds = COALESCE(%(ttl)s::int, d.ttl_seconds),
                 expires_at = CASE WHEN %(ttl)s::int IS NULL THEN d.expires_at
                     ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl)s::int) END,
-                status = '{Status.UPDATING}', status_reason = NULL, updated_at = CURRENT_TIMESTAMP
+                status = '{Status.UPDATING}', status_reason = NULL, updated_at = CURRENT_TIMESTAMP,
+                requested_by = %(by)s
             WHERE d.id = %(id)s AND {LIVE}
             RETURNING {COLUMNS}""",
-        {"config": config, "secret_data": secret_data, "ttl": ttl_seconds, "id": dep_id},
+        {
+            "config": config,
+            "secret_data": secret_data,
+            "ttl": ttl_seconds,
+            "id": dep_id,
+            "by": requested_by,
+        },
     ).fetchone()
     return DeploymentRecord.model_validate(row) if row else None
 
