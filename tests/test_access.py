@@ -129,7 +129,11 @@ def test_scopes_and_namespaces_on_every_route(
     )
     assert own.status_code == 200, own.text
     # The commits name the token that asked.
-    assert git_log(repo, "-1", "--format=%B").rstrip().endswith('\nOverseer-Requested-By: token "team-a"')
+    assert (
+        git_log(repo, "-1", "--format=%B")
+        .rstrip()
+        .endswith('\nOverseer-Requested-By: token "team-a"')
+    )
     assert 'Overseer-Requested-By: token "team-b"' in git_log(repo, "--format=%B")
     # No token, a made-up one: 401. Health and the API's description stay open.
     assert httpx.get(f"{url}/plugins").status_code == 401
