@@ -33,6 +33,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 # instead of a token (checked by their route).
 OPEN = ("/healthz", "/openapi.json", "/docs", "/redoc", "/static-offline-docs/")
 SIGNED = "/webhooks/"
+_ASK = object()  # the gate's cache cannot tell: ask the database
 
 
 class Guard:
@@ -54,13 +55,17 @@ class Guard:
         path: str = scope["path"]
         if not (path.startswith(OPEN) or path.startswith(SIGNED)):
             try:
-                principal = await run_in_threadpool(self._principal, headers)
+                # Mostly answered from the gate's cache, on the event loop; a query takes a thread.
+                found = self._principal(headers, cached=True)
+                if found is _ASK:
+                    found = await run_in_threadpool(self._principal, headers)
             except UserError as exc:  # the database is unreachable: 503, in the one shape
                 await self._refuse(send, exc.http_status, exc.for_api())
                 return
-            if isinstance(principal, str):
-                await self._refuse(send, 401, principal, {"WWW-Authenticate": "Bearer"})
+            if isinstance(found, str):
+                await self._refuse(send, 401, found, {"WWW-Authenticate": "Bearer"})
                 return
+            principal = found if isinstance(found, Principal) else None
             if principal is not None and principal.name != BOOTSTRAP:
                 wait = self._over_rate(principal.name)
                 if wait:
@@ -74,14 +79,25 @@ class Guard:
             return
         await self._bounded(scope, receive, send)
 
-    def _principal(self, headers: dict[str, str]) -> Principal | str | None:
-        """The token's holder; None when no tokens are in use; a message when refused."""
-        if not self.gate.in_use():
+    def _principal(self, headers: dict[str, str], *, cached: bool = False) -> object:
+        """Who asks: a Principal, None when no tokens are in use, or why not (a str).
+
+        With `cached`, only what needs no query is answered, and `_ASK` when one is needed.
+        """
+        in_use = self.gate.cached_in_use() if cached else self.gate.in_use()
+        if in_use is None:
+            return _ASK
+        if not in_use:
             return None
         scheme, _, value = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return "this endpoint needs `Authorization: Bearer <token>`"
-        principal = self.gate.principal(value.strip())
+        if cached:
+            known, principal = self.gate.cached_principal(value.strip())
+            if not known:
+                return _ASK
+        else:
+            principal = self.gate.principal(value.strip())
         if principal is None:
             return "the bearer token is unknown, revoked or expired"
         return principal

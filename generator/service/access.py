@@ -178,27 +178,42 @@ class Gate:
         self._known: dict[str, tuple[float, Principal | None]] = {}
         self._in_use: tuple[float, bool] | None = None
 
+    def cached_in_use(self) -> bool | None:
+        """`in_use` when it needs no query; None when it does."""
+        if self.ctx.settings.api_token is not None:
+            return True
+        cached = self._in_use
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        return None
+
     def in_use(self) -> bool:
         """Tokens are in use once OVERSEER_API_TOKEN is set or a token has been created."""
-        now = time.monotonic()
-        cached = self._in_use
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
-            return cached[1]
+        cached = self.cached_in_use()
+        if cached is not None:
+            return cached
         used = tokens_in_use(self.ctx)
-        self._in_use = (now, used)
+        self._in_use = (time.monotonic(), used)
         return used
+
+    def cached_principal(self, value: str) -> tuple[bool, Principal | None]:
+        """(known, who): whether `principal` can answer without a query, and its answer."""
+        bootstrap = self.ctx.settings.api_token
+        if bootstrap is not None and hmac.compare_digest(value.encode(), bootstrap.encode()):
+            return True, Principal(BOOTSTRAP, frozenset(SCOPES), None)
+        with self._lock:
+            cached = self._known.get(_hash(value))
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return True, cached[1]
+        return False, None
 
     def principal(self, value: str) -> Principal | None:
         """Who holds the bearer `value`; None for an unknown, revoked or expired one."""
-        bootstrap = self.ctx.settings.api_token
-        if bootstrap is not None and hmac.compare_digest(value.encode(), bootstrap.encode()):
-            return Principal(BOOTSTRAP, frozenset(SCOPES), None)
+        known, found = self.cached_principal(value)
+        if known:
+            return found
         digest = _hash(value)
         now = time.monotonic()
-        with self._lock:
-            cached = self._known.get(digest)
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
-            return cached[1]
         with self.ctx.transaction() as conn:
             record = store.by_hash(conn, digest)
         found = (
