@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,6 +39,14 @@ def make_token(cli: Cli, name: str, *args: str) -> str:
     made = cli("token", "create", name, *args, env={"OVERSEER_ALLOWED_NAMESPACES": ALLOWED})
     assert made.exit_code == 0, made.stderr
     return made.stdout.strip()
+
+
+def burst_until(going: Callable[[], bool]) -> None:
+    """Wait (two minutes at most) until a burst of requests has got this far."""
+    deadline = time.monotonic() + 120
+    while not going():
+        assert time.monotonic() < deadline, "the burst never got going"
+        time.sleep(0.01)
 
 
 def live_rows(url: str) -> set[str]:
@@ -318,10 +326,7 @@ def test_creates_a_killed_server_never_answered_are_not_deployed(
     assert server.proc is not None
     with ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(create, i) for i in range(300)]
-        deadline = time.monotonic() + 120
-        while len(answered) < 40:
-            assert time.monotonic() < deadline, "the burst never got going"
-            time.sleep(0.01)
+        burst_until(lambda: len(answered) >= 40)
         # The writer stops where it is (maybe mid-round): from now on every request stores its
         # row and waits. A second later every answer that was on its way is out, and the server
         # is killed with the rest in flight.
@@ -414,10 +419,7 @@ def test_a_database_outage_answers_json_503_and_heals(
 
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(create, i) for i in range(48)]
-            deadline = time.monotonic() + 120
-            while len(statuses) < 16:
-                assert time.monotonic() < deadline, "the burst never got going"
-                time.sleep(0.01)
+            burst_until(lambda: len(statuses) >= 16)
             subprocess.run([*ctl, "-m", "fast", "stop"], check=True, capture_output=True)
             for f in futures:
                 f.result()
