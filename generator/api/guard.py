@@ -74,8 +74,11 @@ class Guard:
                     return
             scope.setdefault("state", {})["principal"] = principal
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.body_limit:  # who asks first, then how much
-            await self._refuse(send, 413, self._too_large())
+        if length.isdigit():  # the server reads no more than the declared length
+            if int(length) > self.body_limit:  # who asks first, then how much
+                await self._refuse(send, 413, self._too_large())
+                return
+            await self.app(scope, receive, send)
             return
         await self._bounded(scope, receive, send)
 

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import UserError
 from ..manifest import MAX_MANIFEST_BYTES
-from ..service import access, answers
+from ..service import access
 from ..service import deployments as deployments_service
 from ..service import plugins as plugins_service
 from ..service import review as review_service
@@ -196,19 +196,15 @@ async def create_deployment(
         response.headers["Idempotent-Replayed"] = "true"
         return view
     try:
-        commit = await server.batcher.render_async()
+        # Once the round is committed, it also says in the database that this request is
+        # answered: from then on the deployment stands, even if this server dies before the
+        # answer is out.
+        commit = await server.batcher.render_async(answering=view.id)
     except Exception:  # the round failed: the row goes, unless a round committed its chart
         await run_in_threadpool(deployments_service.discard, server.ctx, view.id)
         raise
-    answer = JSONResponse(
-        view.model_copy(update={"rendered_commit": commit}).model_dump(mode="json"),
-        status_code=201,
-    )
-    # From here the deployment stands, even if this server dies before the answer is out: the
-    # answer is made first, so that only its sending remains between the two.
-    await run_in_threadpool(answers.answered, server.ctx, view.id)
     server.worker.wake()
-    return answer
+    return view.model_copy(update={"rendered_commit": commit})
 
 
 @router.get(

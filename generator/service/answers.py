@@ -57,12 +57,6 @@ class Presence:
                 self._conn = None
 
 
-def answered(ctx: Context, dep_id: str) -> None:
-    """The request of `dep_id` is about to be answered: its row stays."""
-    with ctx.statements() as conn:
-        unanswered.answered(conn, dep_id)
-
-
 def sweep(ctx: Context, own: str) -> int:
     """Discard the rows of servers that died before answering; how many went."""
     with ctx.transaction() as conn:

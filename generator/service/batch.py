@@ -27,6 +27,7 @@ import psycopg
 
 from ..config import Settings
 from ..errors import DatabaseUnavailable, RenderFailed, UserError
+from ..store import unanswered
 from . import render as render_service
 from .context import Context
 
@@ -42,6 +43,8 @@ class _Round:
     futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[str | None]]] = field(
         default_factory=list
     )
+    # Creates this round answers: their rows stand once it is committed (see `answers`).
+    answering: list[str] = field(default_factory=list)
 
     def finish(self) -> None:
         self.done.set()
@@ -167,11 +170,15 @@ class RenderBatcher:
             raise round_.error
         return round_.commit
 
-    async def render_async(self, timeout: float = 120) -> str | None:
-        """`render` for a caller on an event loop: it waits without holding a thread."""
+    async def render_async(self, timeout: float = 120, *, answering: str = "") -> str | None:
+        """`render` for a caller on an event loop: it waits without holding a thread.
+
+        `answering` names a created deployment whose request the round answers: once the
+        round is committed, one statement for all of them says so, just before they are told.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str | None] = loop.create_future()
-        self._join(loop, future)
+        self._join(loop, future, answering)
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -181,6 +188,7 @@ class RenderBatcher:
         self,
         loop: asyncio.AbstractEventLoop | None = None,
         future: asyncio.Future[str | None] | None = None,
+        answering: str = "",
     ) -> _Round:
         with self._lock:
             if self._next is None:
@@ -188,6 +196,8 @@ class RenderBatcher:
             round_ = self._next
             if loop is not None and future is not None:
                 round_.futures.append((loop, future))
+            if answering:
+                round_.answering.append(answering)
         self._wake.set()
         return round_
 
@@ -209,6 +219,9 @@ class RenderBatcher:
                 continue
             try:
                 round_.commit = self._writer.render()
+                if round_.answering:
+                    with self.ctx.statements() as conn:
+                        unanswered.answered(conn, round_.answering)
             except BaseException as exc:  # handed to every waiter of this round
                 round_.error = exc
             round_.finish()

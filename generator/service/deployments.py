@@ -456,4 +456,4 @@ def withdraw(ctx: Context, dep_id: str) -> None:
     """
     with ctx.transaction() as conn:
         store.mark_deleted(conn, dep_id)
-        unanswered.answered(conn, dep_id)
+        unanswered.answered(conn, [dep_id])

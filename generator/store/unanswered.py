@@ -5,9 +5,9 @@ from __future__ import annotations
 from .db import Connection
 
 
-def answered(conn: Connection, dep_id: str) -> None:
-    """Its request was answered: the row stays, whatever happens to the server that stored it."""
-    conn.execute("UPDATE deployments SET answer_pending = NULL WHERE id = %s", (dep_id,))
+def answered(conn: Connection, dep_ids: list[str]) -> None:
+    """Their requests are answered: the rows stay, whatever happens to the server that stored them."""
+    conn.execute("UPDATE deployments SET answer_pending = NULL WHERE id = ANY(%s)", (dep_ids,))
 
 
 def of_server(conn: Connection, server: str) -> list[str]:
