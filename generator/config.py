@@ -111,6 +111,7 @@ class Settings:
     worker_interval: float = 2.0  # seconds between two passes of the server's applier
     log_level: str = "info"  # the server's (uvicorn's) log level
     score_skip: tuple[str, ...] = SCORE_SKIP  # kube-score checks `overseer validate` accepts
+    secret_key_previous: tuple[str, ...] = ()  # keys that still open values while rotating
     # The namespaces any deployment may name; None: just `namespace`. kube-* and default never.
     allowed_namespaces: tuple[str, ...] | None = None
     body_limit: int = 2 * 1024 * 1024  # bytes of a request body the API reads at most
@@ -142,6 +143,11 @@ class Settings:
             worker_interval=_seconds(env, "OVERSEER_WORKER_INTERVAL", 2),
             log_level=env.get("OVERSEER_LOG_LEVEL") or "info",
             score_skip=_names(env.get("OVERSEER_SCORE_SKIP"), SCORE_SKIP),
+            secret_key_previous=tuple(
+                k.strip()
+                for k in (_secret(env, "OVERSEER_SECRET_KEY_PREVIOUS") or "").split(",")
+                if k.strip()
+            ),
             allowed_namespaces=_names(env.get("OVERSEER_ALLOWED_NAMESPACES"), ()) or None,
             body_limit=_bytes(env, "OVERSEER_BODY_LIMIT", 2 * 1024 * 1024),
             rate_limit=env.get("OVERSEER_RATE_LIMIT") or "50/second",

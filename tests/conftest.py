@@ -283,13 +283,16 @@ class Cli:
             main, list(args), env={**self.env, **(env or {})}, input=input, catch_exceptions=False
         )
 
-    def deploy(self, *extra: str, plugin: str = "claude-environment") -> dict[str, str]:
+    def deploy(
+        self, *extra: str, plugin: str = "claude-environment", env: dict[str, str] | None = None
+    ) -> dict[str, str]:
         """`deploy create` with the required secret set; the deployment as JSON."""
         import json
 
         result = self(
-            "deploy", "create", plugin, "--set", "ANTHROPIC_API_KEY=k", *extra, "-o", "json"
-        )
+            "deploy", "create", plugin, "--set", "ANTHROPIC_API_KEY=k", *extra, "-o", "json",
+            env=env,
+        )  # fmt: skip
         assert result.exit_code == 0, result.stdout + result.stderr
         data: dict[str, str] = json.loads(result.stdout)
         return data

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import REVIEW, Settings
-from ..errors import UserError, ValidationFailed
+from ..errors import DatabaseUnavailable, UserError, ValidationFailed
 from ..gitops import LAZY
 from ..service import answers
 from ..service import review as review_service
@@ -81,6 +81,10 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     ctx.actor = "an API client"
     if settings.mode == REVIEW:  # a server that cannot propose should not start
         review_service.check(ctx)
+    try:  # nor one whose key cannot open the stored secrets (a wiped home, a wrong key)
+        ctx.secrets  # noqa: B018 - loading it checks it
+    except DatabaseUnavailable as exc:  # checked at first use, once the database answers
+        log.warning("%s", exc.message)
     batcher = RenderBatcher(ctx)
     presence = Presence(ctx)
 

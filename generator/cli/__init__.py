@@ -11,6 +11,7 @@ from .db import db
 from .deployments import deploy
 from .plugins import plugin
 from .render import diff, render, validate
+from .secrets import secrets
 from .serve import serve
 from .tokens import token
 
@@ -33,3 +34,4 @@ main.add_command(gc)
 main.add_command(connect)
 main.add_command(serve)
 main.add_command(token)
+main.add_command(secrets)

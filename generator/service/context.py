@@ -93,8 +93,10 @@ class Context:
 
     @cached_property
     def secrets(self) -> SecretBox:
-        """Seals secret variable values before they reach the database."""
-        return SecretBox.from_config(self.settings.secret_key, self.settings.secret_key_file)
+        """Seals secret variable values before they reach the database (see `secret_keys`)."""
+        from . import secret_keys  # it builds on this module
+
+        return secret_keys.load(self)
 
     def snapshot(self, ref: str) -> Snapshot:
         """The charts of commit `ref` (a sha, a branch, HEAD), read from objects."""

@@ -74,6 +74,15 @@ Where Overseer and the migrations read DATABASE_URL from.
 {{- end }}
 - secretRef:
     name: {{ include "overseer.tokenSecretName" . }}
+- secretRef:
+    name: {{ include "overseer.secretKeySecretName" . }}
+{{- end }}
+
+{{/*
+The Secret holding OVERSEER_SECRET_KEY.
+*/}}
+{{- define "overseer.secretKeySecretName" -}}
+{{- default (printf "%s-secret-key" (include "overseer.fullname" .)) .Values.secretKey.existingSecret }}
 {{- end }}
 
 {{/*
