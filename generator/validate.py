@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .config import SCORE_SKIP
 from .errors import UserError
 from .tools import helm, kube_score, kubeconform
@@ -75,8 +77,17 @@ def _release_of(chart: Path) -> tuple[str, str]:
     return chart.name, chart.parent.name if chart.parent.name else "default"
 
 
+def ci_values(chart: Path) -> dict[str, Any]:
+    """`ci/values.yaml`, chart-testing's place for the values a chart is checked with."""
+    try:
+        loaded = yaml.safe_load((chart / "ci" / "values.yaml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def _lint_and_template(chart: Path, out_dir: Path, index: int) -> tuple[list[str], Path | None]:
-    values = placeholder_values(chart)
+    values = {**ci_values(chart), **placeholder_values(chart)}
     problems = [
         f"helm lint: {f.path + ': ' if f.path else ''}{f.message}"
         for f in helm.lint(chart, values, strict=True)

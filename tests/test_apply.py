@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
+from cryptography.fernet import Fernet
 
 from tests.conftest import ROOT, Cli, Kube
 
@@ -299,6 +301,10 @@ def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
             "-n",
             ns,
             "--create-namespace",
+            "--set",
+            "gitops.remote=https://git.example.com/team/gitops.git",
+            "--set",
+            f"rbac.namespaces={{{ns}}}",
             "--wait=watcher",
             "--timeout",
             "120s",
@@ -323,10 +329,31 @@ def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
             config["data"]["DATABASE_URL"]
             == "postgresql://overseer:overseer@overseer-postgresql:5432/overseer"
         )  # type: ignore[index]
+        assert config["data"]["OVERSEER_GIT_REMOTE"] == "https://git.example.com/team/gitops.git"  # type: ignore[index]
+        # The pod runs as a ServiceAccount of its own, which may deploy in the listed namespaces.
+        pod = kube.json("get", "deployment", "overseer", "-n", ns)["spec"]["template"]["spec"]  # type: ignore[index]
+        assert pod["serviceAccountName"] == "overseer"
+        role = kube.json("get", "role", "overseer-deployer", "-n", ns)
+        kinds = {r for rule in role["rules"] for r in rule["resources"]}  # type: ignore[index]
+        assert {"deployments", "secrets", "networkpolicies", "poddisruptionbudgets"} <= kinds
+        can = kube.kubectl(
+            "auth", "can-i", "create", "deployments", "-n", ns,
+            f"--as=system:serviceaccount:{ns}:overseer", check=False,
+        )  # fmt: skip
+        assert can.stdout.strip() == "yes"
+        elsewhere = kube.kubectl(
+            "auth", "can-i", "create", "deployments", "-n", "kube-system",
+            f"--as=system:serviceaccount:{ns}:overseer", check=False,
+        )  # fmt: skip
+        assert elsewhere.stdout.strip() == "no"  # the cluster enforces RBAC: nothing beyond
         token = kube.json("get", "secret", "overseer-api-token", "-n", ns)["data"][
             "OVERSEER_API_TOKEN"
         ]  # type: ignore[index]
         assert len(token) > 40  # generated, since the API listens beyond loopback in the pod
+        key = kube.json("get", "secret", "overseer-secret-key", "-n", ns)["data"][
+            "OVERSEER_SECRET_KEY"
+        ]  # type: ignore[index]
+        Fernet(base64.b64decode(key))  # a Fernet key, generated once
         upgrade = kube.helm(
             "upgrade",
             "overseer",
@@ -343,6 +370,12 @@ def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
             "OVERSEER_API_TOKEN"
         ]  # type: ignore[index]
         assert kept == token
+        assert (
+            kube.json("get", "secret", "overseer-secret-key", "-n", ns)["data"][  # type: ignore[index]
+                "OVERSEER_SECRET_KEY"
+            ]
+            == key
+        )  # kept across upgrades: the sealed secrets still open
     finally:
         kube.helm("uninstall", "overseer", "-n", ns)
         kube.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
@@ -371,7 +404,7 @@ def test_overseer_chart_lints_and_validates(
             text=True,
         )
         assert proc.returncode == 0, proc.stdout
-    reports = validate([ROOT / "charts" / "overseer"])
+    reports = validate([ROOT / "charts" / "overseer"])  # with its ci/values.yaml
     assert reports[0].problems == []
     no_db = subprocess.run(
         [
@@ -381,8 +414,30 @@ def test_overseer_chart_lints_and_validates(
             str(ROOT / "charts" / "overseer"),
             "--set",
             "postgresql.enabled=false",
+            "--set",
+            "gitops.ephemeral=true",
         ],
         capture_output=True,
         text=True,
     )
     assert no_db.returncode != 0 and "databaseUrl" in no_db.stderr
+    # Without a remote the repository would go with the pod: refused, unless accepted.
+    no_remote = subprocess.run(
+        [helm_bin, "template", "x", str(ROOT / "charts" / "overseer")],
+        capture_output=True,
+        text=True,
+    )
+    assert no_remote.returncode != 0
+    assert "gitops.remote (or gitops.existingSecret) is required" in no_remote.stderr
+    # A ClusterRole only to create namespaces, and only when asked.
+    cluster_wide = subprocess.run(
+        [
+            helm_bin, "template", "x", str(ROOT / "charts" / "overseer"),
+            "--set", "gitops.ephemeral=true", "--set", "rbac.createNamespaces=true",
+        ],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    roles = [d for d in yaml.safe_load_all(cluster_wide) if d and d["kind"] == "ClusterRole"]
+    assert [r["rules"] for r in roles] == [
+        [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "create"]}]
+    ]

@@ -76,6 +76,10 @@ Where Overseer and the migrations read DATABASE_URL from.
     name: {{ include "overseer.tokenSecretName" . }}
 - secretRef:
     name: {{ include "overseer.secretKeySecretName" . }}
+{{- with .Values.gitops.existingSecret }}
+- secretRef:
+    name: {{ . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -136,4 +140,24 @@ Labels of the migrations Job's pod.
 app.kubernetes.io/name: {{ include "overseer.name" . }}-migrations
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: migrations
+{{- end }}
+
+{{/*
+The ServiceAccount Overseer runs as.
+*/}}
+{{- define "overseer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "overseer.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+A remote for the GitOps repository, or the user's word that losing it is fine.
+*/}}
+{{- define "overseer.requireRemote" -}}
+{{- if not (or .Values.gitops.remote .Values.gitops.existingSecret .Values.gitops.ephemeral) }}
+{{- fail "gitops.remote (or gitops.existingSecret) is required: the pod's repository is a cache, and main must live on a remote. Set gitops.ephemeral=true to accept losing the repository with the pod." }}
+{{- end }}
 {{- end }}
