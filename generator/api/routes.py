@@ -91,7 +91,7 @@ async def principal(request: Request) -> Principal | None:
     return found
 
 
-Caller = Annotated[Principal | None, Depends(principal)]
+Asker = Annotated[Principal | None, Depends(principal)]  # the token, once tokens are in use
 
 
 def needs(scope: str) -> Any:
@@ -155,7 +155,7 @@ def get_plugin(server: Served, name: str) -> PluginRecord:
 )
 async def create_deployment(
     server: Served,
-    caller: Caller,
+    caller: Asker,
     request: DeploymentRequest,
     response: Response,
     dry_run: bool = False,
@@ -215,7 +215,7 @@ async def create_deployment(
 )
 def list_deployments(
     server: Served,
-    caller: Caller,
+    caller: Asker,
     request: Request,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
@@ -261,7 +261,7 @@ def _cursor(value: str) -> tuple[datetime, str]:
     dependencies=[needs(access.READ)],
     tags=["deployments"],
 )
-def get_deployment(server: Served, caller: Caller, ident: str) -> DeploymentView:
+def get_deployment(server: Served, caller: Asker, ident: str) -> DeploymentView:
     """One deployment, by `id` or `deployment_id`; `status` moves to READY or FAILED."""
     return deployments_service.get(server.ctx, ident, caller)
 
@@ -272,7 +272,7 @@ def get_deployment(server: Served, caller: Caller, ident: str) -> DeploymentView
     dependencies=[needs(access.READ)],
     tags=["deployments"],
 )
-def connect(server: Served, caller: Caller, ident: str) -> ConnectionDetails:
+def connect(server: Served, caller: Asker, ident: str) -> ConnectionDetails:
     """How to reach the deployment."""
     return ConnectionDetails(
         connection_details=deployments_service.connection_details(server.ctx, ident, caller)
@@ -286,7 +286,7 @@ def connect(server: Served, caller: Caller, ident: str) -> ConnectionDetails:
     tags=["deployments"],
 )
 def update_deployment(
-    server: Served, caller: Caller, ident: str, change: DeploymentUpdate, dry_run: bool = False
+    server: Served, caller: Asker, ident: str, change: DeploymentUpdate, dry_run: bool = False
 ) -> DeploymentView | JSONResponse:
     """Change variables (`data`, `unset`), `tools`, `requirement` or `ttl_seconds`.
 
@@ -309,7 +309,7 @@ def update_deployment(
     dependencies=[needs(access.DEPLOY)],
     tags=["deployments"],
 )
-def delete_deployment(server: Served, caller: Caller, ident: str) -> DeploymentView:
+def delete_deployment(server: Served, caller: Asker, ident: str) -> DeploymentView:
     """Delete: the chart is removed in a commit, and the release uninstalled in the background."""
     view = deployments_service.delete(server.ctx, ident, render=False, principal=caller).deployment
     server.batcher.render()
