@@ -4,6 +4,7 @@ once, and a database that goes away."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -324,19 +325,26 @@ def test_creates_a_killed_server_never_answered_are_not_deployed(
             answered.append(answer.json()["id"])
 
     assert server.proc is not None
-    with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(create, i) for i in range(300)]
-        burst_until(lambda: len(answered) >= 40)
-        # The writer stops where it is (maybe mid-round): from now on every request stores its
-        # row and waits. A second later every answer that was on its way is out, and the server
-        # is killed with the rest in flight.
-        (writer,) = _children(server.proc.pid)
-        os.kill(writer, signal.SIGSTOP)
-        time.sleep(1)
+    writers = _children(server.proc.pid)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(create, i) for i in range(300)]
+            burst_until(lambda: len(answered) >= 40)
+            # The writer stops where it is (maybe mid-round): from now on every request stores
+            # its row and waits. A second later every answer that was on its way is out, and the
+            # server is killed with the rest in flight.
+            writers = _children(server.proc.pid)
+            assert len(writers) == 1, writers
+            os.kill(writers[0], signal.SIGSTOP)
+            time.sleep(1)
+            server.stop(signal.SIGKILL)
+            for f in futures:
+                f.result()
+    finally:
         server.stop(signal.SIGKILL)
-        os.kill(writer, signal.SIGKILL)
-        for f in futures:
-            f.result()
+        for writer in writers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(writer, signal.SIGKILL)
     url = cli.env["DATABASE_URL"]
     stored = live_rows(url) | _pending(url)
     assert set(answered) <= stored and len(stored) > len(answered)  # some never answered
