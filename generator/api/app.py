@@ -30,6 +30,7 @@ from ..service.answers import Presence
 from ..service.batch import RenderBatcher
 from ..service.context import Context
 from ..service.worker import Worker
+from ..store.db import first_line
 from .answers import ERRORS, error
 from .guard import Guard
 from .routes import Server, router
@@ -56,8 +57,7 @@ def add_error_handlers(app: FastAPI) -> None:
     async def database_gone(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         # A connection that died under a query (the server stopped or restarted): the pool
         # replaces it, and the client may retry.
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return error(503, f"the database connection failed: {reason}; retry shortly")
+        return error(503, f"the database connection failed: {first_line(exc)}; retry shortly")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -28,6 +28,7 @@ import psycopg
 from ..config import Settings
 from ..errors import DatabaseUnavailable, RenderFailed, UserError
 from ..store import unanswered
+from ..store.db import first_line
 from . import render as render_service
 from .context import Context
 
@@ -74,8 +75,9 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
             except UserError as exc:
                 channel.send(("error", type(exc), exc.message, dict(vars(exc))))
             except psycopg.OperationalError as exc:  # the database went away mid-round: a 503
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                message = f"the database connection failed during a render: {reason}; retry"
+                message = (
+                    f"the database connection failed during a render: {first_line(exc)}; retry"
+                )
                 gone = DatabaseUnavailable(message)
                 channel.send(("error", DatabaseUnavailable, message, dict(vars(gone))))
             except Exception as exc:  # the server answers 500 for this round, and lives on

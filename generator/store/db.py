@@ -124,12 +124,18 @@ def pooled(pool: Pool) -> Iterator[Connection]:
         ) from None
 
 
+def first_line(exc: BaseException) -> str:
+    """What a driver error says, in one line (its class when it says nothing)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def connect(url: str, *, autocommit: bool = False) -> Connection:
     """Open a connection whose rows are dicts; raise DatabaseUnavailable with a clear message."""
     try:
         return psycopg.connect(url, row_factory=dict_row, autocommit=autocommit, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {redact(url)}: {reason}; "
             "check DATABASE_URL, or unset it to use the embedded server"
