@@ -47,6 +47,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return seconds
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"{name}={value!r}: give a whole number, at least 1")
+    return int(value)
+
+
 def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     value = env.get(name)
     if not value:
@@ -99,7 +108,7 @@ class Settings:
     worktree: str | None = None
     # direct: commit to main and apply; review: propose each change as a pull request on the
     # forge, and apply it once merged (see service.review).
-    mode: str = "direct"
+    mode: str = DIRECT
     forge: str | None = None  # gitea, github or gitlab
     forge_url: str | None = None  # the forge's API root; None: the public service's
     forge_repo: str | None = None  # owner/name (GitLab: the project's path)
@@ -125,11 +134,11 @@ class Settings:
             home=Path(env.get("OVERSEER_HOME", ".overseer")).absolute(),
             repo=Path(env.get("OVERSEER_REPO", "rendered")).absolute(),
             database_url=env.get("DATABASE_URL") or None,
-            secret_key=env.get("OVERSEER_SECRET_KEY") or None,
+            secret_key=_secret(env, "OVERSEER_SECRET_KEY"),
             namespace=env.get("OVERSEER_NAMESPACE", DEFAULT_NAMESPACE),
             kubeconfig=_path(env.get("OVERSEER_KUBECONFIG") or env.get("KUBECONFIG")),
             helm_timeout=env.get("OVERSEER_HELM_TIMEOUT", "300s"),
-            apply_parallel=int(env.get("OVERSEER_APPLY_PARALLEL", "10")),
+            apply_parallel=_count(env, "OVERSEER_APPLY_PARALLEL", 10),
             git_remote=env.get("OVERSEER_GIT_REMOTE") or None,
             worktree=env.get("OVERSEER_WORKTREE") or None,
             mode=_mode(env.get("OVERSEER_MODE") or DIRECT),

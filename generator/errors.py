@@ -246,14 +246,3 @@ class Forbidden(UserError):
 
     exit_code = 8
     http_status = 403
-
-
-class TooManyRequests(UserError):
-    """A token over its rate limit (429); `retry_after` says in how many seconds to try again."""
-
-    exit_code = 1
-    http_status = 429
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after

@@ -91,6 +91,13 @@ def kubeconform_bin() -> str:
     )
 
 
+@pytest.fixture(scope="session")
+def kube_score_bin() -> str:
+    return need(
+        "kube-score", "run `make tools` (builds the pinned kube-score into ~/.cache/overseer)"
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_git(tmp_path_factory: pytest.TempPathFactory) -> None:
     """No user or system git configuration leaks into the tests."""

@@ -369,7 +369,7 @@ def test_db_commands(cli: Cli, embedded_pg: object) -> None:
 
 
 def test_validate_names_chart_and_resource(
-    registered: Cli, kubeconform_bin: str, helm_bin: str
+    registered: Cli, kubeconform_bin: str, helm_bin: str, kube_score_bin: str
 ) -> None:
     repo = registered.settings.repo
     dep = registered.deploy()
@@ -404,7 +404,7 @@ def test_validate_names_chart_and_resource(
 
 
 def test_ref_reads_the_charts_of_a_commit(
-    registered: Cli, kubeconform_bin: str, helm_bin: str, tmp_path: Path
+    registered: Cli, kubeconform_bin: str, helm_bin: str, kube_score_bin: str, tmp_path: Path
 ) -> None:
     lazy = tmp_path / "lazy"
     as_server = {"OVERSEER_WORKTREE": "lazy", "OVERSEER_REPO": str(lazy)}
@@ -509,14 +509,16 @@ def test_the_embedded_server_can_be_seen_and_stopped(tmp_path: Path) -> None:
         "the next command that needs it starts it\n"
     )
     assert cli("db", "migrate", env=env).exit_code == 0  # starts it
-    running = cli("db", "status", env=env)
-    assert running.stdout.startswith("embedded PostgreSQL: running, pid ")
-    pid = int(running.stdout.split("pid ")[1].split(",")[0])
-    assert alive(pid) and "0001.deployments" in running.stdout
-    assert (
-        cli("db", "stop", env=env).stdout == f"stopped the embedded PostgreSQL (data in {pgdata})\n"
-    )
-    assert not alive(pid)
+    try:
+        running = cli("db", "status", env=env)
+        assert running.stdout.startswith("embedded PostgreSQL: running, pid ")
+        pid = int(running.stdout.split("pid ")[1].split(",")[0])
+        assert alive(pid) and "0001.deployments" in running.stdout
+        stopped = cli("db", "stop", env=env)
+        assert stopped.stdout == f"stopped the embedded PostgreSQL (data in {pgdata})\n"
+        assert not alive(pid)
+    finally:  # a failed assertion above must not leave a server running
+        cli("db", "stop", env=env)
     assert (
         cli("db", "stop", env=env).stdout
         == f"the embedded PostgreSQL is not running (data in {pgdata})\n"

@@ -13,7 +13,15 @@ import pytest
 
 from generator.config import Settings
 from generator.errors import Conflict, GitFailed
-from generator.gitops import CHECKOUT, LAZY, GitOpsRepo, fetch_main, publish, push_pending
+from generator.gitops import (
+    CHECKOUT,
+    LAZY,
+    GitOpsRepo,
+    fetch_main,
+    publish,
+    push_branches,
+    push_pending,
+)
 from generator.gitops.refs import RefUpdater
 from generator.service.context import Context
 
@@ -358,6 +366,25 @@ def test_a_rejected_push_is_replayed_chart_by_chart(tmp_path: Path) -> None:
     with repo.lock(), pytest.raises(Conflict, match="ns/a"):
         publish(repo, str(remote))
     assert git(repo.root, "rev-parse", "HEAD") == head and push_pending(repo)
+    repo.close()
+
+
+def test_an_unforced_push_leaves_a_branch_someone_else_made(tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    hand_commit(other, "README.md", b"theirs\n")
+    git(other, "push", "-q", "origin", "main")
+    theirs = git(remote, "rev-parse", "main")
+    repo = GitOpsRepo(tmp_path / "gitops")
+    ours = commit(repo, {"ns/a": {"f": b"1\n"}}, "ours\n")
+    assert ours is not None
+    with pytest.raises(GitFailed, match="push main"):
+        push_branches(repo, str(remote), {"main": ours}, force=False)
+    assert git(remote, "rev-parse", "main") == theirs  # their main stands
+    push_branches(repo, str(remote), {"main": ours})  # forced, as a proposal's own branch is
+    assert git(remote, "rev-parse", "main") == ours
     repo.close()
 
 

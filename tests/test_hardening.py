@@ -16,16 +16,8 @@ from generator.manifest import advice, parse_manifest
 from generator.tools import kube_score
 from generator.validate import placeholder_values, validate
 from tests.charts import FIXTURES, load_case, render_case, write_chart
-from tests.conftest import need
 
 pytestmark = pytest.mark.helm
-
-
-@pytest.fixture(scope="session")
-def kube_score_bin() -> str:
-    return need(
-        "kube-score", "run `make tools` (builds the pinned kube-score into ~/.cache/overseer)"
-    )
 
 
 def manifests(helm_bin: str, chart: Path, *values: str) -> str:

@@ -13,9 +13,12 @@ MAX_LINES = 500
 
 def test_the_layering_contracts_hold() -> None:
     # The contracts live in pyproject.toml ([tool.importlinter]); the tool beside this Python.
-    tool = Path(sys.executable).parent / "lint-imports"
-    if not tool.exists():
-        need("lint-imports", "run `make venv` (import-linter is a dev dependency)")
+    beside = Path(sys.executable).parent / "lint-imports"
+    tool = (
+        str(beside)
+        if beside.exists()
+        else need("lint-imports", "run `make venv` (import-linter is a dev dependency)")
+    )
     result = subprocess.run([tool], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout

@@ -192,7 +192,7 @@ def test_a_failed_push_keeps_the_commit_and_the_next_render_pushes_it(
 
 
 def test_a_lazy_repository_reads_like_a_checked_out_one(
-    ctx: Context, kubeconform_bin: str, helm_bin: str, tmp_path: Path
+    ctx: Context, kubeconform_bin: str, helm_bin: str, kube_score_bin: str, tmp_path: Path
 ) -> None:
     checked, lazy = ctx.settings.repo, tmp_path / "lazy"
     server = Context(dataclasses.replace(ctx.settings, worktree="lazy", repo=lazy))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -74,15 +75,20 @@ def test_a_server_with_the_wrong_key_does_not_start(cli: Cli, claude_manifest: P
     cli.deploy()
     env = {**os.environ, **cli.env, "OVERSEER_SECRET_KEY": Fernet.generate_key().decode()}
     env.pop("OVERSEER_API_TOKEN", None)
-    started = subprocess.run(
+    server = subprocess.Popen(
         ["overseer", "serve", "--port", str(free_port()), "--no-worker"],
         env=env,
-        capture_output=True,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
+        start_new_session=True,  # its writer goes with it, whatever happens here
     )
-    assert started.returncode != 0
-    assert "the stored secret values are sealed with the key" in started.stderr
+    try:
+        _, stderr = server.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+    assert server.returncode != 0
+    assert "the stored secret values are sealed with the key" in stderr
 
 
 def test_rotation_reseals_everything_and_survives_a_kill(ctx: Context, settings: Settings) -> None:

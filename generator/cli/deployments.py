@@ -135,7 +135,7 @@ def create(
 def _print_change(service: Context, change: Change, output: str) -> None:
     view = change.deployment
     if change.diff is not None:  # a dry run: the diff is the answer, and nothing was stored
-        print_diffs(change.diff, "json" if output != "table" else "text")
+        print_diffs(change.diff, "text" if output == "table" else output)
         if output == "table":
             click.echo(f"dry run: nothing stored ({len(change.diff)} chart(s) would change)")
         return

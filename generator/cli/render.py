@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -12,14 +11,14 @@ from pathlib import Path
 
 import click
 
-from ..config import Settings
+from ..config import REVIEW, Settings
 from ..errors import UserError
 from ..service import diff as diff_service
 from ..service import render as service_render
 from ..service.context import Context
 from ..service.diff import ChartDiff
 from ..validate import validate as run_validate
-from .common import progress_bar, with_context
+from .common import emit_data, progress_bar, with_context
 
 
 @click.command("render")
@@ -85,7 +84,7 @@ def render(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     summary = f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed, {result.unchanged} unchanged"
-    if service.settings.mode == "review":
+    if service.settings.mode == REVIEW:
         click.echo(f"proposed {len(result.proposals)} change(s): {summary}")
         for line in result.proposals:
             click.echo(f"  {line}")
@@ -180,9 +179,9 @@ def charts_directory(
 
 
 def print_diffs(diffs: list[ChartDiff], output: str) -> None:
-    """Chart diffs as text (files, then manifests) or as JSON."""
-    if output == "json":
-        click.echo(json.dumps([d.as_dict() for d in diffs], indent=2))
+    """Chart diffs as text (files, then manifests), or as data (JSON or YAML)."""
+    if output != "text":
+        emit_data([d.as_dict() for d in diffs], output)
         return
     for d in diffs:
         click.echo(f"=== {d.path} ({d.action})")
@@ -226,14 +225,14 @@ def diff(
     renders. Secret values never appear: they are not in charts, and every Secret's data is shown
     as <redacted>.
     """
+    if deployments and not live:
+        raise click.UsageError("DEPLOYMENT names only apply with --live")
     try:
         if live:
             diffs = diff_service.live(service, deployments)
         elif from_ref or to_ref:
             diffs = diff_service.between(service, from_ref or "HEAD", to_ref or "HEAD")
         else:
-            if deployments:
-                raise click.UsageError("DEPLOYMENT names only apply with --live")
             diffs = diff_service.pending(service)
     except UserError as exc:
         if not detailed_exitcode:

@@ -105,15 +105,19 @@ def follow_main(repo: GitOpsRepo, remote: str) -> str | None:
     return fetched
 
 
-def push_branches(repo: GitOpsRepo, remote: str, branches: Mapping[str, str]) -> None:
+def push_branches(
+    repo: GitOpsRepo, remote: str, branches: Mapping[str, str], *, force: bool = True
+) -> None:
     """Make each branch on the remote point at its commit, whatever it pointed at before, in one push.
 
     A proposal's branch is Overseer's alone and is rebuilt from main's tip on every change, so a
-    forced update is the right one.
+    forced update is the right one. Without `force`, a branch that moved meanwhile is left as it
+    is and the push fails.
     """
     if not branches:
         return
-    refspecs = [f"+{commit}:refs/heads/{branch}" for branch, commit in sorted(branches.items())]
+    plus = "+" if force else ""
+    refspecs = [f"{plus}{commit}:refs/heads/{b}" for b, commit in sorted(branches.items())]
     try:
         _git(repo, "push", "--quiet", "--porcelain", remote, *refspecs)
     except GitFailed as exc:

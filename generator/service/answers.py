@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 
+import psycopg
+
 from ..ids import new_id
 from ..store import db, unanswered
 from . import deployments as deployments_service
@@ -44,7 +46,7 @@ class Presence:
                 try:
                     self._conn.execute("SELECT 1")
                     return
-                except Exception:
+                except psycopg.Error:  # gone with a restart of the database
                     self._conn.close()
             self._conn = db.connect(self.ctx.database_url, autocommit=True)
             self._conn.execute(_LOCK, (_key(self.server),))

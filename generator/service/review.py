@@ -185,7 +185,8 @@ def _first_commit(ctx: Context, remote: str) -> str:
     objects = ctx.repo.objects
     commit = objects.commit(objects.tree({}), None, "overseer: start the GitOps repository\n")
     objects.flush()
-    gitops.push_branches(ctx.repo, remote, {BASE: commit})
+    # Not forced: a main someone else made meanwhile stands, and the next round builds on it.
+    gitops.push_branches(ctx.repo, remote, {BASE: commit}, force=False)
     return commit
 
 

@@ -66,6 +66,8 @@ class Worker:
                 return
             reap = time.monotonic() - last_reap >= self.reap_every
             poll = time.monotonic() - last_poll >= self.ctx.settings.poll_interval
+            if poll:  # a forge that fails is asked again at the next poll, not at every pass
+                last_poll = time.monotonic()
             try:
                 if reap:
                     for chore in self.chores:
@@ -73,8 +75,6 @@ class Worker:
                 self._pass(reap, poll and self.ctx.settings.mode == REVIEW)
                 if reap:
                     last_reap = time.monotonic()
-                if poll:
-                    last_poll = time.monotonic()
             except Exception:
                 log.exception("background pass failed; retrying in %.0f s", self.interval)
 
@@ -84,10 +84,16 @@ class Worker:
                 return  # another process is applying
             review_mode = self.ctx.settings.mode == REVIEW
             if poll:  # a webhook that never came delays a merge by one poll, never loses it
-                for settled in review.settle(self.ctx):
-                    log.info("pull request #%d %s", settled.number, settled.state)
-                # Changes no request proposed (a plugin's new version), or whose round failed.
-                render_service.render(self.ctx)
+                try:
+                    for settled in review.settle(self.ctx):
+                        log.info("pull request #%d %s", settled.number, settled.state)
+                    # Changes no request proposed (a plugin's new version), or whose round failed.
+                    render_service.render(self.ctx)
+                except Exception:  # the forge is down: what main holds is applied all the same
+                    log.exception(
+                        "polling the forge failed; applying what main holds, polling again in %.0f s",
+                        self.ctx.settings.poll_interval,
+                    )
             if reap:
                 for outcome in apply_service.gc(self.ctx):
                     log.info("expired %s: %s", outcome.deployment_id, outcome.action)

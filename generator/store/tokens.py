@@ -74,9 +74,10 @@ def revoke(conn: Connection, name: str) -> TokenRecord | None:
 
 def any_live(conn: Connection) -> bool:
     """Whether some token was created and is not revoked (then every route needs one)."""
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM api_tokens WHERE revoked_at IS NULL)")
-    found = row.fetchone()
-    return bool(found and next(iter(found.values())))
+    found = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE revoked_at IS NULL) AS used"
+    ).fetchone()
+    return bool(found and found["used"])
 
 
 def claim_key(

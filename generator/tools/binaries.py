@@ -12,7 +12,7 @@ HINT = "run `make tools` and put the directory it prints on PATH (or set {var})"
 
 def find(tool: str) -> str:
     """Path of `tool`: $OVERSEER_<TOOL> when set, else the first one on PATH."""
-    var = f"OVERSEER_{tool.upper()}"
+    var = f"OVERSEER_{tool.upper().replace('-', '_')}"  # kube-score: OVERSEER_KUBE_SCORE
     explicit = os.environ.get(var)
     if explicit:
         if not os.access(explicit, os.X_OK):
