@@ -221,10 +221,16 @@ class ForgeFailed(UserError):
     exit_code = 1
     http_status = 502
 
-    def __init__(self, forge: str, action: str, detail: str) -> None:
+    def __init__(self, forge: str, action: str, detail: str, status: int | None = None) -> None:
         self.forge = forge
         self.action = action
-        super().__init__(f"{forge}: {action} failed: {detail}")
+        # What the operator can check, from what the forge answered.
+        hint = {
+            401: "check OVERSEER_FORGE_TOKEN",
+            403: "check that OVERSEER_FORGE_TOKEN may push branches and write pull requests",
+            404: "check OVERSEER_FORGE_REPO and OVERSEER_FORGE_URL",
+        }.get(status or 0, "")
+        super().__init__(f"{forge}: {action} failed: {detail}", hint=hint, api_hint=hint)
 
 
 class Misconfigured(UserError):

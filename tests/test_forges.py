@@ -133,8 +133,9 @@ def test_github_adapter_speaks_the_pulls_api(recorder: Callable[[Route], Recorde
     assert server.seen[-1].body == {"title": "t2", "body": "b2"}
     assert forge.close(7).state == CLOSED and server.seen[-1].body == {"state": "closed"}
     assert forge.get(8).state == MERGED
-    with pytest.raises(ForgeFailed, match=r"github: read pull request #9 failed: HTTP 404"):
+    with pytest.raises(ForgeFailed, match=r"github: read pull request #9 failed: HTTP 404") as gone:
         forge.get(9)
+    assert gone.value.for_cli().endswith("; check OVERSEER_FORGE_REPO and OVERSEER_FORGE_URL")
 
 
 def gitlab_mr(iid: int, state: str = "opened") -> dict[str, Any]:
@@ -193,8 +194,11 @@ def test_gitlab_adapter_speaks_the_merge_requests_api(
     assert forge.close(3).state == CLOSED
     assert [s for s in server.seen if s.method == "PUT"][-1].body == {"state_event": "close"}
     assert forge.get(4).state == MERGED
-    with pytest.raises(ForgeFailed, match=r"gitlab: read merge request !5 failed: HTTP 404"):
+    with pytest.raises(
+        ForgeFailed, match=r"gitlab: read merge request !5 failed: HTTP 404"
+    ) as gone:
         forge.get(5)
+    assert gone.value.for_api().endswith("; check OVERSEER_FORGE_REPO and OVERSEER_FORGE_URL")
 
 
 def sha256(secret: str, body: bytes) -> str:

@@ -34,7 +34,10 @@ class Gitea:
             raise ForgeFailed(self.name, action, str(exc) or type(exc).__name__) from None
         if response.status_code >= 400:
             raise ForgeFailed(
-                self.name, action, f"HTTP {response.status_code}: {response.text[:300]}"
+                self.name,
+                action,
+                f"HTTP {response.status_code}: {response.text[:300]}",
+                response.status_code,
             )
         data = response.json()
         assert isinstance(data, dict)  # noqa: S101 - every call here answers an object

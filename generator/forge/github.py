@@ -32,7 +32,7 @@ class GitHubForge:
             return call().json()
         except RequestFailed as exc:
             detail = f"HTTP {exc.response.status_code}: {exc.response.text[:300]}"
-            raise ForgeFailed(self.name, action, detail) from None
+            raise ForgeFailed(self.name, action, detail, exc.response.status_code) from None
         except GitHubException as exc:
             raise ForgeFailed(self.name, action, str(exc) or type(exc).__name__) from None
 

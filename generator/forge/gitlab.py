@@ -30,7 +30,9 @@ class GitLabForge:
             mr = call()
         except GitlabError as exc:
             code = f"HTTP {exc.response_code}: " if exc.response_code else ""
-            raise ForgeFailed(self.name, action, f"{code}{exc.error_message}") from None
+            raise ForgeFailed(
+                self.name, action, f"{code}{exc.error_message}", exc.response_code
+            ) from None
         state = {"opened": OPEN, "merged": MERGED}.get(str(mr.state), CLOSED)
         return PullRequest(int(mr.iid), str(mr.web_url), state)
 
@@ -50,7 +52,9 @@ class GitLabForge:
             )
         except GitlabError as exc:
             code = f"HTTP {exc.response_code}: " if exc.response_code else ""
-            raise ForgeFailed(self.name, action, f"{code}{exc.error_message}") from None
+            raise ForgeFailed(
+                self.name, action, f"{code}{exc.error_message}", exc.response_code
+            ) from None
         mrs = list(found)
         return PullRequest(int(mrs[0].iid), str(mrs[0].web_url), OPEN) if mrs else None
 

@@ -134,10 +134,15 @@ def _plan(
             raise NotFound(
                 f"no live, rendered deployment {', '.join(missing)}",
                 hint="see `overseer deploy list`",
+                api_hint="see GET /deployments",
             )
         absent = [d.deployment_id for d in chosen if d.chart_path not in on_main]
         if absent:
-            raise NotFound(f"{', '.join(absent)}: no chart on main (commit {commit}) to apply")
+            raise NotFound(
+                f"{', '.join(absent)}: no chart on main (commit {commit}) to apply",
+                hint="run `overseer render` and push it, or in review mode merge its pull "
+                "request; with --ref, check the commit",
+            )
         install = [(d, on_main[d.chart_path]) for d in chosen]
         return _Plan(commit, install, [], [])
     install, skipped = [], []
