@@ -56,10 +56,11 @@ demo: venv tools ## Embedded Postgres, the example plugin, a deployment, a commi
 test: venv tools test-deps cluster-up forge-up ## Set up what the tests need (Postgres, helm, the kwok cluster, Gitea) and run the whole suite
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-lint: venv ## ruff (lint and format check) and the layering contracts (import-linter)
+lint: venv ## ruff (lint and format check), the layering contracts (import-linter), hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check generator tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: venv ## mypy --strict on the package
 	$(VENV)/bin/mypy

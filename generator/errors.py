@@ -193,6 +193,13 @@ class DatabaseUnavailable(UserError):
     http_status = 503
 
 
+class RemoteUnavailable(UserError):
+    """The Git remote, where main is agreed, cannot be reached."""
+
+    exit_code = 1
+    http_status = 503
+
+
 class GitFailed(UserError):
     """A git command failed underneath: the server's fault, never the request's (HTTP 500)."""
 

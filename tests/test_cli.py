@@ -312,7 +312,7 @@ def test_update_refuses_bad_input_and_changes_nothing(registered: Cli) -> None:
     assert expired.exit_code == 3 and "has expired; create a new one instead" in expired.stderr
     assert registered("deploy", "delete", ident).exit_code == 0
     gone = registered("deploy", "update", ident, "--set", "HEIGHT=1")
-    assert gone.exit_code == 3 and "is deleted; create a new one instead" in gone.stderr
+    assert gone.exit_code == 4 and "was deleted; create a new one instead" in gone.stderr
 
 
 def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:

@@ -9,7 +9,9 @@ import dataclasses
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -179,11 +181,18 @@ def test_mass_deletion_is_refused_unless_forced(ctx: Context, embedded_pg: objec
     assert not list(repo.glob("a8s/*/Chart.yaml"))
 
 
+def render_state(ctx: Context) -> dict[str, Any]:
+    """The state the last render recorded, with its commit."""
+    with psycopg.connect(ctx.database_url) as conn:
+        row = conn.execute("SELECT state, commit_sha FROM render_state").fetchone()
+    assert row is not None
+    return {**row[0], "commit": row[1]}
+
+
 def test_incremental_render_sees_every_kind_of_change(ctx: Context, claude_manifest: Path) -> None:
     repo = ctx.settings.repo
     a, b = deploy(ctx), deploy(ctx)
-    path = repo / ".git" / "overseer-render-state.json"  # beside the repository, never in it
-    state = json.loads(path.read_text())
+    state = render_state(ctx)  # in the database, never in Git
     assert state["generation"] > 0 and len(state["plugins"]) == 1
     assert state["commit"] == git_log(repo, "-1", "--format=%H").strip()
     assert git_log(repo, "--name-only", "--format=", "--", ".overseer") == ""
@@ -208,14 +217,16 @@ def test_incremental_render_sees_every_kind_of_change(ctx: Context, claude_manif
     assert "claude-environment@1.1.0" in git_log(repo, "-1", "--format=%B")
     # State recorded for another database is not trusted: every chart is compared again. Its
     # xmin, far in the future, would have hidden the change below from an incremental render.
-    doctored = json.loads(path.read_text())
+    doctored = render_state(ctx)
     doctored.update(database="00000000-0000-0000-0000-000000000000", generation=10**9, xmin=10**12)
-    path.write_text(json.dumps(doctored))
+    sql(ctx, "UPDATE render_state SET state = %s", json.dumps(doctored))
     set_height("999", "555")
     assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
     assert render_service.check(ctx, ctx.charts()) == []
     # Nor is state recorded for another commit: main moved under it (here, a hand commit).
-    path.write_text(json.dumps({**json.loads(path.read_text()), "xmin": 10**12}))
+    sql(
+        ctx, "UPDATE render_state SET state = %s", json.dumps({**render_state(ctx), "xmin": 10**12})
+    )
     (repo / "NOTES.md").write_text("hand-written\n")
     hand_commit(repo, "notes")
     set_height("555", "444")

@@ -24,11 +24,13 @@ from ..config import REVIEW, Settings
 from ..errors import DatabaseUnavailable, UserError, ValidationFailed
 from ..gitops import LAZY
 from ..service import answers
+from ..service import render as render_service
 from ..service import review as review_service
 from ..service.access import Gate
 from ..service.answers import Presence
 from ..service.batch import RenderBatcher
 from ..service.context import Context
+from ..service.health import Readiness
 from ..service.worker import Worker
 from ..store.db import first_line
 from .answers import ERRORS, error
@@ -99,6 +101,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         try:
             # Creates a killed predecessor never answered go before anything renders them.
             await run_in_threadpool(sweep)
+            # Then the clone catches up with the remote (a new pod's is empty) and with the
+            # database, as a new render does.
+            await run_in_threadpool(render_service.reconcile_at_start, ctx)
         except UserError as exc:  # the database is down: requests answer 503 until it is back
             log.warning("%s", exc.message)
         batcher.start()
@@ -123,7 +128,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     )
 
     add_error_handlers(app)
-    app.state.server = Server(ctx, batcher, worker, presence.server)
+    app.state.server = Server(ctx, batcher, worker, presence.server, Readiness(ctx))
     app.include_router(router)
     app.add_middleware(
         Guard, gate=Gate(ctx), body_limit=settings.body_limit, rate=settings.rate_limit

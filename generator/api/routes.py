@@ -28,6 +28,7 @@ from ..service.access import Principal
 from ..service.batch import RenderBatcher
 from ..service.context import Context
 from ..service.deployments import Idempotency
+from ..service.health import Readiness
 from ..service.views import DeploymentRequest, DeploymentUpdate, DeploymentView
 from ..service.worker import Worker
 from ..status import Status
@@ -45,6 +46,7 @@ class Server:
     batcher: RenderBatcher
     worker: Worker
     server_id: str  # marks the rows whose requests this process has yet to answer
+    readiness: Readiness
 
 
 async def served(request: Request) -> Server:
@@ -109,6 +111,15 @@ def healthz(server: Served) -> dict[str, str]:
     with server.ctx.statements() as conn:
         conn.execute("SELECT 1")
     return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+def readyz(server: Served) -> dict[str, str]:
+    """Ready to take writes: the database answers, and the Git remote when one is set.
+
+    503 otherwise, naming which; needs no token.
+    """
+    return server.readiness.check()
 
 
 @router.post(

@@ -15,12 +15,15 @@ from .changeset import Changeset, crash_point
 from .objects import IDENTITY
 from .remote import (
     REMOTE_MAIN,
+    Diverged,
+    check_reachable,
     delete_branches,
     fetch_main,
     follow_main,
     publish,
     push_branches,
     push_pending,
+    reset_to_remote,
 )
 from .repository import CHECKOUT, LAZY, GitOpsRepo
 from .snapshot import Snapshot
@@ -31,8 +34,10 @@ __all__ = [
     "LAZY",
     "REMOTE_MAIN",
     "Changeset",
+    "Diverged",
     "GitOpsRepo",
     "Snapshot",
+    "check_reachable",
     "crash_point",
     "delete_branches",
     "fetch_main",
@@ -40,4 +45,5 @@ __all__ = [
     "publish",
     "push_branches",
     "push_pending",
+    "reset_to_remote",
 ]

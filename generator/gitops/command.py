@@ -23,7 +23,14 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 
-def run(where: Path, *args: str, stdin: bytes = b"", hint: str = "", bare: bool = False) -> str:
+def run(
+    where: Path,
+    *args: str,
+    stdin: bytes = b"",
+    hint: str = "",
+    bare: bool = False,
+    timeout: float | None = None,
+) -> str:
     """Run `git ARGS` in the work tree `where` (or, `bare`, on the git directory `where`).
 
     Returns its standard output; raises GitFailed naming the command and git's first `fatal:`
@@ -31,17 +38,21 @@ def run(where: Path, *args: str, stdin: bytes = b"", hint: str = "", bare: bool 
     kept as `output`.
     """
     place = [f"--git-dir={where}"] if bare else ["-C", str(where)]
-    done = subprocess.run(
-        ["git", *place, *args],
-        input=stdin,
-        capture_output=True,
-        check=False,
-        env={**os.environ, **IDENTITY, "GIT_TERMINAL_PROMPT": "0"},
-    )
+    command = next(a for a in args if not a.startswith("-") and "=" not in a)
+    try:
+        done = subprocess.run(
+            ["git", *place, *args],
+            input=stdin,
+            capture_output=True,
+            check=False,
+            env={**os.environ, **IDENTITY, "GIT_TERMINAL_PROMPT": "0"},
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise GitFailed(command, f"no answer within {timeout:g} s", hint) from None
     if done.returncode != 0:
         err = redact(done.stderr.decode(errors="replace"))
         lines = [line.strip(" '") for line in err.splitlines() if line.strip()]
         verdict = [line for line in lines if line.startswith(("fatal:", "error:"))]
-        command = next(a for a in args if not a.startswith("-") and "=" not in a)
         raise GitFailed(command, (verdict or lines or [""])[0], hint, output=err)
     return done.stdout.decode(errors="replace").strip()

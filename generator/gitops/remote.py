@@ -3,7 +3,9 @@
 The replay is done with objects, as a changeset is: each of our commits not on the remote
 becomes a commit on top of the remote's main with the same changes, compared chart by chart
 (a path at most two levels deep: `<namespace>/<release>`, or a file). A path both sides changed
-differently is a conflict. Then the branch moves, compare-and-swap, like every other ref update.
+differently cannot be replayed (`Diverged`): the render then starts again from the remote's main
+(`reset_to_remote`) and renders what the database says, so nobody ever merges by hand. Then the
+branch moves, compare-and-swap, like every other ref update.
 
 Review mode never pushes main: it fetches it (`fetch_main`), and pushes one branch per proposed
 change (`push_branches`, all of a round's in one push), which it deletes once the change is
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 
 # Where a fetched remote main is kept: a ref of our own, so the local main never moves by a fetch.
 REMOTE_MAIN = "refs/overseer/remote-main"
+
+
+class Diverged(Conflict):
+    """Our commits and the remote's main changed the same chart differently."""
 
 
 def _git(repo: GitOpsRepo, *args: str) -> str:
@@ -68,6 +74,14 @@ def publish(repo: GitOpsRepo, remote: str, *, attempts: int = 5) -> str | None:
     raise GitFailed(f"push to {redact(remote)}", f"rejected {attempts} times", "try again")
 
 
+def check_reachable(repo: GitOpsRepo, remote: str, *, timeout: float = 10) -> None:
+    """Raise GitFailed unless the remote answers (a readiness probe's question)."""
+    try:
+        run(repo.git_dir, "ls-remote", "--heads", remote, "main", bare=True, timeout=timeout)
+    except GitFailed as exc:
+        raise GitFailed(f"reach {redact(remote)}", exc.detail) from None
+
+
 def push_pending(repo: GitOpsRepo) -> bool:
     """Whether a push failed (or was cut short) since the last one that succeeded."""
     return (repo.git_dir / "overseer-push-pending").exists()
@@ -103,6 +117,20 @@ def follow_main(repo: GitOpsRepo, remote: str) -> str | None:
     repo.refs.update("HEAD", fetched, head)
     repo.committed_since_lock = True  # the files follow when the lock is let go
     return fetched
+
+
+def reset_to_remote(repo: GitOpsRepo) -> str | None:
+    """Move the local main to the remote's main last fetched, dropping commits it lacks.
+
+    For a render whose commits could not be replayed: the database still holds every change they
+    carried, so rendering again on the remote's main loses nothing. Call it holding the lock.
+    """
+    theirs = repo.head(REMOTE_MAIN)
+    head = repo.head()
+    if theirs is not None and theirs != head:
+        repo.refs.update("HEAD", theirs, head)
+        repo.committed_since_lock = True  # the files follow when the lock is let go
+    return theirs
 
 
 def push_branches(
@@ -174,9 +202,8 @@ def _replay(
         changes = repo.objects.diff(repo.tree_of(parent or None), repo.tree_of(commit))
         for path, entry in changes.items():
             if path in theirs and theirs[path] != entry:
-                raise Conflict(
-                    f"the remote's main changed {path} too, differently; merge it by hand "
-                    "(fetch, resolve, push), then render again"
+                raise Diverged(
+                    f"the remote's main changed {path} too, differently; render again from it"
                 )
         plan: Plan = {}
         for path, entry in changes.items():

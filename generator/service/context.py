@@ -18,7 +18,7 @@ from ..forge import Forge
 from ..forge import from_settings as forge_from_settings
 from ..gitops import CHECKOUT, GitOpsRepo, Snapshot
 from ..gitops.worktree import WorkTree
-from ..store import db, migrate
+from ..store import db, migrate, render_state
 from ..store.secrets import SecretBox
 
 
@@ -89,6 +89,9 @@ class Context:
                 yield conn
             return
         with self.repo.lock(), self.transaction() as conn:
+            # Before any row changes: a writer holding a row lock while it waits for the render
+            # lock of another replica, which wants that row, would deadlock with it.
+            render_state.lock_writer(conn)
             yield conn
 
     @cached_property

@@ -285,9 +285,12 @@ def _change_row(
     if record is None:
         raise NotFound.deployment(ident)
     access.require_visible(principal, record.namespace)
+    if record.deleted_at is not None:
+        # A 409, not a 404: the deployment exists, and a delete (perhaps on another replica, at
+        # the same moment) won. The update is refused whole; nothing of it is stored or committed.
+        raise Conflict(f'deployment "{ident}" was deleted; create a new one instead')
     if not store.is_live(conn, record.id):
-        gone = "is deleted" if record.deleted_at is not None else "has expired"
-        raise NotFound(f'deployment "{ident}" {gone}; create a new one instead')
+        raise NotFound(f'deployment "{ident}" has expired; create a new one instead')
     plugin = plugin_store.get_by_id(conn, record.plugin_id) if record.plugin_id else None
     if plugin is None:
         raise NotFound(f'the plugin of deployment "{ident}" is no longer registered')

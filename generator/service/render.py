@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,8 +22,9 @@ from ..config import REVIEW
 from ..errors import MassDeletionRefused, UserError
 from ..gitops import Changeset
 from ..manifest import parse_stored
-from ..render import INPUTS_FILE, Chart, PluginInput, Renderer, dump_json, from_record
+from ..render import INPUTS_FILE, Chart, PluginInput, Renderer, from_record
 from ..store import deployments as store
+from ..store import render_state
 from ..store.db import Connection
 from .context import Context
 from .rows import render_input
@@ -58,7 +58,7 @@ class RenderResult:
     unrecorded: list[str] = field(default_factory=list)
     # Review mode: the pull requests opened or updated, one line each.
     proposals: list[str] = field(default_factory=list)
-    # What the next render may take for granted about HEAD (see `_save_state`).
+    # What the next render may take for granted about HEAD (see `store.render_state`).
     state: dict[str, Any] | None = None
 
     @property
@@ -168,27 +168,94 @@ def render(
         with repo.lock():
             return review.propose(ctx, conn, force=force)
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
-        with repo.changes() as tx:
-            result = _Pass(conn, tx, full=full, progress=progress, in_doubt=repo.in_doubt).run(
-                force=force
-            )
-            if result.touched:
-                result.commit = tx.commit(commit_message(result))
-        if full and repo.mode == gitops.CHECKOUT:
-            repo.worktree.sync(repo.head(), hard=True)  # a full render repairs hand edits too
-        _publish(ctx, result)
-        _save_state(repo, result.state)
+        render_state.lock_writer(conn)  # one render at a time on this database, any replica
+        previous = render_state.load(conn)
+        _catch_up(ctx, previous)
+        result = _commit(ctx, conn, previous, force=force, full=full, progress=progress)
+        try:
+            _publish(ctx, result)
+        except gitops.Diverged as exc:
+            # The remote's main changed a chart we changed too (a hand edit, a replica whose
+            # push we never saw). The database holds all of our changes: render them again on
+            # the remote's main, and push that.
+            log.warning("%s; rendering again on the remote's main", exc.message)
+            gitops.reset_to_remote(repo)
+            result = _commit(ctx, conn, None, force=force, full=full, progress=progress)
+            _publish(ctx, result, again=True)
+        if result.state is not None and repo.head() is not None:
+            render_state.save(conn, str(repo.head()), result.state)
     _note_rendered(ctx, conn, result)
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
 
 
-def _publish(ctx: Context, result: RenderResult) -> None:
+def reconcile_at_start(ctx: Context) -> RenderResult | None:
+    """A server starting: its clone catches up with the remote's main, then with the database.
+
+    The clone may be empty (a new pod's); a render then commits what the database holds onto the
+    remote's main and pushes it. Review mode proposes instead, later.
+    """
+    remote = ctx.settings.git_remote
+    if not remote or ctx.settings.mode == REVIEW:
+        return None
+    with ctx.writer() as conn:
+        try:
+            gitops.follow_main(ctx.repo, remote)
+        except UserError as exc:  # the render pushes what it can once the remote is back
+            log.warning("%s; starting from the clone as it is", exc.message)
+        return render(ctx, conn)
+
+
+def _catch_up(ctx: Context, previous: dict[str, Any] | None) -> None:
+    """Start from the remote's main when another process or replica rendered since we did.
+
+    The last render on this database recorded its commit. When that is not our HEAD, someone
+    else committed it in their clone and pushed it: fetch it, and fast-forward to it, so this
+    render carries on from that state incrementally. Without a remote, or when the fetch fails,
+    the render compares every chart instead, which is slower and as correct.
+    """
+    remote = ctx.settings.git_remote
+    if not remote or previous is None or previous.get("commit") == ctx.repo.head():
+        return
+    try:
+        gitops.follow_main(ctx.repo, remote)
+    except UserError as exc:
+        log.warning("%s; comparing every chart with the database instead", exc.message)
+
+
+def _commit(
+    ctx: Context,
+    conn: Connection,
+    previous: dict[str, Any] | None,
+    *,
+    force: bool,
+    full: bool,
+    progress: Progress | None,
+) -> RenderResult:
+    """Put every chart that changed into one changeset on HEAD and commit it."""
+    repo = ctx.repo
+    with repo.changes() as tx:
+        result = _Pass(
+            conn, tx, previous, full=full, progress=progress, in_doubt=repo.in_doubt
+        ).run(force=force)
+        if result.touched:
+            result.commit = tx.commit(commit_message(result))
+    if full and repo.mode == gitops.CHECKOUT:
+        repo.worktree.sync(repo.head(), hard=True)  # a full render repairs hand edits too
+    return result
+
+
+def _publish(ctx: Context, result: RenderResult, *, again: bool = False) -> None:
     remote = ctx.settings.git_remote
     if not remote or (result.commit is None and not gitops.push_pending(ctx.repo)):
         return
     try:
         result.pushed = gitops.publish(ctx.repo, remote)
+    except gitops.Diverged:
+        if not again:
+            raise  # the caller renders again on the remote's main
+        result.push_error = "the remote's main moved twice during one render; the next one pushes"
+        log.warning("%s", result.push_error)
     except UserError as exc:
         # The commit stands, and the database is about to say so: failing the render here
         # would roll back rows whose charts are committed. The next render retries.
@@ -221,39 +288,6 @@ def _state(fingerprint: store.Fingerprint, generator: dict[str, str]) -> dict[st
     }
 
 
-# The render state lives beside the repository, never in a commit: a committed one was rewritten
-# by every render, so two branches never merged cleanly and no `git revert` applied.
-_STATE = "overseer-render-state.json"
-
-
-def _load_state(repo: gitops.GitOpsRepo, head: str | None) -> dict[str, Any] | None:
-    """The state recorded for `head`; None when none is, or it was recorded for another commit."""
-    try:
-        loaded = json.loads((repo.git_dir / _STATE).read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(loaded, dict) or head is None or loaded.get("commit") != head:
-        return None  # main moved under it (a merge, a hand edit, a replay): compare everything
-    return loaded
-
-
-def _save_state(repo: gitops.GitOpsRepo, state: dict[str, Any] | None) -> None:
-    """Record that HEAD matches the database as `state` says; skipped when nothing is new."""
-    head = repo.head()
-    if state is None or head is None:
-        return
-    data = dump_json({**state, "commit": head})
-    path = repo.git_dir / _STATE
-    try:
-        if path.read_bytes() == data:
-            return
-    except OSError:
-        pass
-    temp = path.with_suffix(".tmp")
-    temp.write_bytes(data)
-    temp.replace(path)  # a crash leaves the old state, for an older commit: a full compare next
-
-
 def _comparable(previous: dict[str, Any], current: dict[str, Any]) -> bool:
     # Trust the recorded generation only for the same database and the same templates, and only
     # if the database has not gone back below it (a restored backup, a copy of an older one).
@@ -273,12 +307,15 @@ class _Pass:
         self,
         conn: Connection,
         tx: Changeset,
+        previous: dict[str, Any] | None,
         *,
         full: bool,
         progress: Progress | None,
         in_doubt: set[str],
     ) -> None:
         self.conn = conn
+        # The last render's state, trusted only for the commit it describes (see `_comparable`).
+        self.previous = previous if previous and previous.get("commit") == tx.base else None
         self.in_doubt = in_doubt
         self.tx = tx
         self.head = tx.snapshot
@@ -300,7 +337,7 @@ class _Pass:
         """
         conn, result = self.conn, self.result
         state = _state(store.fingerprint(conn), Renderer.generator())
-        previous = _load_state(self.tx.repo, self.tx.base)
+        previous = self.previous
         charts = self.head.chart_count()
         if not self.full and previous is not None and _comparable(previous, state):
             changes = store.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
@@ -348,7 +385,7 @@ class _Pass:
         result.changed.sort(key=lambda c: c.path)
         result.unchanged = charts - len(result.changed) - len(result.removed)
         if (result.touched or self.full) and self.head.read_file(LEGACY_STATE_FILE) is not None:
-            self.tx.remove(LEGACY_STATE_FILE)  # committed by earlier versions; see `_STATE`
+            self.tx.remove(LEGACY_STATE_FILE)  # committed by earlier versions; see `render_state`
         result.state = state
         return result
 

@@ -160,4 +160,10 @@ A remote for the GitOps repository, or the user's word that losing it is fine.
 {{- if not (or .Values.gitops.remote .Values.gitops.existingSecret .Values.gitops.ephemeral) }}
 {{- fail "gitops.remote (or gitops.existingSecret) is required: the pod's repository is a cache, and main must live on a remote. Set gitops.ephemeral=true to accept losing the repository with the pod." }}
 {{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not (or .Values.gitops.remote .Values.gitops.existingSecret)) }}
+{{- fail "replicaCount above 1 needs gitops.remote (or gitops.existingSecret): replicas agree on the remote's main. Set replicaCount=1 for gitops.ephemeral." }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) .Values.gitops.cache.existingClaim }}
+{{- fail "gitops.cache.existingClaim holds one clone: use it with replicaCount=1, or leave it empty (an emptyDir per replica)." }}
+{{- end }}
 {{- end }}
