@@ -65,6 +65,15 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if not value:
+        return default
+    if value not in ("true", "false", "1", "0"):
+        raise UserError(f"{name}={env[name]!r}: give true or false")
+    return value in ("true", "1")
+
+
 def _mode(value: str) -> str:
     if value not in (DIRECT, REVIEW):
         raise UserError(
@@ -101,6 +110,9 @@ class Settings:
     kubeconfig: Path | None = None
     helm_timeout: str = "300s"
     apply_parallel: int = 10
+    # helm --create-namespace: off where Overseer may deploy only into namespaces that exist
+    # (a ServiceAccount without the right to create them, as the chart's default).
+    create_namespaces: bool = True
     git_remote: str | None = None
     # checkout: the repository's files follow every commit (the CLI); lazy: only when a reader
     # asks (the server, whose requests need objects and a ref only). See gitops.worktree.
@@ -139,6 +151,7 @@ class Settings:
             kubeconfig=_path(env.get("OVERSEER_KUBECONFIG") or env.get("KUBECONFIG")),
             helm_timeout=env.get("OVERSEER_HELM_TIMEOUT", "300s"),
             apply_parallel=_count(env, "OVERSEER_APPLY_PARALLEL", 10),
+            create_namespaces=_flag(env, "OVERSEER_CREATE_NAMESPACES", True),
             git_remote=env.get("OVERSEER_GIT_REMOTE") or None,
             worktree=env.get("OVERSEER_WORKTREE") or None,
             mode=_mode(env.get("OVERSEER_MODE") or DIRECT),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -46,6 +47,7 @@ class Server:
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its writer process and git commands die with it (`kill`)
         )
         deadline = time.monotonic() + 30
         while True:
@@ -63,6 +65,13 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
+            self.proc.wait(60)
+
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started (its writer, a git push), as a pod dies."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(60)
 
 

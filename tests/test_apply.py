@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
+from generator.config import Settings
 from tests.conftest import ROOT, Cli, Kube
 
 pytestmark = pytest.mark.cluster
@@ -269,7 +271,9 @@ def test_stuck_release_is_reported_and_recovered(
     assert show(kcli, release)["status"] == "READY"
 
 
-def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
+def test_overseer_chart_installs(
+    kube: Kube, helm_bin: str, settings: Settings, claude_manifest: Path, tmp_path: Path
+) -> None:
     ns = "overseer-chart-test"
     kube.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", check=False)
     # kwok has no storage provisioner: a static volume of the chart's storage class stands in.
@@ -346,6 +350,7 @@ def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
             f"--as=system:serviceaccount:{ns}:overseer", check=False,
         )  # fmt: skip
         assert elsewhere.stdout.strip() == "no"  # the cluster enforces RBAC: nothing beyond
+        _apply_as_the_service_account(kube, ns, settings, claude_manifest, tmp_path)
         token = kube.json("get", "secret", "overseer-api-token", "-n", ns)["data"][
             "OVERSEER_API_TOKEN"
         ]  # type: ignore[index]
@@ -387,6 +392,45 @@ def test_overseer_chart_installs(kube: Kube, helm_bin: str) -> None:
             "--ignore-not-found",
             check=False,
         )
+
+
+def _apply_as_the_service_account(
+    kube: Kube, ns: str, settings: Settings, claude_manifest: Path, tmp_path: Path
+) -> None:
+    """Overseer with the chart's ServiceAccount token as its kubeconfig, as its pod runs.
+
+    It installs into a namespace of `rbac.namespaces`, and is refused in one that exists but is
+    not listed, with the cluster's reason on the deployment.
+    """
+    denied = f"{ns}-denied"
+    kube.kubectl("create", "namespace", denied, check=False)
+    try:
+        token = kube.kubectl("create", "token", "overseer", "-n", ns, "--duration", "10m")
+        config = yaml.safe_load(kube.kubeconfig.read_text())
+        config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token.stdout}}]
+        as_pod = tmp_path / "service-account.kubeconfig"
+        as_pod.write_text(yaml.safe_dump(config))
+        cli = Cli(dataclasses.replace(settings, kubeconfig=as_pod, helm_timeout="60s"))
+        env = {
+            "OVERSEER_CREATE_NAMESPACES": "false",  # as the chart's ConfigMap says
+            "OVERSEER_ALLOWED_NAMESPACES": f"{ns},{denied}",
+        }
+        assert cli("plugin", "register", str(claude_manifest)).exit_code == 0
+        allowed = cli.deploy("--namespace", ns, env=env)
+        refused = cli.deploy("--namespace", denied, env=env)
+        assert cli("apply", env=env).exit_code != 0  # one release failed
+        status = {
+            d["deployment_id"]: d
+            for d in json.loads(cli("deploy", "list", "-o", "json", env=env).stdout)
+        }
+        assert status[allowed["deployment_id"]]["status"] == "READY"
+        failed = status[refused["deployment_id"]]
+        assert failed["status"] == "FAILED"
+        reason = failed["status_reason"]
+        assert "forbidden" in reason and f"system:serviceaccount:{ns}:overseer" in reason, reason
+        assert kube.kubectl("get", "deployment", allowed["deployment_id"], "-n", ns).returncode == 0
+    finally:
+        kube.kubectl("delete", "namespace", denied, "--wait=false", check=False)
 
 
 def test_overseer_chart_lints_and_validates(

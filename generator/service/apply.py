@@ -59,7 +59,8 @@ class Outcome:
 
 def cluster(ctx: Context) -> helm.Cluster:
     """The cluster the settings point at."""
-    return helm.Cluster(ctx.settings.kubeconfig, ctx.settings.helm_timeout)
+    settings = ctx.settings
+    return helm.Cluster(settings.kubeconfig, settings.helm_timeout, settings.create_namespaces)
 
 
 @contextmanager

@@ -76,6 +76,7 @@ class Cluster:
 
     kubeconfig: Path | None
     timeout: str
+    create_namespaces: bool = True
 
     def args(self) -> list[str]:
         """Flags every cluster-facing helm command takes."""
@@ -115,7 +116,8 @@ def upgrade_install(
         str(chart),
         "--namespace",
         namespace,
-        "--create-namespace",
+        # Creating one needs a cluster-wide right; without it, a namespace that exists is used.
+        *(["--create-namespace"] if cluster.create_namespaces else []),
         "--rollback-on-failure",
         "--wait=watcher",
         "--timeout",

@@ -1,0 +1,230 @@
+"""Two replicas of `overseer serve` on one database and one bare remote, each with its own clone.
+
+As the chart runs them: every replica takes writes, commits in its own clone and pushes to the
+remote, whose main is where they agree; PostgreSQL lets one render run at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from generator.config import Settings
+from tests.conftest import Cli
+from tests.test_api import MANIFEST, Server, server_env
+
+BODY = {"environment_type": "claude-environment", "data": {"ANTHROPIC_API_KEY": "k"}}
+
+
+def git(where: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(where), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+class Pair:
+    """Two replicas and their remote."""
+
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.settings = settings
+        self.tmp = tmp_path
+        self.remote = tmp_path / "remote.git"
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(self.remote)], check=True)
+        self.replicas = [self.replica(name) for name in ("a", "b")]
+
+    def replica(self, name: str) -> Server:
+        env = server_env(
+            self.settings,
+            OVERSEER_GIT_REMOTE=str(self.remote),
+            OVERSEER_REPO=str(self.tmp / f"clone-{name}"),
+            OVERSEER_HOME=str(self.tmp / f"home-{name}"),
+        )
+        return Server(env, "--no-worker")
+
+    def charts_on_main(self) -> set[str]:
+        """`<namespace>/<release>` of every chart on the remote's main."""
+        listed = subprocess.run(
+            ["git", "-C", str(self.remote), "ls-tree", "-r", "--name-only", "main"],
+            capture_output=True,
+            text=True,
+        )
+        names = listed.stdout.split() if listed.returncode == 0 else []  # no main yet: none
+        return {n.rsplit("/", 1)[0] for n in names if n.endswith("/Chart.yaml")}
+
+    def trailers(self) -> Counter[str]:
+        """How many commits on the remote's main name each deployment (its id) in a trailer."""
+        log = git(self.remote, "log", "--format=%B", "main")
+        return Counter(re.findall(r"^Overseer-Deployment: (\S+) ", log, re.M))
+
+    def rows(self, where: str = "true") -> dict[str, str]:
+        """Live rows' chart paths by deployment id (`where` narrows them)."""
+        with psycopg.connect(self.settings.database_url or "") as conn:
+            found = conn.execute(
+                f"SELECT id, namespace || '/' || deployment_id FROM deployments WHERE {where}"
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in found}
+
+    def check_offline_from_a_fresh_clone(self) -> None:
+        fresh = self.tmp / f"fresh-{len(list(self.tmp.glob('fresh-*')))}"
+        subprocess.run(["git", "clone", "-q", str(self.remote), str(fresh)], check=True)
+        result = Cli(self.settings)(
+            "render", "--check", "--offline", env={"OVERSEER_REPO": str(fresh)}
+        )
+        assert result.exit_code == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def pair(settings: Settings, tmp_path: Path) -> Iterator[Pair]:
+    both = Pair(settings, tmp_path)
+    try:
+        for server in both.replicas:
+            server.start()
+        with MANIFEST.open("rb") as f:
+            httpx.post(
+                f"{both.replicas[0].url}/plugins", files={"manifest_file": ("plugin.yaml", f)}
+            ).raise_for_status()
+        yield both
+    finally:
+        for server in both.replicas:
+            server.stop()
+
+
+def test_two_replicas_take_400_concurrent_creates(pair: Pair) -> None:
+    a, b = pair.replicas
+
+    def create(i: int) -> httpx.Response:
+        return httpx.post(f"{(a, b)[i % 2].url}/deployments", json=BODY, timeout=120)
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(create, range(400)))
+    assert [r.status_code for r in answers if r.status_code != 201] == []
+    created = {r.json()["id"] for r in answers}
+    rows = pair.rows()
+    assert set(rows) == created and len(created) == 400
+    assert pair.charts_on_main() == set(rows.values())
+    assert set(pair.trailers().values()) == {1}  # one commit each, none twice
+    assert set(pair.trailers()) == created
+    # One line of history, and no replica holds a commit the remote lacks.
+    assert git(pair.remote, "rev-list", "--merges", "main") == ""
+    for clone in ("clone-a", "clone-b"):
+        git(pair.tmp / clone, "fetch", "-q", str(pair.remote), "main")
+        git(pair.tmp / clone, "merge-base", "--is-ancestor", "main", "FETCH_HEAD")
+    pair.check_offline_from_a_fresh_clone()
+
+
+def test_an_update_racing_a_delete_on_the_other_replica_ends_one_way(pair: Pair) -> None:
+    a, b = pair.replicas
+    outcomes: Counter[str] = Counter()
+    for _ in range(50):
+        made = httpx.post(f"{a.url}/deployments", json=BODY, timeout=60)
+        assert made.status_code == 201, made.text
+        ident = made.json()["id"]
+        url_a, url_b = f"{a.url}/deployments/{ident}", f"{b.url}/deployments/{ident}"
+        answers = race(
+            functools.partial(httpx.patch, url_a, json={"data": {"HEIGHT": "1"}}, timeout=60),
+            functools.partial(httpx.delete, url_b, timeout=60),
+        )
+        updated, deleted = answers
+        assert deleted.status_code == 200, deleted.text
+        if updated.status_code == 200:  # the update came first; its commit reached main
+            outcomes["update, then delete"] += 1
+            commit = updated.json()["rendered_commit"]
+            git(pair.remote, "merge-base", "--is-ancestor", commit, "main")
+        else:  # the delete came first: the update is refused whole, and says why
+            assert updated.status_code == 409, updated.text
+            assert "was deleted; create a new one instead" in updated.json()["error"]["message"]
+            outcomes["delete won"] += 1
+    # Every deployment is deleted, in the database and on the remote alike.
+    assert pair.rows("deleted_at IS NULL") == {}
+    assert pair.charts_on_main() == set()
+    assert sum(outcomes.values()) == 50
+    pair.check_offline_from_a_fresh_clone()
+
+
+def test_a_replica_killed_mid_push_loses_no_answered_create(pair: Pair) -> None:
+    a, b = pair.replicas
+    hook = pair.remote / "hooks" / "pre-receive"
+    # The remote refuses pushes for a while: replica a commits in its clone and answers 201,
+    # its charts waiting there for the next push.
+    hook.write_text("#!/bin/sh\necho 'closed for maintenance' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    answered = []
+    for _ in range(5):
+        made = httpx.post(f"{a.url}/deployments", json=BODY, timeout=60)
+        assert made.status_code == 201, made.text
+        answered.append(made.json())
+    assert pair.charts_on_main() == set()
+    # Then a push that hangs, and the replica is killed in the middle of it, its clone gone
+    # with its pod.
+    gate = pair.tmp / "hold"
+    gate.touch()
+    hook.write_text(f"#!/bin/sh\nwhile [ -e {gate} ]; do sleep 0.1; done\nexit 0\n")
+    unanswered: list[BaseException] = []
+
+    def post_and_hang() -> None:
+        try:
+            httpx.post(f"{a.url}/deployments", json=BODY, timeout=60)
+        except httpx.TransportError as exc:  # the server died before it answered
+            unanswered.append(exc)
+
+    hanging = threading.Thread(target=post_and_hang, daemon=True)
+    hanging.start()
+    pushing = pair.tmp / "clone-a"
+    for _ in range(300):  # wait until the push is underway
+        if _receiving(pair.remote):
+            break
+        threading.Event().wait(0.1)
+    assert _receiving(pair.remote), "the push never started"
+    a.kill()
+    hanging.join(60)
+    assert unanswered, "the request in the killed push was answered"
+    gate.unlink()
+    shutil.rmtree(pushing)
+    shutil.rmtree(pair.tmp / "home-a")
+    # Replica b carries on; its next round brings every answered create to the remote's main.
+    made = httpx.post(f"{b.url}/deployments", json=BODY, timeout=60)
+    assert made.status_code == 201, made.text
+    on_main = pair.charts_on_main()
+    for dep in [*answered, made.json()]:
+        assert f"{dep['namespace']}/{dep['deployment_id']}" in on_main
+    assert on_main <= set(pair.rows("deleted_at IS NULL").values())
+    pair.check_offline_from_a_fresh_clone()
+
+
+def race(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """Make the calls at the same moment, each from a thread of its own; their answers."""
+    start = threading.Barrier(len(calls))
+
+    def call(fn: Callable[[], httpx.Response]) -> httpx.Response:
+        start.wait()
+        return fn()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(call, calls))
+
+
+def _receiving(remote: Path) -> bool:
+    """Whether a git receive-pack (a push in progress) runs on `remote`."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = b" ".join(cmdline)
+        if b"receive-pack" in line and str(remote).encode() in line:
+            return True
+    return False
