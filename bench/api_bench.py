@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,6 +189,20 @@ def main() -> None:
         metavar="N",
         help="start from a repository already holding N charts in the same namespace",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N servers, each with its own clone, on one database and one bare remote; "
+        "the clients are spread over them",
+    )
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="push every round to a bare remote (implied by --replicas above 1)",
+    )
+    parser.add_argument("--clients", type=int, default=16, help="connections in all, at once")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit(
@@ -213,6 +228,12 @@ def main() -> None:
     }
     if args.prefill:
         prefill(env, args.prefill)
+    if args.replicas > 1 or args.remote:
+        try:
+            replicas(env, base, script, args)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return
     server = subprocess.Popen(["overseer", "serve", "--no-worker", "--port", str(port)], env=env)
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -233,7 +254,7 @@ def main() -> None:
         for number in range(1, args.runs + 1):
             own, writer, git = cpu_seconds(server.pid)
             database, (busy, total) = postgres_seconds(), machine_busy()
-            run = wrk(base_url, script, 16, args.seconds)
+            run = wrk(base_url, script, args.clients, args.seconds)
             own_after, writer_after, git_after = cpu_seconds(server.pid)
             database_after, (busy_after, total_after) = postgres_seconds(), machine_busy()
             runs.append(run)
@@ -269,6 +290,71 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def replicas(env: dict[str, str], base: Path, script: Path, args: argparse.Namespace) -> None:
+    """`--replicas N`: N servers on one database and one bare remote, wrk against each at once."""
+    remote = base / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    servers = []
+    try:
+        for n in range(args.replicas):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            own = {
+                **env,
+                "OVERSEER_GIT_REMOTE": str(remote),
+                "OVERSEER_REPO": str(base / f"clone-{n}"),
+                "OVERSEER_HOME": str(base / f"home-{n}"),
+            }
+            cmd = ["overseer", "serve", "--no-worker", "--port", str(port)]
+            servers.append((subprocess.Popen(cmd, env=own), f"http://127.0.0.1:{port}"))
+        for _, url in servers:
+            for _ in range(150):
+                try:
+                    httpx.get(f"{url}/openapi.json", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+        with (ROOT / "environments/claude/plugin.yaml").open("rb") as f:
+            httpx.post(
+                f"{servers[0][1]}/plugins", files={"manifest_file": ("plugin.yaml", f)}
+            ).raise_for_status()
+        per = max(1, args.clients // args.replicas)
+        for number in range(1, args.runs + 1):
+            database, (busy, total) = postgres_seconds(), machine_busy()
+            before = [cpu_seconds(proc.pid) for proc, _ in servers]
+            with ThreadPoolExecutor(len(servers)) as pool:
+                runs = list(pool.map(lambda s: wrk(s[1], script, per, args.seconds), servers))
+            after = [cpu_seconds(proc.pid) for proc, _ in servers]
+            database_after, (busy_after, total_after) = postgres_seconds(), machine_busy()
+            done = sum(r.requests for r in runs)
+            own, writer, git = (
+                sum(a[i] - b[i] for a, b in zip(after, before, strict=True)) / done * 1000
+                for i in range(3)
+            )
+            print(
+                f"run {number}: {args.replicas} replicas x {per} clients: "
+                f"{sum(r.rate for r in runs):.1f}/s in all; p50 "
+                + " / ".join(f"{r.p50_ms:.0f}" for r in runs)
+                + " ms, p99 "
+                + " / ".join(f"{r.p99_ms:.0f}" for r in runs)
+                + f" ms; CPU per request: servers {own:.1f} ms, their writers {writer:.1f} ms, "
+                f"git {git:.1f} ms, PostgreSQL {(database_after - database) / done * 1000:.1f}"
+                f" ms, the whole machine {(busy_after - busy) / done * 1000:.1f} ms "
+                f"({(busy_after - busy) / (total_after - total) * 100:.0f}% of its cores busy)"
+            )
+        commits = subprocess.run(
+            ["git", "-C", str(remote), "rev-list", "--count", "main"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        print(f"commits on the remote's main: {commits}")
+    finally:
+        for proc, _ in servers:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ remote, whose main is where they agree; PostgreSQL lets one render run at a time
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
 import shutil
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +24,7 @@ import psycopg
 import pytest
 
 from generator.config import Settings
-from tests.conftest import Cli
+from tests.conftest import Cli, Kube
 from tests.test_api import MANIFEST, Server, server_env
 
 BODY = {"environment_type": "claude-environment", "data": {"ANTHROPIC_API_KEY": "k"}}
@@ -228,3 +230,85 @@ def _receiving(remote: Path) -> bool:
         if b"receive-pack" in line and str(remote).encode() in line:
             return True
     return False
+
+
+def test_a_new_pod_keeps_the_secrets_and_the_repository(
+    kube_settings: Settings, kube: Kube, tmp_path: Path
+) -> None:
+    """The server stopped, its home and clone wiped (a new pod's emptyDirs), started again with
+    the same key (from the chart's Secret) and the same remote."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    home, clone = tmp_path / "pod-home", tmp_path / "pod-clone"
+    env = server_env(
+        kube_settings,
+        OVERSEER_GIT_REMOTE=str(remote),
+        OVERSEER_REPO=str(clone),
+        OVERSEER_HOME=str(home),
+    )
+    server = Server(env).start()
+    try:
+        with MANIFEST.open("rb") as f:
+            httpx.post(
+                f"{server.url}/plugins", files={"manifest_file": ("plugin.yaml", f)}
+            ).raise_for_status()
+        body = {**BODY, "data": {"ANTHROPIC_API_KEY": "sk-before-restart"}}
+        made = httpx.post(f"{server.url}/deployments", json=body, timeout=60).json()
+        wait_for(server, made["id"], "READY")
+    finally:
+        server.stop()
+    main_before = git(remote, "rev-parse", "main").strip()
+    shutil.rmtree(home)
+    shutil.rmtree(clone)
+    server = Server(env).start()
+    try:
+        # The clone came back from the remote at start, before any request.
+        assert git(clone, "rev-parse", "main").strip() == main_before
+        chart = f"{made['namespace']}/{made['deployment_id']}"
+        assert git(clone, "ls-tree", "--name-only", "main", f"{chart}/") != ""
+        # A change renders and applies; the stored secret still opens, and reaches the cluster.
+        changed = httpx.patch(
+            f"{server.url}/deployments/{made['id']}", json={"data": {"HEIGHT": "900"}}, timeout=60
+        )
+        assert changed.status_code == 200, changed.text
+        wait_for(server, made["id"], "READY")
+        secret = kube.json(
+            "get", "secret", f"{made['deployment_id']}-env", "-n", made["namespace"]
+        )["data"]
+        assert base64.b64decode(secret["ANTHROPIC_API_KEY"]) == b"sk-before-restart"  # type: ignore[index]
+        assert git(remote, "rev-list", "--count", f"{main_before}..main") == "1\n"
+    finally:
+        server.stop()
+
+
+def wait_for(server: Server, ident: str, status: str, timeout: float = 120) -> None:
+    """Poll the deployment until it has `status`; fail on FAILED or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = httpx.get(f"{server.url}/deployments/{ident}", timeout=10).json()
+        if now["status"] == status:
+            return
+        assert now["status"] != "FAILED", now
+        assert time.monotonic() < deadline, now
+        time.sleep(0.3)
+
+
+def test_readiness_fails_while_the_remote_is_unreachable(
+    settings: Settings, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote.git"  # not there yet: as a remote that does not answer
+    env = server_env(settings, OVERSEER_GIT_REMOTE=str(remote))
+    server = Server(env, "--no-worker").start()  # it starts, and says it is not ready
+    try:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200  # alive: not restarted
+        ready = httpx.get(f"{server.url}/readyz")
+        assert ready.status_code == 503
+        assert "the Git remote does not answer" in ready.json()["error"]["message"]
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+        deadline = time.monotonic() + 30  # a remote's answer is kept for 5 s
+        while (ready := httpx.get(f"{server.url}/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.5)
+        assert ready.json() == {"database": "ok", "remote": "ok"}
+    finally:
+        server.stop()
