@@ -459,7 +459,7 @@ def test_overseer_chart_lints_and_validates(
             "--set",
             "postgresql.enabled=false",
             "--set",
-            "gitops.ephemeral=true",
+            "gitops.remote=https://git.example.com/g.git",
         ],
         capture_output=True,
         text=True,
@@ -473,11 +473,42 @@ def test_overseer_chart_lints_and_validates(
     )
     assert no_remote.returncode != 0
     assert "gitops.remote (or gitops.existingSecret) is required" in no_remote.stderr
+    # Replicas agree on the remote's main: without one, a single replica only.
+    alone = [helm_bin, "template", "x", str(ROOT / "charts" / "overseer"), "--set"]
+    two = subprocess.run([*alone, "gitops.ephemeral=true"], capture_output=True, text=True)
+    assert two.returncode != 0 and "replicaCount above 1 needs gitops.remote" in two.stderr
+    one = subprocess.run(
+        [*alone, "gitops.ephemeral=true", "--set", "replicaCount=1"], capture_output=True, text=True
+    )
+    assert one.returncode == 0, one.stderr
+    assert "PodDisruptionBudget" not in one.stdout  # nothing to keep up with one replica
+    default = yaml.safe_load_all(
+        subprocess.run(
+            [*alone, "gitops.remote=https://git.example.com/g.git"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    kinds = {
+        d["kind"]: d
+        for d in default
+        if d and d["metadata"]["name"] in ("x-overseer", "x-overseer-config")
+    }
+    assert kinds["Deployment"]["spec"]["replicas"] == 2
+    assert kinds["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {
+        "/home/overseer", "/home/overseer/gitops", "/tmp",
+    }  # fmt: skip
+    assert kinds["ConfigMap"]["data"]["OVERSEER_CREATE_NAMESPACES"] == "false"
     # A ClusterRole only to create namespaces, and only when asked.
     cluster_wide = subprocess.run(
         [
             helm_bin, "template", "x", str(ROOT / "charts" / "overseer"),
-            "--set", "gitops.ephemeral=true", "--set", "rbac.createNamespaces=true",
+            "--set", "gitops.remote=https://git.example.com/g.git",
+            "--set", "rbac.createNamespaces=true",
         ],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
