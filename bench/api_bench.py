@@ -165,6 +165,30 @@ def wrk(url: str, script: Path, clients: int, seconds: int) -> Run:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """`overseer serve --no-worker` on `port`, once it answers."""
+    server = subprocess.Popen(["overseer", "serve", "--no-worker", "--port", str(port)], env=env)
+    for _ in range(150):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return server
+
+
+def register(url: str) -> None:
+    with (ROOT / "environments/claude/plugin.yaml").open("rb") as f:
+        httpx.post(f"{url}/plugins", files={"manifest_file": ("plugin.yaml", f)}).raise_for_status()
+
+
 def prefill(env: dict[str, str], count: int) -> None:
     """Register the plugin, seed `count` deployments and render them, before the server starts."""
     sys.path.insert(0, str(ROOT / "bench"))
@@ -215,9 +239,7 @@ def main() -> None:
     script.write_text(WRK_SCRIPT % json.dumps(BODY))
     url = os.environ.get("DATABASE_URL") or db.embedded_url(base / "pgdata")
     migrate.apply(url)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -234,19 +256,10 @@ def main() -> None:
         finally:
             shutil.rmtree(base, ignore_errors=True)
         return
-    server = subprocess.Popen(["overseer", "serve", "--no-worker", "--port", str(port)], env=env)
+    server = start_server(env, port)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):
-            try:
-                httpx.get(f"{base_url}/openapi.json", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        with (ROOT / "environments/claude/plugin.yaml").open("rb") as f:
-            httpx.post(
-                f"{base_url}/plugins", files={"manifest_file": ("plugin.yaml", f)}
-            ).raise_for_status()
+        register(base_url)
         wrk(base_url, script, 1, 2)  # warm-up
         print(f"disk: one small file takes {file_create_us(base):.0f} µs to create now")
         one = wrk(base_url, script, 1, args.seconds)
@@ -299,28 +312,15 @@ def replicas(env: dict[str, str], base: Path, script: Path, args: argparse.Names
     servers = []
     try:
         for n in range(args.replicas):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
             own = {
                 **env,
                 "OVERSEER_GIT_REMOTE": str(remote),
                 "OVERSEER_REPO": str(base / f"clone-{n}"),
                 "OVERSEER_HOME": str(base / f"home-{n}"),
             }
-            cmd = ["overseer", "serve", "--no-worker", "--port", str(port)]
-            servers.append((subprocess.Popen(cmd, env=own), f"http://127.0.0.1:{port}"))
-        for _, url in servers:
-            for _ in range(150):
-                try:
-                    httpx.get(f"{url}/openapi.json", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-        with (ROOT / "environments/claude/plugin.yaml").open("rb") as f:
-            httpx.post(
-                f"{servers[0][1]}/plugins", files={"manifest_file": ("plugin.yaml", f)}
-            ).raise_for_status()
+            port = free_port()
+            servers.append((start_server(own, port), f"http://127.0.0.1:{port}"))
+        register(servers[0][1])
         per = max(1, args.clients // args.replicas)
         for number in range(1, args.runs + 1):
             database, (busy, total) = postgres_seconds(), machine_busy()
@@ -330,7 +330,7 @@ def replicas(env: dict[str, str], base: Path, script: Path, args: argparse.Names
             after = [cpu_seconds(proc.pid) for proc, _ in servers]
             database_after, (busy_after, total_after) = postgres_seconds(), machine_busy()
             done = sum(r.requests for r in runs)
-            own, writer, git = (
+            server_ms, writer_ms, git_ms = (
                 sum(a[i] - b[i] for a, b in zip(after, before, strict=True)) / done * 1000
                 for i in range(3)
             )
@@ -340,8 +340,8 @@ def replicas(env: dict[str, str], base: Path, script: Path, args: argparse.Names
                 + " / ".join(f"{r.p50_ms:.0f}" for r in runs)
                 + " ms, p99 "
                 + " / ".join(f"{r.p99_ms:.0f}" for r in runs)
-                + f" ms; CPU per request: servers {own:.1f} ms, their writers {writer:.1f} ms, "
-                f"git {git:.1f} ms, PostgreSQL {(database_after - database) / done * 1000:.1f}"
+                + f" ms; CPU per request: servers {server_ms:.1f} ms, their writers "
+                f"{writer_ms:.1f} ms, git {git_ms:.1f} ms, PostgreSQL {(database_after - database) / done * 1000:.1f}"
                 f" ms, the whole machine {(busy_after - busy) / done * 1000:.1f} ms "
                 f"({(busy_after - busy) / (total_after - total) * 100:.0f}% of its cores busy)"
             )
