@@ -298,3 +298,31 @@ def test_an_upgrade_that_hardens_the_plugin_re_renders_its_deployments(
     assert rendered["readinessProbe"]["httpGet"] == {"port": "api", "path": "/healthz"}
     assert rendered["podSecurityContext"]["runAsUser"] == 10001
     assert rendered["networkPolicy"]["egress"][-1]["ports"] == [{"port": 443, "protocol": "TCP"}]
+
+
+def test_replay_guards_are_forgotten_once_no_replay_can_come(ctx: Context) -> None:
+    from generator.service.worker import forget_old_keys
+
+    dep = deploy(ctx)
+    for key, age in (("old", "25 hours"), ("new", "1 hour")):
+        sql(
+            ctx,
+            "INSERT INTO idempotency_keys (token_name, key, body_hash, deployment_id, created_at) "
+            "VALUES ('t', %s, repeat('0', 64), %s, now() - %s::interval)",
+            key,
+            dep.id,
+            age,
+        )
+    for delivery, age in (("old", "31 days"), ("new", "1 day")):
+        sql(
+            ctx,
+            "INSERT INTO webhook_deliveries (forge, delivery, received_at) "
+            "VALUES ('gitea', %s, now() - %s::interval)",
+            delivery,
+            age,
+        )
+    forget_old_keys(ctx)
+    with psycopg.connect(ctx.database_url) as conn:
+        keys = [r[0] for r in conn.execute("SELECT key FROM idempotency_keys").fetchall()]
+        deliveries = [r[0] for r in conn.execute("SELECT delivery FROM webhook_deliveries")]
+    assert keys == ["new"] and deliveries == ["new"]

@@ -16,12 +16,25 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..config import REVIEW
+from ..store import proposals as proposal_store
+from ..store import tokens as token_store
 from . import apply as apply_service
 from . import render as render_service
 from . import review
 from .context import Context
 
 log = logging.getLogger("overseer.worker")
+
+
+def forget_old_keys(ctx: Context) -> None:
+    """Forget what guards against replays once none can come: keys after a day, deliveries after 30.
+
+    Idempotency-Keys and webhook delivery ids otherwise grow with every request.
+    """
+    with ctx.transaction() as conn:
+        keys, deliveries = token_store.forget_keys(conn), proposal_store.forget_deliveries(conn)
+    if keys or deliveries:
+        log.info("forgot %d idempotency key(s) and %d webhook delivery id(s)", keys, deliveries)
 
 
 class Worker:
@@ -97,6 +110,7 @@ class Worker:
             if reap:
                 for outcome in apply_service.gc(self.ctx):
                     log.info("expired %s: %s", outcome.deployment_id, outcome.action)
+                forget_old_keys(self.ctx)
             # In review mode requests and polls propose; a pass applies what main holds.
             for outcome in apply_service.apply(self.ctx, render=not review_mode):
                 log.info(

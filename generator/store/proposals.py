@@ -143,6 +143,15 @@ def delivered(conn: Connection, forge: str, delivery: str) -> bool:
     return row is not None
 
 
+def forget_deliveries(conn: Connection, days: int = 30) -> int:
+    """Forget deliveries older than `days` (a forge redelivers within hours); how many went."""
+    done = conn.execute(
+        "DELETE FROM webhook_deliveries WHERE received_at < now() - make_interval(days => %s)",
+        (days,),
+    )
+    return done.rowcount
+
+
 def record_delivery(conn: Connection, forge: str, delivery: str) -> None:
     """Remember a handled delivery."""
     conn.execute(

@@ -103,3 +103,12 @@ def claim_key(
     ).fetchone()
     assert existing is not None  # noqa: S101 - the insert conflicted with this very row
     return str(existing["body_hash"]), str(existing["deployment_id"])
+
+
+def forget_keys(conn: Connection, hours: int = 24) -> int:
+    """Forget Idempotency-Keys older than `hours` (a retry comes within minutes); how many went."""
+    done = conn.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => %s)",
+        (hours,),
+    )
+    return done.rowcount
