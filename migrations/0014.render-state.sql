@@ -7,5 +7,8 @@ CREATE TABLE render_state (
     id BOOLEAN PRIMARY KEY DEFAULT true CHECK (id),
     commit_sha CHAR(40) NOT NULL,
     state JSONB NOT NULL,
+    -- Whether commit_sha is on the remote's main: a server answers once its round is committed
+    -- here and in its clone, and pushes right after; another replica waits for this.
+    pushed BOOLEAN NOT NULL DEFAULT false,
     updated_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
 );

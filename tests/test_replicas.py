@@ -78,6 +78,13 @@ class Pair:
             ).fetchall()
         return {str(r[0]): str(r[1]) for r in found}
 
+    def pushed(self, charts: set[str], timeout: float = 60) -> None:
+        """Wait until the remote's main holds exactly `charts` (a round's push follows its answer)."""
+        deadline = time.monotonic() + timeout
+        while (on_main := self.charts_on_main()) != charts:
+            assert time.monotonic() < deadline, (len(on_main), len(charts))
+            time.sleep(0.2)
+
     def check_offline_from_a_fresh_clone(self) -> None:
         fresh = self.tmp / f"fresh-{len(list(self.tmp.glob('fresh-*')))}"
         subprocess.run(["git", "clone", "-q", str(self.remote), str(fresh)], check=True)
@@ -115,7 +122,7 @@ def test_two_replicas_take_400_concurrent_creates(pair: Pair) -> None:
     created = {r.json()["id"] for r in answers}
     rows = pair.rows()
     assert set(rows) == created and len(created) == 400
-    assert pair.charts_on_main() == set(rows.values())
+    pair.pushed(set(rows.values()))
     assert set(pair.trailers().values()) == {1}  # one commit each, none twice
     assert set(pair.trailers()) == created
     # One line of history, and no replica holds a commit the remote lacks.
@@ -140,9 +147,10 @@ def test_an_update_racing_a_delete_on_the_other_replica_ends_one_way(pair: Pair)
         )
         updated, deleted = answers
         assert deleted.status_code == 200, deleted.text
-        if updated.status_code == 200:  # the update came first; its commit reached main
+        if updated.status_code == 200:  # the update came first; the delete built on its commit
             outcomes["update, then delete"] += 1
             commit = updated.json()["rendered_commit"]
+            pair.pushed(set())  # wait for the delete's push
             git(pair.remote, "merge-base", "--is-ancestor", commit, "main")
         else:  # the delete came first: the update is refused whole, and says why
             assert updated.status_code == 409, updated.text
@@ -150,7 +158,7 @@ def test_an_update_racing_a_delete_on_the_other_replica_ends_one_way(pair: Pair)
             outcomes["delete won"] += 1
     # Every deployment is deleted, in the database and on the remote alike.
     assert pair.rows("deleted_at IS NULL") == {}
-    assert pair.charts_on_main() == set()
+    pair.pushed(set())
     assert sum(outcomes.values()) == 50
     pair.check_offline_from_a_fresh_clone()
 
@@ -167,19 +175,20 @@ def test_a_replica_killed_mid_push_loses_no_answered_create(pair: Pair) -> None:
         made = httpx.post(f"{a.url}/deployments", json=BODY, timeout=60)
         assert made.status_code == 201, made.text
         answered.append(made.json())
-    assert pair.charts_on_main() == set()
+    assert pair.charts_on_main() == set() and len(answered) == 5
     # Then a push that hangs, and the replica is killed in the middle of it, its clone gone
     # with its pod.
     gate = pair.tmp / "hold"
     gate.touch()
     hook.write_text(f"#!/bin/sh\nwhile [ -e {gate} ]; do sleep 0.1; done\nexit 0\n")
-    unanswered: list[BaseException] = []
 
-    def post_and_hang() -> None:
+    def post_and_hang() -> None:  # answered once committed; its push is the one that hangs
         try:
-            httpx.post(f"{a.url}/deployments", json=BODY, timeout=60)
-        except httpx.TransportError as exc:  # the server died before it answered
-            unanswered.append(exc)
+            made = httpx.post(f"{a.url}/deployments", json=BODY, timeout=60)
+        except httpx.TransportError:  # the server died before it answered
+            return
+        if made.status_code == 201:
+            answered.append(made.json())
 
     hanging = threading.Thread(target=post_and_hang, daemon=True)
     hanging.start()
@@ -191,17 +200,17 @@ def test_a_replica_killed_mid_push_loses_no_answered_create(pair: Pair) -> None:
     assert _receiving(pair.remote), "the push never started"
     a.kill()
     hanging.join(60)
-    assert unanswered, "the request in the killed push was answered"
     gate.unlink()
     shutil.rmtree(pushing)
     shutil.rmtree(pair.tmp / "home-a")
     # Replica b carries on; its next round brings every answered create to the remote's main.
     made = httpx.post(f"{b.url}/deployments", json=BODY, timeout=60)
     assert made.status_code == 201, made.text
+    answered.append(made.json())
+    pair.pushed(set(pair.rows("deleted_at IS NULL").values()))  # the unanswered one's row too
     on_main = pair.charts_on_main()
-    for dep in [*answered, made.json()]:
+    for dep in answered:
         assert f"{dep['namespace']}/{dep['deployment_id']}" in on_main
-    assert on_main <= set(pair.rows("deleted_at IS NULL").values())
     pair.check_offline_from_a_fresh_clone()
 
 

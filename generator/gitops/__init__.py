@@ -22,6 +22,7 @@ from .remote import (
     follow_main,
     publish,
     push_branches,
+    push_commit,
     push_pending,
     reset_to_remote,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "follow_main",
     "publish",
     "push_branches",
+    "push_commit",
     "push_pending",
     "reset_to_remote",
 ]

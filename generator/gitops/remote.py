@@ -15,6 +15,8 @@ merged or closed (`delete_branches`).
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 # Where a fetched remote main is kept: a ref of our own, so the local main never moves by a fetch.
 REMOTE_MAIN = "refs/overseer/remote-main"
+# The last commit known to be on the remote's main: HEAD past it is a push still to make.
+_PUSHED = "overseer-pushed"
 
 
 class Diverged(Conflict):
@@ -48,16 +52,14 @@ def publish(repo: GitOpsRepo, remote: str, *, attempts: int = 5) -> str | None:
     Until a push succeeds, `push_pending` says so, also to later processes. Call it holding the
     writer lock.
     """
-    pending = repo.git_dir / "overseer-push-pending"
-    pending.touch()
-    head = repo.head()
-    if head is None:
-        pending.unlink(missing_ok=True)
+    if repo.head() is None:
         return None
     try:
         for attempt in range(attempts):
+            head = repo.head()
+            assert head is not None  # noqa: S101 - a replay only moves it forward
             try:
-                _git(repo, "push", "--quiet", "--porcelain", remote, "HEAD:refs/heads/main")
+                _git(repo, "push", "--quiet", "--porcelain", remote, f"{head}:refs/heads/main")
             except GitFailed as exc:
                 if not _rejected(exc):
                     raise
@@ -67,7 +69,7 @@ def publish(repo: GitOpsRepo, remote: str, *, attempts: int = 5) -> str | None:
                 if theirs is not None:
                     replay(repo, theirs)
                 continue
-            pending.unlink(missing_ok=True)
+            _record_pushed(repo, head)
             return "main"
     except GitFailed as exc:
         raise GitFailed(f"push to {redact(remote)}", exc.detail) from None
@@ -82,9 +84,39 @@ def check_reachable(repo: GitOpsRepo, remote: str, *, timeout: float = 10) -> No
         raise GitFailed(f"reach {redact(remote)}", exc.detail) from None
 
 
+def push_commit(repo: GitOpsRepo, remote: str, commit: str) -> bool:
+    """Push `commit` to the remote's main as a fast-forward, without the writer lock.
+
+    A commit's objects never change once written, so this may run beside the next changesets.
+    False when the remote's main has moved elsewhere (then `publish`, under the lock, replays).
+    """
+    try:
+        _git(repo, "push", "--quiet", "--porcelain", remote, f"{commit}:refs/heads/main")
+    except GitFailed as exc:
+        if _rejected(exc):
+            return False
+        raise GitFailed(f"push to {redact(remote)}", exc.detail) from None
+    _record_pushed(repo, commit)
+    return True
+
+
 def push_pending(repo: GitOpsRepo) -> bool:
-    """Whether a push failed (or was cut short) since the last one that succeeded."""
-    return (repo.git_dir / "overseer-push-pending").exists()
+    """Whether HEAD has commits that no push took yet (a push failed, or none was made)."""
+    head = repo.head()
+    if head is None:
+        return False
+    try:
+        return (repo.git_dir / _PUSHED).read_text().strip() != head
+    except OSError:
+        return True
+
+
+def _record_pushed(repo: GitOpsRepo, commit: str) -> None:
+    # Replaced atomically: a push running beside a changeset (`push_commit`) needs no lock.
+    path = repo.git_dir / _PUSHED
+    temp = path.with_name(f"{_PUSHED}.{os.getpid()}.{threading.get_ident()}")
+    temp.write_text(commit + "\n")
+    temp.replace(path)
 
 
 def fetch_main(repo: GitOpsRepo, remote: str) -> str | None:
@@ -108,6 +140,8 @@ def follow_main(repo: GitOpsRepo, remote: str) -> str | None:
     fetched = fetch_main(repo, remote)
     head = repo.head()
     if fetched is None or fetched == head:
+        if fetched is not None:
+            _record_pushed(repo, fetched)
         return fetched
     if head is not None:
         try:
@@ -115,6 +149,7 @@ def follow_main(repo: GitOpsRepo, remote: str) -> str | None:
         except GitFailed:
             return fetched  # ours are not on the remote yet
     repo.refs.update("HEAD", fetched, head)
+    _record_pushed(repo, fetched)
     repo.committed_since_lock = True  # the files follow when the lock is let go
     return fetched
 
@@ -130,6 +165,8 @@ def reset_to_remote(repo: GitOpsRepo) -> str | None:
     if theirs is not None and theirs != head:
         repo.refs.update("HEAD", theirs, head)
         repo.committed_since_lock = True  # the files follow when the lock is let go
+    if theirs is not None:
+        _record_pushed(repo, theirs)
     return theirs
 
 

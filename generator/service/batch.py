@@ -26,12 +26,13 @@ from typing import Any
 
 import psycopg
 
-from ..config import Settings
+from ..config import REVIEW, Settings
 from ..errors import DatabaseUnavailable, RenderFailed, UserError
 from ..store import unanswered
 from ..store.db import first_line
 from . import render as render_service
 from .context import Context
+from .publisher import Publisher
 
 log = logging.getLogger("overseer.render")
 
@@ -65,6 +66,9 @@ class _Round:
 def _writer_main(settings: Settings, channel: Connection) -> None:
     """The writer process: one render per message, answered with its commit or its error."""
     ctx = Context(settings, pooled=True)
+    publisher = Publisher(ctx) if settings.git_remote and settings.mode != REVIEW else None
+    if publisher is not None:
+        publisher.start()
     try:
         while True:
             try:
@@ -72,7 +76,10 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
             except EOFError:  # the server is gone
                 return
             try:
-                channel.send(("ok", render_service.render(ctx).commit))
+                commit = render_service.render(ctx, push=publisher is None).commit
+                channel.send(("ok", commit))
+                if publisher is not None:
+                    publisher.wake()
             except UserError as exc:
                 channel.send(("error", type(exc), exc.message, dict(vars(exc))))
             except psycopg.OperationalError as exc:  # the database went away mid-round: a 503
@@ -85,6 +92,8 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
                 log.exception("render round failed")
                 channel.send(("error", None, f"the render failed: {exc!r}", {}))
     finally:
+        if publisher is not None:
+            publisher.stop()
         ctx.close()
 
 

@@ -152,15 +152,18 @@ def render(
     force: bool = False,
     full: bool = False,
     progress: Progress | None = None,
+    push: bool = True,
 ) -> RenderResult:
     """Render and commit what changed, push it, record it; `conn` may hold the caller's changes.
 
     Four steps: work out what changed (against HEAD's tree, read from objects), commit it
     through one changeset, push it when a remote is set, and record the commit in the database.
+    With `push` false the commit is left for the caller to push after the database commit (the
+    server's writer, whose `Publisher` pushes beside the next rounds).
     """
     if conn is None:
         with ctx.writer() as own:
-            return render(ctx, own, force=force, full=full, progress=progress)
+            return render(ctx, own, force=force, full=full, progress=progress, push=push)
     repo = ctx.repo
     if ctx.settings.mode == REVIEW:
         from . import review  # it builds on this module
@@ -170,10 +173,11 @@ def render(
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
         render_state.lock_writer(conn)  # one render at a time on this database, any replica
         previous = render_state.load(conn)
-        _catch_up(ctx, previous)
+        _catch_up(ctx, conn, previous)
         result = _commit(ctx, conn, previous, force=force, full=full, progress=progress)
         try:
-            _publish(ctx, result)
+            if push:
+                _publish(ctx, result)
         except gitops.Diverged as exc:
             # The remote's main changed a chart we changed too (a hand edit, a replica whose
             # push we never saw). The database holds all of our changes: render them again on
@@ -182,8 +186,10 @@ def render(
             gitops.reset_to_remote(repo)
             result = _commit(ctx, conn, None, force=force, full=full, progress=progress)
             _publish(ctx, result, again=True)
-        if result.state is not None and repo.head() is not None:
-            render_state.save(conn, str(repo.head()), result.state)
+        head = repo.head()
+        if result.state is not None and head is not None:
+            on_remote = not ctx.settings.git_remote or not gitops.push_pending(repo)
+            render_state.save(conn, head, result.state, pushed=on_remote)
     _note_rendered(ctx, conn, result)
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
@@ -206,7 +212,10 @@ def reconcile_at_start(ctx: Context) -> RenderResult | None:
         return render(ctx, conn)
 
 
-def _catch_up(ctx: Context, previous: dict[str, Any] | None) -> None:
+_PUSH_WAIT = 5.0  # seconds a render waits for another replica's push of the last commit
+
+
+def _catch_up(ctx: Context, conn: Connection, previous: dict[str, Any] | None) -> None:
     """Start from the remote's main when another process or replica rendered since we did.
 
     The last render on this database recorded its commit. When that is not our HEAD, someone
@@ -217,6 +226,10 @@ def _catch_up(ctx: Context, previous: dict[str, Any] | None) -> None:
     remote = ctx.settings.git_remote
     if not remote or previous is None or previous.get("commit") == ctx.repo.head():
         return
+    if not previous.get("pushed"):
+        # Its replica answered and is pushing it now: wait a moment for it, rather than compare
+        # every chart. One that died before pushing is waited for only this long.
+        previous["pushed"] = render_state.wait_pushed(conn, str(previous["commit"]), _PUSH_WAIT)
     try:
         gitops.follow_main(ctx.repo, remote)
     except UserError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -20,20 +21,45 @@ def lock_writer(conn: Connection) -> None:
 
 
 def load(conn: Connection) -> dict[str, Any] | None:
-    """The last render's state, with the commit it describes under "commit"; None if none."""
-    row = conn.execute("SELECT commit_sha, state FROM render_state").fetchone()
+    """The last render's state; its commit under "commit", on the remote or not under "pushed".
+
+    None if there is none.
+    """
+    row = conn.execute("SELECT commit_sha, state, pushed FROM render_state").fetchone()
     if row is None or not isinstance(row["state"], dict):
         return None
-    return {**row["state"], "commit": str(row["commit_sha"])}
+    return {**row["state"], "commit": str(row["commit_sha"]), "pushed": bool(row["pushed"])}
 
 
-def save(conn: Connection, commit: str, state: dict[str, Any]) -> None:
+def save(conn: Connection, commit: str, state: dict[str, Any], *, pushed: bool) -> None:
     """Record that `commit` matches the database as `state` says (in `conn`'s transaction)."""
     conn.execute(
-        """INSERT INTO render_state (commit_sha, state) VALUES (%s, %s)
+        """INSERT INTO render_state (commit_sha, state, pushed) VALUES (%s, %s, %s)
            ON CONFLICT (id) DO UPDATE SET commit_sha = EXCLUDED.commit_sha,
-               state = EXCLUDED.state, updated_at = CURRENT_TIMESTAMP
+               state = EXCLUDED.state, pushed = EXCLUDED.pushed, updated_at = CURRENT_TIMESTAMP
            WHERE render_state.commit_sha <> EXCLUDED.commit_sha
-              OR render_state.state <> EXCLUDED.state""",
-        (commit, Jsonb(state)),
+              OR render_state.state <> EXCLUDED.state
+              OR render_state.pushed <> EXCLUDED.pushed""",
+        (commit, Jsonb(state), pushed),
+    )
+
+
+def wait_pushed(conn: Connection, commit: str, seconds: float) -> bool:
+    """Wait until `commit` is marked pushed (another replica pushing it), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        row = conn.execute(
+            "SELECT pushed OR commit_sha <> %s AS done FROM render_state", (commit,)
+        ).fetchone()
+        if row is None or row["done"]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+def mark_pushed(conn: Connection, commit: str) -> None:
+    """`commit` reached the remote's main (if it is still the last render's)."""
+    conn.execute(
+        "UPDATE render_state SET pushed = true WHERE commit_sha = %s AND NOT pushed", (commit,)
     )
