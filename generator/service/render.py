@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,7 @@ class Drift:
 
     path: str
     reason: str
+    files: tuple[str, ...] = ()  # the chart's files it is about, relative to the chart
 
 
 class Plugins:
@@ -372,32 +373,49 @@ class _Pass:
             self.result.unrecorded.append(path)
 
 
-def check(ctx: Context, source: ChartSource, *, offline: bool = False) -> list[Drift]:
+def check(
+    ctx: Context,
+    source: ChartSource,
+    *,
+    offline: bool = False,
+    only: Collection[str] | None = None,
+) -> list[Drift]:
     """Charts of `source` that differ from a fresh render (byte for byte), missing, or extra.
 
-    Offline, each chart is re-rendered from its own inputs record, so no database is needed.
+    Offline, each chart is re-rendered from its own inputs record, so no database is needed;
+    a chart whose record is missing or unreadable is reported, not raised, so one broken chart
+    does not hide the others. `only` limits the check to those chart paths.
     """
     renderer = Renderer()
     present = source.chart_paths()
+    wanted = present if only is None else present & set(only)
     drifts: list[Drift] = []
     if offline:
-        for path in sorted(present):
+        for path in sorted(wanted):
             data = read_inputs(source, path)
             if data is None:
-                drifts.append(Drift(path, f"no {INPUTS_FILE}; render it with Overseer"))
+                drifts.append(
+                    Drift(path, f"no {INPUTS_FILE}; render it with Overseer", (INPUTS_FILE,))
+                )
                 continue
-            dep, plugin = from_record(data, f"{path}/{INPUTS_FILE}")
+            try:
+                dep, plugin = from_record(data, f"{path}/{INPUTS_FILE}")
+            except UserError as exc:
+                drifts.append(Drift(path, exc.message, (INPUTS_FILE,)))
+                continue
             drifts += _compare(source, path, renderer.render(dep, plugin))
         return drifts
     seen: set[str] = set()
     for path, chart in fresh_charts(ctx):
+        if only is not None and path not in only:
+            continue
         seen.add(path)
         if path not in present:
             drifts.append(Drift(path, "missing; run `overseer render`"))
             continue
         drifts += _compare(source, path, chart)
     drifts += [
-        Drift(p, "no live deployment; `overseer render` removes it") for p in sorted(present - seen)
+        Drift(p, "no live deployment; `overseer render` removes it") for p in sorted(wanted - seen)
     ]
     return sorted(drifts, key=lambda d: d.path)
 
@@ -419,4 +437,4 @@ def _compare(source: ChartSource, path: str, expected: dict[str, bytes]) -> list
     )
     if not differing:
         return []
-    return [Drift(path, "differs: " + ", ".join(differing))]
+    return [Drift(path, "differs: " + ", ".join(differing), tuple(differing))]
