@@ -304,7 +304,7 @@ def _outcome(report: ChartReport, root: Path, scratch: Path | None, ref: str | N
         return Finding(line, f"{where}/{source}" if source else None)
 
     return Outcome(
-        report.chart,
+        where,
         [finding(p) for p in report.problems],
         [finding(w) for w in report.warnings],
     )
