@@ -137,10 +137,12 @@ def test_a_change_to_one_chart_of_200_checks_exactly_that_chart(charts: Charts) 
     full = overseer(charts.root, *CHECK, "-o", "json")
     assert full.exit_code == 3 and len(checked(full)) == 200
     assert [c for c, p in checked(full).items() if p] == [f"{NS}/a-011"]
-    # Uncommitted edits count when the files are read, not when a commit is.
+    # The selection compares commits: an edit not committed is for PATHS (the pre-commit hook).
     charts.edit(f"{NS}/b-003")
     dirty = overseer(charts.root, *CHECK, "--changed-since", "main", "-o", "json")
-    assert sorted(checked(dirty)) == [f"{NS}/a-007", f"{NS}/a-011", f"{NS}/b-003"]
+    assert sorted(checked(dirty)) == [f"{NS}/a-007", f"{NS}/a-011"]
+    named = overseer(charts.root, *CHECK, str(charts.root / NS / "b-003" / "values.yaml"))
+    assert named.exit_code == 3 and named.stdout == f"{NS}/b-003: differs: values.yaml\n"
     committed = overseer(charts.root, *CHECK, "--ref", "HEAD", "--changed-since", "main")
     assert committed.exit_code == 3 and committed.stdout == f"{NS}/a-011: differs: values.yaml\n"
     assert "checking 2 chart(s) changed since main" in committed.stderr
