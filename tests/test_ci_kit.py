@@ -23,6 +23,7 @@ from click.testing import CliRunner, Result
 from generator.cli import main
 from generator.manifest import parse_manifest
 from generator.render import DeploymentInput, PluginInput, Renderer
+from generator.service import verified
 from tests.conftest import CI, need, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,6 +235,37 @@ def test_exit_codes_tell_findings_from_failures(charts: Charts, tmp_path: Path) 
         main, ["validate", "--no-progress", str(charts.root / NS / "a-000")], env=bare
     )
     assert no_tool.exit_code == 1 and "kubeconform" in no_tool.stderr
+
+
+def test_a_full_check_renders_only_what_it_has_not_proved_clean(
+    charts: Charts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, cache = charts.root, charts.root / ".git" / "overseer-verified-charts"
+    renders: list[str] = []
+    render = Renderer.render
+
+    def counted(self: Renderer, dep: DeploymentInput, *args: object) -> dict[str, bytes]:
+        renders.append(dep.release)
+        return render(self, dep, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Renderer, "render", counted)
+    assert overseer(root, *CHECK).exit_code == 0 and len(renders) == 200
+    assert len(cache.read_text().splitlines()) == 1 + 200
+    renders.clear()
+    assert overseer(root, *CHECK).exit_code == 0 and renders == []
+    # A hand edit changes the chart's bytes, so its digest: rendered, and found, every time.
+    charts.edit(f"{NS}/a-001")
+    for _ in range(2):
+        drift = overseer(root, *CHECK)
+        assert drift.exit_code == 3 and drift.stdout == f"{NS}/a-001: differs: values.yaml\n"
+        assert renders == ["a-001"]
+        renders.clear()
+    # Another generator (a new Overseer, an edited template or renderer) trusts none of it.
+    monkeypatch.setattr(verified, "generator_id", lambda: "0" * 64)
+    assert overseer(root, *CHECK).exit_code == 3 and len(renders) == 200
+    cache.write_text("not a cache\n")
+    renders.clear()
+    assert overseer(root, *CHECK).exit_code == 3 and len(renders) == 200
 
 
 @pytest.fixture

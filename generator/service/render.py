@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import gitops
@@ -28,6 +29,8 @@ from ..store import deployments as store
 from ..store.db import Connection
 from .context import Context
 from .rows import render_input
+from .verified import NAME as VERIFIED
+from .verified import VerifiedCharts, chart_digest
 
 Progress = Callable[[int, int], None]
 log = logging.getLogger("overseer.render")
@@ -391,8 +394,15 @@ def check(
     wanted = present if only is None else present & set(only)
     drifts: list[Drift] = []
     if offline:
+        # Charts proved clean before, byte for byte, by this generator are not rendered again
+        # (see `verified` for why that is sound).
+        verified = VerifiedCharts(_verified_path(ctx))
         for path in sorted(wanted):
-            data = read_inputs(source, path)
+            actual = source.read_chart(path)
+            digest = chart_digest(actual)
+            if verified.clean(digest):
+                continue
+            data = actual.get(INPUTS_FILE)
             if data is None:
                 drifts.append(
                     Drift(path, f"no {INPUTS_FILE}; render it with Overseer", (INPUTS_FILE,))
@@ -403,7 +413,11 @@ def check(
             except UserError as exc:
                 drifts.append(Drift(path, exc.message, (INPUTS_FILE,)))
                 continue
-            drifts += _compare(source, path, renderer.render(dep, plugin))
+            found = _differences(path, renderer.render(dep, plugin), actual)
+            drifts += found
+            if not found:
+                verified.add(digest)
+        verified.save(complete=only is None)
         return drifts
     seen: set[str] = set()
     for path, chart in fresh_charts(ctx):
@@ -430,8 +444,18 @@ def fresh_charts(ctx: Context) -> Iterator[tuple[str, Chart]]:
             yield dep.chart_path, renderer.render(dep, plugin)
 
 
+def _verified_path(ctx: Context) -> Path | None:
+    # In the Git directory, beside the render state; a work tree's .git file (a linked work
+    # tree, a submodule) or a plain directory gets no cache.
+    git_dir = ctx.settings.repo / ".git"
+    return git_dir / VERIFIED if git_dir.is_dir() else None
+
+
 def _compare(source: ChartSource, path: str, expected: dict[str, bytes]) -> list[Drift]:
-    actual = source.read_chart(path)
+    return _differences(path, expected, source.read_chart(path))
+
+
+def _differences(path: str, expected: Chart, actual: Chart) -> list[Drift]:
     differing = sorted(
         name for name in expected.keys() | actual.keys() if expected.get(name) != actual.get(name)
     )
