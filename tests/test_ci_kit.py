@@ -179,9 +179,8 @@ def test_paths_select_the_charts_holding_them(charts: Charts) -> None:
         f"{NS}/a-001": [
             {
                 "file": f"{NS}/a-001/values.yaml",
-                "message": f"{NS}/a-001/values.yaml differs from what Overseer renders from the "
-                "chart's overseer-inputs.json; charts are generated: change the deployment, "
-                "not the chart",
+                "message": f"{NS}/a-001/values.yaml differs from a fresh render; charts are "
+                "generated: change the deployment, not the chart",
             }
         ],
         f"{NS}/a-002": [],
@@ -201,9 +200,8 @@ def test_github_format_annotates_the_failing_file(charts: Charts) -> None:
     lines = result.stdout.splitlines()
     title = "title=Overseer%3A chart differs from a fresh render"
     assert lines[0] == (
-        f"::error file={NS}/a-005/values.yaml,{title}::{NS}/a-005/values.yaml differs from what "
-        "Overseer renders from the chart's overseer-inputs.json; charts are generated: change "
-        "the deployment, not the chart"
+        f"::error file={NS}/a-005/values.yaml,{title}::{NS}/a-005/values.yaml differs from a "
+        "fresh render; charts are generated: change the deployment, not the chart"
     )
     assert lines[1].startswith(
         f"::error file={NS}/a-006/overseer-inputs.json,{title}::{NS}/a-006: "
@@ -230,7 +228,11 @@ def test_exit_codes_tell_findings_from_failures(charts: Charts, tmp_path: Path) 
     stray = overseer(charts.root, "render", "-o", "json")
     assert stray.exit_code == 2 and "only apply to --check" in stray.stderr
     # validate with no kubeconform to run: the check failed, which is not a finding.
-    bare = {"PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}
+    bare = {
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin",
+        "OVERSEER_KUBECONFORM": "",
+        "OVERSEER_KUBE_SCORE": "",
+    }
     no_tool = CliRunner().invoke(
         main, ["validate", "--no-progress", str(charts.root / NS / "a-000")], env=bare
     )

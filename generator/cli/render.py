@@ -196,8 +196,8 @@ def _drift_findings(d: Drift) -> list[Finding]:
         return [Finding(f"{d.path}: {d.reason}", f"{d.path}/{d.files[0]}")]
     return [
         Finding(
-            f"{d.path}/{name} differs from what Overseer renders from the chart's "
-            f"{INPUTS_FILE}; charts are generated: change the deployment, not the chart",
+            f"{d.path}/{name} differs from a fresh render; charts are generated: "
+            "change the deployment, not the chart",
             f"{d.path}/{name}",
         )
         for name in d.files
