@@ -15,7 +15,6 @@ import click
 from ..charts import ChartSource
 from ..config import REVIEW, Settings
 from ..errors import UserError
-from ..render import INPUTS_FILE
 from ..service import changed
 from ..service import diff as diff_service
 from ..service import render as service_render

@@ -8,10 +8,11 @@ found clean before, by the same generator, is clean again. How the cache stays h
 - A chart's key is a digest of the bytes the check itself just read (every file's name and
   content, the record included), never a timestamp, a stat or Git's opinion of the work tree:
   whatever changed a byte (a hand edit, a checkout, a line-ending filter) changes the key.
-- The generator's identity is part of the cache: Overseer's version, its templates' digest and a
-  digest of the source of the code that renders (`generator.render`, `generator.manifest`). A
-  new Overseer, an edited template or an edited renderer finds the cache for another generator
-  and starts empty.
+- The generator's identity is part of the cache: Overseer's version, its templates' digest, a
+  digest of the source of the code that renders (`generator.render`, `generator.manifest`) and
+  the versions of the libraries it renders with (Jinja2, PyYAML, pydantic). A new Overseer, an
+  edited template or renderer, or another library finds the cache for another generator and
+  starts empty.
 - Only clean verdicts are kept; a chart that drifted is rendered again every time.
 - It lives in the Git directory (`overseer-verified-charts`), never in a commit or a work tree,
   written atomically; one that cannot be read is ignored (a full check, then a new cache). A full
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 
 from .. import manifest, render
@@ -45,14 +47,24 @@ def chart_digest(chart: Chart) -> str:
     return digest.hexdigest()
 
 
+# What a chart's bytes depend on besides its record: the libraries that template, serialise
+# and normalise it.
+_LIBRARIES = ("jinja2", "pyyaml", "pydantic", "pydantic-core")
+
+
 @cache
 def generator_id() -> str:
-    """The identity of the running generator: version, templates and its rendering code."""
+    """The identity of the running generator: version, templates, code and libraries."""
     digest = hashlib.sha256(repr(sorted(Renderer.generator().items())).encode())
     for package in (render, manifest):
         folder = Path(package.__file__ or "").parent
         for source in sorted(folder.glob("*.py")):
             digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    for library in _LIBRARIES:
+        try:
+            digest.update(f"{library}=={metadata.version(library)}\n".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{library} absent\n".encode())
     return digest.hexdigest()
 
 
