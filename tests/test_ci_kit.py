@@ -410,29 +410,51 @@ def pre_commit() -> str:
     return found
 
 
-def test_pre_commit_hook_passes_then_fails(
-    pull_request: tuple[Path, Charts], pre_commit: str, tmp_path: Path
-) -> None:
-    clone, _ = pull_request
-    # The hook's environment is built from this checkout (uncommitted changes included) and
-    # PyPI; it is kept between runs, as pre-commit keeps its own.
+def run_hook(
+    pre_commit: str, hook: str, clone: Path, *files: str
+) -> subprocess.CompletedProcess[str]:
+    """`pre-commit try-repo <this checkout> HOOK --files FILES` in `clone`.
+
+    The hook's environment is built from this checkout (uncommitted changes included) and PyPI,
+    and kept between runs under the cache, as pre-commit keeps its own.
+    """
     cache = Path(os.environ.get("OVERSEER_CACHE", Path.home() / ".cache" / "overseer"))
     env = {**os.environ, "PRE_COMMIT_HOME": str(cache / "pre-commit"), "CI": str(CI).lower()}
     env.pop("VIRTUAL_ENV", None)
+    cmd = [pre_commit, "try-repo", str(ROOT), hook, "--files", *files]
+    return subprocess.run(cmd, cwd=clone, env=env, capture_output=True, text=True, timeout=900)
 
-    def hook(*files: str) -> subprocess.CompletedProcess[str]:
-        cmd = [pre_commit, "try-repo", str(ROOT), "overseer-render-check", "--files", *files]
-        return subprocess.run(cmd, cwd=clone, env=env, capture_output=True, text=True, timeout=900)
 
-    (clone / NS / "a-002" / "values.yaml").write_text(
-        (clone / NS / "a-002" / "values.yaml").read_text()
-    )  # staged unchanged: a clean chart passes
-    passing = hook(f"{NS}/a-002/values.yaml", f"{NS}/a-001/Chart.yaml")
+def test_pre_commit_hook_passes_then_fails(
+    pull_request: tuple[Path, Charts], pre_commit: str
+) -> None:
+    clone, _ = pull_request
+    passing = run_hook(
+        pre_commit,
+        "overseer-render-check",
+        clone,
+        f"{NS}/a-002/values.yaml",
+        f"{NS}/a-001/Chart.yaml",
+    )
     assert passing.returncode == 0, passing.stdout + passing.stderr
     assert "overseer render --check --offline" in passing.stdout and "Passed" in passing.stdout
     Charts(clone, Renderer()).edit(f"{NS}/a-002")
     git(clone, "add", f"{NS}/a-002/values.yaml")
-    failing = hook(f"{NS}/a-002/values.yaml")
+    failing = run_hook(pre_commit, "overseer-render-check", clone, f"{NS}/a-002/values.yaml")
     assert failing.returncode == 1, failing.stdout + failing.stderr
     assert "Failed" in failing.stdout and "- exit code: 3" in failing.stdout
     assert f"{NS}/a-002: differs: values.yaml" in failing.stdout
+
+
+def test_pre_commit_validate_hook(
+    pull_request: tuple[Path, Charts], pre_commit: str, validators: None
+) -> None:
+    clone, _ = pull_request
+    passing = run_hook(pre_commit, "overseer-validate", clone, f"{NS}/a-001/values.yaml")
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+    assert "overseer validate" in passing.stdout and "Passed" in passing.stdout
+    (clone / NS / "a-001" / "templates" / "broken.yaml").write_text(BROKEN)
+    git(clone, "add", f"{NS}/a-001/templates/broken.yaml")
+    failing = run_hook(pre_commit, "overseer-validate", clone, f"{NS}/a-001/templates/broken.yaml")
+    assert failing.returncode == 1 and "- exit code: 3" in failing.stdout
+    assert f"FAIL {NS}/a-001" in failing.stdout and "Service/broken" in failing.stdout
