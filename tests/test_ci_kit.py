@@ -24,7 +24,7 @@ from generator.cli import main
 from generator.manifest import parse_manifest
 from generator.render import DeploymentInput, PluginInput, Renderer
 from generator.service import verified
-from tests.conftest import CI, need, unavailable
+from tests.conftest import CI, Cli, need, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "environments" / "claude" / "plugin.yaml"
@@ -268,6 +268,19 @@ def test_a_full_check_renders_only_what_it_has_not_proved_clean(
     cache.write_text("not a cache\n")
     renders.clear()
     assert overseer(root, *CHECK).exit_code == 3 and len(renders) == 200
+
+
+def test_the_online_check_takes_the_same_selection(cli: Cli, claude_manifest: Path) -> None:
+    assert cli("plugin", "register", str(claude_manifest)).exit_code == 0
+    first, second = cli.deploy(), cli.deploy()
+    repo = cli.settings.repo
+    Charts(repo, Renderer()).edit(str(second["chart"]))
+    git(repo, "commit", "-qam", "hand edit")
+    result = cli("render", "--check", "--changed-since", "HEAD~1", "-o", "json")
+    assert result.exit_code == 3, result.output
+    assert list(checked(result)) == [second["chart"]]  # the database holds both
+    everything = cli("render", "--check", "-o", "json")
+    assert sorted(checked(everything)) == sorted([first["chart"], second["chart"]])
 
 
 @pytest.fixture
