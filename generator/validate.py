@@ -45,14 +45,26 @@ class ChartReport:
     chart: str
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # A finding's text -> the chart's file it is about (relative to the chart), where known:
+    # what a CI annotation points a reviewer at.
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def find_charts(paths: Iterable[Path]) -> list[Path]:
-    """Chart directories at or below each path, sorted."""
+    """Chart directories at or below each path, sorted; a file stands for the chart holding it.
+
+    A file in no chart (a README beside the charts) selects nothing: a pre-commit hook passes
+    whatever files a commit touches.
+    """
     charts: set[Path] = set()
     for path in paths:
         if not path.exists():
             raise UserError(f"{path}: no such file or directory")
+        if path.is_file():
+            holder = next((p for p in path.parents if (p / "Chart.yaml").is_file()), None)
+            if holder is not None:
+                charts.add(holder)
+            continue
         if (path / "Chart.yaml").is_file():
             charts.add(path)
             continue
@@ -86,21 +98,50 @@ def ci_values(chart: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _lint_and_template(chart: Path, out_dir: Path, index: int) -> tuple[list[str], Path | None]:
+@dataclass
+class _Templated:
+    problems: list[str]
+    manifests: Path | None  # the file holding the chart's manifests, when they rendered
+    sources: dict[str, str]  # finding text or "Kind/name" -> the chart's file it comes from
+
+
+def _lint_and_template(chart: Path, out_dir: Path, index: int) -> _Templated:
     values = {**ci_values(chart), **placeholder_values(chart)}
-    problems = [
-        f"helm lint: {f.path + ': ' if f.path else ''}{f.message}"
-        for f in helm.lint(chart, values, strict=True)
-    ]
+    done = _Templated([], None, {})
+    for f in helm.lint(chart, values, strict=True):
+        line = f"helm lint: {f.path + ': ' if f.path else ''}{f.message}"
+        done.problems.append(line)
+        if f.path and (chart / f.path).is_file():
+            done.sources[line] = f.path
     release, namespace = _release_of(chart)
     try:
         manifests = helm.template(chart, values, release=release, namespace=namespace)
     except Exception as exc:  # the engine raises one error type per failure kind
-        problems.append(f"helm template: {exc}")
-        return problems, None
+        done.problems.append(f"helm template: {exc}")
+        return done
+    done.sources.update(_object_sources(manifests))
     target = out_dir / f"{index:06d}.yaml"
     target.write_text(_isolated(manifests, f"{_SCRATCH}{index:06d}"), encoding="utf-8")
-    return problems, target
+    done.manifests = target
+    return done
+
+
+_SOURCE = re.compile(r"^# Source: [^/\n]+/(.+)$", re.M)
+_KIND = re.compile(r"^kind: *(\S+)", re.M)
+_NAME = re.compile(r"^metadata:\n(?:[ #].*\n)*?  name: *['\"]?([^'\"\s]+)", re.M)
+
+
+def _object_sources(manifests: str) -> dict[str, str]:
+    """Every object's `Kind/name` -> the template it came from (helm's `# Source:` comment)."""
+    found: dict[str, str] = {}
+    source = None
+    for doc in manifests.split("\n---"):
+        named = _SOURCE.search(doc)
+        source = named.group(1) if named else source  # a template may yield several objects
+        kind, name = _KIND.search(doc), _NAME.search(doc)
+        if source and kind and name:
+            found.setdefault(f"{kind.group(1)}/{name.group(1)}", source)
+    return found
 
 
 # Each chart's objects go into a namespace of their own for validation: kube-score relates the
@@ -143,19 +184,22 @@ def validate(
         # The engine releases the GIL inside its C calls, so two threads use both cores.
         with ThreadPoolExecutor(max_workers=2) as pool:
             jobs = pool.map(lambda ic: _lint_and_template(ic[1], out_dir, ic[0]), enumerate(charts))
-            for i, (problems, manifest_file) in enumerate(jobs):
-                reports[i].problems += problems
-                if manifest_file is not None:
-                    rendered[str(manifest_file)] = i
+            objects: list[dict[str, str]] = []
+            for i, done in enumerate(jobs):
+                reports[i].problems += done.problems
+                reports[i].sources.update(done.sources)
+                objects.append(done.sources)
+                if done.manifests is not None:
+                    rendered[str(done.manifests)] = i
                 if progress is not None:
                     progress(i + 1, len(charts))
         for finding in kubeconform.validate([Path(p) for p in rendered]):
             owner = rendered.get(finding.filename)
             if owner is None:
                 raise UserError(f"kubeconform: {finding.filename}: {finding.message}")
-            reports[owner].problems.append(
-                f"kubeconform: {finding.kind}/{finding.name}: {finding.message}"
-            )
+            line = f"kubeconform: {finding.kind}/{finding.name}: {finding.message}"
+            reports[owner].problems.append(line)
+            _note_source(reports[owner], objects[owner], line, f"{finding.kind}/{finding.name}")
         files = sorted(Path(p) for p in rendered)
         for scored in kube_score.score(files, skip=score_skip, kubernetes_version=KUBERNETES):
             index = scored.namespace.removeprefix(_SCRATCH)
@@ -163,6 +207,7 @@ def validate(
             if not 0 <= owner < len(reports):
                 raise UserError(f"kube-score: {scored.kind}/{scored.name}: {scored.message}")
             line = f"kube-score: {scored.kind}/{scored.name}: {scored.message} [{scored.check}]"
+            _note_source(reports[owner], objects[owner], line, f"{scored.kind}/{scored.name}")
             lenient = scored.grade == kube_score.WARNING or scored.check in MANIFEST_CHECKS
             if lenient and not strict:
                 reports[owner].warnings.append(line)
@@ -170,4 +215,12 @@ def validate(
                 reports[owner].problems.append(line)
     for report in reports:  # kube-score's order varies from run to run
         report.warnings.sort()
+        # Only findings' files are the report's; the objects' map was a means to them.
+        known = {*report.problems, *report.warnings}
+        report.sources = {k: v for k, v in report.sources.items() if k in known}
     return reports
+
+
+def _note_source(report: ChartReport, objects: dict[str, str], line: str, obj: str) -> None:
+    if obj in objects:
+        report.sources[line] = objects[obj]

@@ -326,7 +326,7 @@ def test_render_check_finds_drift_online_and_offline(registered: Cli) -> None:
     (repo / str(dep["chart"]) / "templates" / "extra.yaml").write_text("kind: ConfigMap\n")
     for mode in ([], ["--offline"]):
         drift = registered("render", "--check", *mode)
-        assert drift.exit_code == 1
+        assert drift.exit_code == 3
         assert drift.stdout == f"{dep['chart']}: differs: templates/extra.yaml, values.yaml\n"
         assert drift.stderr == "1 chart(s) differ from a fresh render\n"
 
@@ -385,11 +385,11 @@ def test_validate_names_chart_and_resource(
         "1 of 1 chart(s) valid\n"
     )
     strict = registered("validate", "--strict", str(repo))
-    assert strict.exit_code == 1 and strict.stdout.startswith(f"FAIL {chart}\n")
+    assert strict.exit_code == 3 and strict.stdout.startswith(f"FAIL {chart}\n")
     assert strict.stdout.endswith("0 of 1 chart(s) valid\n")
     # A team that accepts nothing sees what the default list skips fail too.
     nothing_skipped = registered("validate", str(repo), env={"OVERSEER_SCORE_SKIP": ""})
-    assert nothing_skipped.exit_code == 1
+    assert nothing_skipped.exit_code == 3
     for check in ("container-security-context-user-group-id", "deployment-replicas"):
         assert f"[{check}]" in nothing_skipped.stdout
     broken = repo / str(dep["chart"]) / "templates" / "broken.yaml"
@@ -397,7 +397,7 @@ def test_validate_names_chart_and_resource(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  portz: []\n"
     )
     bad = registered("validate", str(repo))
-    assert bad.exit_code == 1
+    assert bad.exit_code == 3
     assert bad.stdout.splitlines()[0] == f"FAIL {repo / str(dep['chart'])}"
     assert "kubeconform: Service/broken:" in bad.stdout and "portz" in bad.stdout
     assert bad.stdout.endswith("0 of 1 chart(s) valid\n")
@@ -434,11 +434,11 @@ def test_ref_reads_the_charts_of_a_commit(
     hand = ["-c", "user.name=h", "-c", "user.email=h@h", "commit", "-qm", "broken"]
     subprocess.run(["git", "-C", str(lazy), *hand], check=True)
     bad = registered("validate", "--ref", "HEAD", env=as_server)
-    assert bad.exit_code == 1 and f"\nFAIL HEAD:{deps[0]['chart']}\n" in "\n" + bad.stdout
+    assert bad.exit_code == 3 and f"\nFAIL HEAD:{deps[0]['chart']}\n" in "\n" + bad.stdout
     assert bad.stdout.endswith("\n2 of 3 chart(s) valid\n")  # the others are not affected
     assert "kubeconform: Service/broken:" in bad.stdout
     drift = registered("render", "--check", "--offline", "--ref", "HEAD", env=as_server)
-    assert drift.exit_code == 1
+    assert drift.exit_code == 3
     assert drift.stdout == f"{deps[0]['chart']}: differs: templates/broken.yaml\n"
 
 

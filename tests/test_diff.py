@@ -39,7 +39,7 @@ def test_diff_shows_what_a_render_would_commit(cli: Cli) -> None:
     dep = deploy(cli, "--no-render")
     chart = dep["chart"]
     pending = cli("diff", "--detailed-exitcode")
-    assert pending.exit_code == 2, pending.stderr
+    assert pending.exit_code == 3, pending.stderr
     assert pending.stdout.startswith(f"=== {chart} (added)\n")
     assert f"+++ b/{chart}/values.yaml" in pending.stdout
     assert (
@@ -57,7 +57,7 @@ def test_diff_shows_what_a_render_would_commit(cli: Cli) -> None:
         == 0
     )
     changed = cli("diff", "-o", "json", "--detailed-exitcode")
-    assert changed.exit_code == 2
+    assert changed.exit_code == 3
     [entry] = json.loads(changed.stdout)
     assert entry["chart"] == chart and entry["action"] == "changed"
     assert '-  HEIGHT: "768"\n+  HEIGHT: "900"\n' in entry["files"]
@@ -148,7 +148,7 @@ def test_live_diff_shows_drift_after_a_manual_helm_upgrade(
     )
     assert upgraded.returncode == 0, upgraded.stderr
     drift = kcli("diff", "--live", release, "--detailed-exitcode")
-    assert drift.exit_code == 2
+    assert drift.exit_code == 3
     assert drift.stdout.startswith(f"=== {dep['chart']} (drifted)\n")
     lines = drift.stdout.splitlines()
     assert any(line.startswith("-") and line.endswith("value: '1'") for line in lines)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the pinned helm, kubeconform and kube-score with `go install` into a versioned cache outside the
+# Install the pinned helm, kubeconform, kube-score and actionlint with `go install` into a versioned cache outside the
 # work tree, so later runs (and CI on the same machine) reuse them. Prints the bin directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,5 +33,14 @@ if [ ! -x "$bin/kube-score-$KUBE_SCORE_VERSION" ]; then
   mv "$bin.tmp/kube-score" "$bin/kube-score-$KUBE_SCORE_VERSION"
 fi
 ln -sfn "kube-score-$KUBE_SCORE_VERSION" "$bin/kube-score"
+# actionlint likewise: the versioned binary, and a link to the pinned one.
+if [ ! -x "$bin/actionlint-$ACTIONLINT_VERSION" ]; then
+  echo "building actionlint $ACTIONLINT_VERSION (about a minute)..." >&2
+  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install \
+    -ldflags "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" \
+    "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  mv "$bin.tmp/actionlint" "$bin/actionlint-$ACTIONLINT_VERSION"
+fi
+ln -sfn "actionlint-$ACTIONLINT_VERSION" "$bin/actionlint"
 rmdir "$bin.tmp" 2>/dev/null || true
 echo "$bin"
