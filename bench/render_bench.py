@@ -27,6 +27,7 @@ from generator.charts import DirectoryCharts  # noqa: E402
 from generator.config import Settings  # noqa: E402
 from generator.ids import new_id  # noqa: E402
 from generator.service import changed as changed_service  # noqa: E402
+from generator.service import check as check_service  # noqa: E402
 from generator.service import plugins as plugins_service  # noqa: E402
 from generator.service import render as render_service  # noqa: E402
 from generator.service.context import Context  # noqa: E402
@@ -173,11 +174,11 @@ def child_full_render(url: str, repo: str, worktree: str) -> None:
 CHANGED_CHECK = ("render", "--check", "--offline", "--changed-since", "HEAD~1")
 
 
-def changed_check(ctx: Context) -> list[render_service.Drift]:
+def changed_check(ctx: Context) -> list[check_service.Drift]:
     """What `overseer render --check --offline --changed-since HEAD~1` does, in-process."""
     source = ctx.charts()
     selection = changed_service.changed_since(ctx, "HEAD~1", source, None)
-    return render_service.check(ctx, source, offline=True, only=selection.charts)
+    return check_service.check(ctx, source, offline=True, only=selection.charts)
 
 
 def main() -> None:
@@ -290,11 +291,11 @@ def main() -> None:
         # chart's bytes match one proved clean by this generator (service/verified.py).
         (repo_big / ".git" / VERIFIED).unlink(missing_ok=True)
         for label, target in (("first run, renders every chart", ""), ("again", "≤ 5 s")):
-            t, drifts = timed(lambda: render_service.check(big_ctx, big_ctx.charts(), offline=True))
+            t, drifts = timed(lambda: check_service.check(big_ctx, big_ctx.charts(), offline=True))
             assert drifts == []
             rows.append((f"render --check --offline, {big:,} ({label})", f"{t:.2f} s", target))
 
-        t, drifts = timed(lambda: render_service.check(big_ctx, big_ctx.charts()))
+        t, drifts = timed(lambda: check_service.check(big_ctx, big_ctx.charts()))
         assert drifts == []
         rows.append((f"render --check, {big:,}", f"{t:.2f} s", ""))
 

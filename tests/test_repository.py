@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from generator.service import check as check_service
 from generator.service import deployments
 from generator.service import render as render_service
 from generator.service.context import Context
@@ -57,7 +58,7 @@ def agree(ctx: Context) -> None:
         assert recorded == current, path
     git(repo, "fsck", "--strict", "--no-dangling")
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
-    assert render_service.check(ctx, ctx.charts()) == []
+    assert check_service.check(ctx, ctx.charts()) == []
 
 
 @pytest.mark.parametrize("step", ["objects-written", "ref-moved", "database-committed"])
@@ -169,7 +170,7 @@ def test_a_push_rejected_by_a_moved_remote_is_rebased_and_retried(
     ]
     assert second.commit == git_log(ctx.settings.repo, "-1", "--format=%H").strip()
     assert (ctx.settings.repo / "README.md").read_text() == "reviewers were here\n"
-    assert render_service.check(ctx, ctx.charts()) == []
+    assert check_service.check(ctx, ctx.charts()) == []
 
 
 def test_a_failed_push_keeps_the_commit_and_the_next_render_pushes_it(
@@ -203,9 +204,9 @@ def test_a_lazy_repository_reads_like_a_checked_out_one(
     assert not (lazy / "a8s").exists()  # objects and a ref only
     # Read from the commit, the lazy repository's charts are the checked-out one's.
     assert server.snapshot("HEAD").chart_paths() == ctx.snapshot("HEAD").chart_paths()
-    assert render_service.check(server, server.charts("HEAD"), offline=True) == []
+    assert check_service.check(server, server.charts("HEAD"), offline=True) == []
     # Asked for its files, the lazy repository brings them up to date first.
-    assert render_service.check(server, server.charts(), offline=True) == []
+    assert check_service.check(server, server.charts(), offline=True) == []
     assert {f"a8s/{p.name}" for p in (lazy / "a8s").iterdir()} == {d.chart for d in deps}
     assert [r.problems for r in validate([lazy])] == [[], [], []]
     # A chart broken on the branch is found from the commit as from the files.
@@ -214,7 +215,7 @@ def test_a_lazy_repository_reads_like_a_checked_out_one(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  portz: []\n"
     )
     hand_commit(lazy, "broken")
-    drift = render_service.check(server, server.charts("HEAD"), offline=True)
+    drift = check_service.check(server, server.charts("HEAD"), offline=True)
     assert [(d.path, d.reason) for d in drift] == [
         (deps[0].chart, "differs: templates/broken.yaml")
     ]

@@ -297,7 +297,7 @@ def test_hand_edits_and_reverts_on_the_remotes_main_reach_the_cluster(
     assert height() == "640"
     # The database stays the source for rendering: the edit is reported as drift.
     drift = kcli("render", "--check", "--ref", "refs/overseer/remote-main", env=env)
-    assert drift.exit_code == 1 and f"{chart}: differs: values.yaml" in drift.stdout
+    assert drift.exit_code == 3 and f"{chart}: differs: values.yaml" in drift.stdout
     git("revert", "--no-edit", "HEAD", cwd=work)
     git("push", "-q", "origin", "main", cwd=work)
     assert run(kcli, env, "apply").splitlines()[1].split()[2:5] == ["applied", "READY", "3"]

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from generator.errors import Conflict, MassDeletionRefused, NotFound, UserError
+from generator.service import check as check_service
 from generator.service import deployments, plugins
 from generator.service import render as render_service
 from generator.service.context import Context
@@ -127,7 +128,7 @@ def test_an_update_whose_render_failed_is_committed_by_the_next_render(ctx: Cont
     result = render_service.render(ctx)
     assert summary(result)[:3] == (0, 1, 0) and result.commit is not None
     assert 'HEIGHT: "900"' in values.read_text()
-    assert render_service.check(ctx, ctx.charts()) == []
+    assert check_service.check(ctx, ctx.charts()) == []
 
 
 def test_a_committed_hand_edit_is_repaired_by_a_full_render(ctx: Context) -> None:
@@ -138,13 +139,13 @@ def test_a_committed_hand_edit_is_repaired_by_a_full_render(ctx: Context) -> Non
     # A hand edit that was committed (say, merged in a pull request) is drift too.
     hand_commit(repo, "hand edit")
     commits = commit_count(repo)
-    assert [d.path for d in render_service.check(ctx, ctx.charts())] == [dep.chart]
+    assert [d.path for d in check_service.check(ctx, ctx.charts())] == [dep.chart]
     # The inputs are unchanged, so an incremental render skips the chart; a full one repairs it.
     assert summary(render_service.render(ctx)) == (0, 0, 0, 1)
     repaired = render_service.render(ctx, full=True)
     assert summary(repaired) == (0, 1, 0, 0) and repaired.commit is not None
     assert commit_count(repo) == commits + 1
-    assert render_service.check(ctx, ctx.charts()) == []
+    assert check_service.check(ctx, ctx.charts()) == []
 
 
 def test_check_reports_missing_and_orphaned_charts(ctx: Context) -> None:
@@ -154,7 +155,7 @@ def test_check_reports_missing_and_orphaned_charts(ctx: Context) -> None:
     orphan.mkdir(parents=True)
     (orphan / "Chart.yaml").write_text("apiVersion: v2\nname: ghost\nversion: 0.1.0\n")
     sql(ctx, "UPDATE deployments SET namespace = 'moved' WHERE id = %s", dep.id)
-    drifts = render_service.check(ctx, ctx.charts())
+    drifts = check_service.check(ctx, ctx.charts())
     assert [(d.path, d.reason) for d in drifts] == [
         (dep.chart, "no live deployment; `overseer render` removes it"),
         ("a8s/ghost", "no live deployment; `overseer render` removes it"),
@@ -222,7 +223,7 @@ def test_incremental_render_sees_every_kind_of_change(ctx: Context, claude_manif
     sql(ctx, "UPDATE render_state SET state = %s", json.dumps(doctored))
     set_height("999", "555")
     assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
-    assert render_service.check(ctx, ctx.charts()) == []
+    assert check_service.check(ctx, ctx.charts()) == []
     # Nor is state recorded for another commit: main moved under it (here, a hand commit).
     sql(
         ctx, "UPDATE render_state SET state = %s", json.dumps({**render_state(ctx), "xmin": 10**12})
@@ -231,7 +232,7 @@ def test_incremental_render_sees_every_kind_of_change(ctx: Context, claude_manif
     hand_commit(repo, "notes")
     set_height("555", "444")
     assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
-    assert render_service.check(ctx, ctx.charts()) == []
+    assert check_service.check(ctx, ctx.charts()) == []
 
 
 def test_a_plugin_upgrade_keeps_deployments_renderable(

@@ -16,12 +16,13 @@ from ..charts import ChartSource
 from ..config import REVIEW, Settings
 from ..errors import UserError
 from ..service import changed
+from ..service import check as check_service
 from ..service import diff as diff_service
 from ..service import render as service_render
 from ..service.changed import Selection
+from ..service.check import Drift
 from ..service.context import Context
 from ..service.diff import ChartDiff
-from ..service.render import Drift
 from ..validate import ChartReport
 from ..validate import validate as run_validate
 from .common import emit_data, progress_bar, with_context
@@ -159,7 +160,7 @@ def check_charts(
         source = service.charts(ref)
         selection = _select(service, source, paths, ref, since)
         only = selection.charts if selection is not None else None
-        drifts = service_render.check(service, source, offline=offline, only=only)
+        drifts = check_service.check(service, source, offline=offline, only=only)
         checked = set(only) if only is not None else source.chart_paths()
     outcomes = {c: Outcome(c) for c in sorted(checked | {d.path for d in drifts})}
     for d in drifts:

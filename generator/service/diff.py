@@ -24,8 +24,9 @@ from ..store import deployments as store
 from ..store.db import Connection
 from ..tools import helm
 from ..validate import placeholder_values
+from .check import fresh_charts
 from .context import Context
-from .render import Plugins, fresh_charts
+from .render import Plugins
 from .rows import render_input
 
 REDACTED = "<redacted>"

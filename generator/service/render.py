@@ -3,7 +3,7 @@
 Incremental by construction: each chart carries the record of its inputs, and a chart whose
 record is byte-identical to the one it would get now is left alone, not even rendered. Charts
 are compared with HEAD's tree and committed through one changeset: no file is written on the
-way. `check` instead re-renders everything and compares every byte (drift and hand edits).
+way. `check` (its own module) instead re-renders and compares every byte (drift, hand edits).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .. import gitops
@@ -23,14 +22,12 @@ from ..config import REVIEW
 from ..errors import MassDeletionRefused, UserError
 from ..gitops import Changeset
 from ..manifest import parse_stored
-from ..render import INPUTS_FILE, Chart, PluginInput, Renderer, from_record
+from ..render import PluginInput, Renderer, from_record
 from ..store import deployments as store
 from ..store import render_state
 from ..store.db import Connection
 from .context import Context
 from .rows import render_input
-from .verified import NAME as VERIFIED
-from .verified import VerifiedCharts, chart_digest
 
 Progress = Callable[[int, int], None]
 log = logging.getLogger("overseer.render")
@@ -73,15 +70,6 @@ class RenderResult:
     def touched(self) -> list[str]:
         """Chart paths written or removed."""
         return [c.path for c in self.touched_changes]
-
-
-@dataclass(frozen=True)
-class Drift:
-    """A chart that differs from a fresh render."""
-
-    path: str
-    reason: str
-    files: tuple[str, ...] = ()  # the chart's files it is about, relative to the chart
 
 
 class Plugins:
@@ -424,91 +412,3 @@ class _Pass:
         # an older commit: apply installs from the commit the row names).
         if row["rendered_commit"] is None or path in self.in_doubt:
             self.result.unrecorded.append(path)
-
-
-def check(
-    ctx: Context,
-    source: ChartSource,
-    *,
-    offline: bool = False,
-    only: Collection[str] | None = None,
-) -> list[Drift]:
-    """Charts of `source` that differ from a fresh render (byte for byte), missing, or extra.
-
-    Offline, each chart is re-rendered from its own inputs record, so no database is needed;
-    a chart whose record is missing or unreadable is reported, not raised, so one broken chart
-    does not hide the others. `only` limits the check to those chart paths.
-    """
-    renderer = Renderer()
-    present = source.chart_paths()
-    wanted = present if only is None else present & set(only)
-    drifts: list[Drift] = []
-    if offline:
-        # Charts proved clean before, byte for byte, by this generator are not rendered again
-        # (see `verified` for why that is sound).
-        verified = VerifiedCharts(_verified_path(ctx))
-        for path in sorted(wanted):
-            actual = source.read_chart(path)
-            digest = chart_digest(actual)
-            if verified.clean(digest):
-                continue
-            data = actual.get(INPUTS_FILE)
-            if data is None:
-                drifts.append(
-                    Drift(path, f"no {INPUTS_FILE}; render it with Overseer", (INPUTS_FILE,))
-                )
-                continue
-            try:
-                dep, plugin = from_record(data, f"{path}/{INPUTS_FILE}")
-            except UserError as exc:
-                drifts.append(Drift(path, exc.message, (INPUTS_FILE,)))
-                continue
-            found = _differences(path, renderer.render(dep, plugin), actual)
-            drifts += found
-            if not found:
-                verified.add(digest)
-        verified.save(complete=only is None)
-        return drifts
-    seen: set[str] = set()
-    for path, chart in fresh_charts(ctx):
-        if only is not None and path not in only:
-            continue
-        seen.add(path)
-        if path not in present:
-            drifts.append(Drift(path, "missing; run `overseer render`"))
-            continue
-        drifts += _compare(source, path, chart)
-    drifts += [
-        Drift(p, "no live deployment; `overseer render` removes it") for p in sorted(wanted - seen)
-    ]
-    return sorted(drifts, key=lambda d: d.path)
-
-
-def fresh_charts(ctx: Context) -> Iterator[tuple[str, Chart]]:
-    """Every live deployment's chart path and files, as a full render would make them now."""
-    renderer, plugins = Renderer(), Plugins()
-    with ctx.transaction() as conn:
-        for row in store.iter_live_for_render(conn):
-            plugin = plugins.get(row)
-            dep = render_input(row, plugin.manifest)
-            yield dep.chart_path, renderer.render(dep, plugin)
-
-
-def _verified_path(ctx: Context) -> Path | None:
-    # In the Git directory, beside the render state; a work tree's .git file (a linked work
-    # tree, a submodule) or a plain directory gets no cache.
-    git_dir = ctx.settings.repo / ".git"
-    return git_dir / VERIFIED if git_dir.is_dir() else None
-
-
-def _compare(source: ChartSource, path: str, expected: dict[str, bytes]) -> list[Drift]:
-    return _differences(path, expected, source.read_chart(path))
-
-
-def _differences(path: str, expected: Chart, actual: Chart) -> list[Drift]:
-    differing = sorted(
-        name for name in expected.keys() | actual.keys() if expected.get(name) != actual.get(name)
-    )
-    if not differing:
-        return []
-    return [Drift(path, "differs: " + ", ".join(differing), tuple(differing))]
