@@ -10,5 +10,8 @@ CREATE TABLE render_state (
     -- Whether commit_sha is on the remote's main: a server answers once its round is committed
     -- here and in its clone, and pushes right after; another replica waits for this.
     pushed BOOLEAN NOT NULL DEFAULT false,
+    -- When that render took the render lock: a follower replica's rows committed before this
+    -- were in its snapshot (see generator/service/leader.py).
+    started_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
 );

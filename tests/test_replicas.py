@@ -125,12 +125,37 @@ def test_two_replicas_take_400_concurrent_creates(pair: Pair) -> None:
     pair.pushed(set(rows.values()))
     assert set(pair.trailers().values()) == {1}  # one commit each, none twice
     assert set(pair.trailers()) == created
-    # One line of history, and no replica holds a commit the remote lacks.
+    # One line of history, and no replica holds a commit the remote lacks (a follower may hold
+    # none at all: the leader rendered everything).
     assert git(pair.remote, "rev-list", "--merges", "main") == ""
     for clone in ("clone-a", "clone-b"):
-        git(pair.tmp / clone, "fetch", "-q", str(pair.remote), "main")
-        git(pair.tmp / clone, "merge-base", "--is-ancestor", "main", "FETCH_HEAD")
+        if _main_of(pair.tmp / clone):
+            git(pair.tmp / clone, "fetch", "-q", str(pair.remote), "main")
+            git(pair.tmp / clone, "merge-base", "--is-ancestor", "main", "FETCH_HEAD")
     pair.check_offline_from_a_fresh_clone()
+
+
+def test_one_replica_renders_for_both(pair: Pair) -> None:
+    """The first writer to render leads; the other's creates are rendered by it, not by itself."""
+    a, b = pair.replicas
+    first = httpx.post(f"{a.url}/deployments", json=BODY, timeout=60)
+    assert first.status_code == 201, first.text
+    before = _main_of(pair.tmp / "clone-b")
+    made = [httpx.post(f"{b.url}/deployments", json=BODY, timeout=60) for _ in range(3)]
+    assert [m.status_code for m in made] == [201, 201, 201], [m.text for m in made]
+    assert _main_of(pair.tmp / "clone-b") == before  # b committed nothing: a did, for it
+    pair.pushed(set(pair.rows().values()))
+    on_main = git(pair.remote, "rev-list", "main").split()
+    assert all(m.json()["rendered_commit"] in on_main for m in made)
+
+
+def _main_of(clone: Path) -> str:
+    found = subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "--verify", "-q", "main"],
+        capture_output=True,
+        text=True,
+    )
+    return found.stdout.strip()
 
 
 def test_an_update_racing_a_delete_on_the_other_replica_ends_one_way(pair: Pair) -> None:

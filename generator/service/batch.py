@@ -32,6 +32,7 @@ from ..store import unanswered
 from ..store.db import first_line
 from . import render as render_service
 from .context import Context
+from .leader import Leadership
 from .publisher import Publisher
 
 log = logging.getLogger("overseer.render")
@@ -66,7 +67,17 @@ class _Round:
 def _writer_main(settings: Settings, channel: Connection) -> None:
     """The writer process: one render per message, answered with its commit or its error."""
     ctx = Context(settings, pooled=True)
-    publisher = Publisher(ctx) if settings.git_remote and settings.mode != REVIEW else None
+    # With a remote, replicas share main: one pushes beside the rounds, and one leads them.
+    shared = bool(settings.git_remote) and settings.mode != REVIEW
+    publisher = Publisher(ctx) if shared else None
+
+    def one_round() -> str | None:
+        commit = render_service.render(ctx, push=publisher is None).commit
+        if publisher is not None:
+            publisher.wake()
+        return commit
+
+    leadership = Leadership(ctx, one_round) if shared else None
     if publisher is not None:
         publisher.start()
     try:
@@ -76,10 +87,10 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
             except EOFError:  # the server is gone
                 return
             try:
-                commit = render_service.render(ctx, push=publisher is None).commit
-                channel.send(("ok", commit))
-                if publisher is not None:
-                    publisher.wake()
+                commit = None
+                if leadership is not None and not leadership.leading():
+                    commit = leadership.follow()  # the leader's round took our rows
+                channel.send(("ok", commit if commit is not None else one_round()))
             except UserError as exc:
                 channel.send(("error", type(exc), exc.message, dict(vars(exc))))
             except psycopg.OperationalError as exc:  # the database went away mid-round: a 503
@@ -92,6 +103,8 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
                 log.exception("render round failed")
                 channel.send(("error", None, f"the render failed: {exc!r}", {}))
     finally:
+        if leadership is not None:
+            leadership.stop()
         if publisher is not None:
             publisher.stop()
         ctx.close()

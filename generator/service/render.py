@@ -163,7 +163,7 @@ def render(
         with repo.lock():
             return review.propose(ctx, conn, force=force)
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
-        render_state.lock_writer(conn)  # one render at a time on this database, any replica
+        started = render_state.lock_writer(conn)  # one render at a time, whichever replica
         previous = render_state.load(conn)
         _catch_up(ctx, conn, previous)
         result = _commit(ctx, conn, previous, force=force, full=full, progress=progress)
@@ -181,7 +181,7 @@ def render(
         head = repo.head()
         if result.state is not None and head is not None:
             on_remote = not ctx.settings.git_remote or not gitops.push_pending(repo)
-            render_state.save(conn, head, result.state, pushed=on_remote)
+            render_state.save(conn, head, result.state, pushed=on_remote, started=started)
     _note_rendered(ctx, conn, result)
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result

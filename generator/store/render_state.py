@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -12,12 +13,18 @@ from .db import Connection
 # One writer per database, whichever process or replica it runs in: each replica commits in its
 # own clone, and this lock (held until the render's transaction ends) keeps their commits in
 # one line on the remote's main instead of racing each other's pushes.
-_WRITER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('overseer-render', 0))"
+_WRITER_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('overseer-render', 0)), "
+    "clock_timestamp() AS started"
+)
 
 
-def lock_writer(conn: Connection) -> None:
-    """Wait for, and hold until `conn`'s transaction ends, the database's render lock."""
-    conn.execute(_WRITER_LOCK)
+def lock_writer(conn: Connection) -> datetime:
+    """Wait for, and hold until `conn`'s transaction ends, the database's render lock.
+
+    Returns the database's clock once it is held.
+    """
+    return _moment(conn.execute(_WRITER_LOCK).fetchone(), "started")
 
 
 def load(conn: Connection) -> dict[str, Any] | None:
@@ -31,17 +38,41 @@ def load(conn: Connection) -> dict[str, Any] | None:
     return {**row["state"], "commit": str(row["commit_sha"]), "pushed": bool(row["pushed"])}
 
 
-def save(conn: Connection, commit: str, state: dict[str, Any], *, pushed: bool) -> None:
-    """Record that `commit` matches the database as `state` says (in `conn`'s transaction)."""
+def save(
+    conn: Connection, commit: str, state: dict[str, Any], *, pushed: bool, started: datetime
+) -> None:
+    """Record that `commit` matches the database as `state` says (in `conn`'s transaction).
+
+    Written by every render, also one that changed nothing: `started` tells followers waiting
+    for a render that began after their rows were committed (see `service.leader`).
+    """
     conn.execute(
-        """INSERT INTO render_state (commit_sha, state, pushed) VALUES (%s, %s, %s)
+        """INSERT INTO render_state (commit_sha, state, pushed, started_at)
+           VALUES (%s, %s, %s, %s)
            ON CONFLICT (id) DO UPDATE SET commit_sha = EXCLUDED.commit_sha,
-               state = EXCLUDED.state, pushed = EXCLUDED.pushed, updated_at = CURRENT_TIMESTAMP
-           WHERE render_state.commit_sha <> EXCLUDED.commit_sha
-              OR render_state.state <> EXCLUDED.state
-              OR render_state.pushed <> EXCLUDED.pushed""",
-        (commit, Jsonb(state), pushed),
+               state = EXCLUDED.state, pushed = EXCLUDED.pushed,
+               started_at = EXCLUDED.started_at, updated_at = CURRENT_TIMESTAMP""",
+        (commit, Jsonb(state), pushed, started),
     )
+
+
+def covered_since(conn: Connection, since: datetime) -> str | None:
+    """The last render's commit if that render began after `since`, else None."""
+    row = conn.execute(
+        "SELECT commit_sha FROM render_state WHERE started_at > %s", (since,)
+    ).fetchone()
+    return str(row["commit_sha"]) if row is not None else None
+
+
+def now(conn: Connection) -> datetime:
+    """The database's clock (the one `lock_writer` reads)."""
+    return _moment(conn.execute("SELECT clock_timestamp() AS now").fetchone(), "now")
+
+
+def _moment(row: dict[str, object] | None, column: str) -> datetime:
+    value = row[column] if row is not None else None
+    assert isinstance(value, datetime)  # noqa: S101 - a SELECT without FROM returns one row
+    return value
 
 
 def wait_pushed(conn: Connection, commit: str, seconds: float) -> bool:

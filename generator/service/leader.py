@@ -1,0 +1,116 @@
+"""One writer for every replica: the leader renders the rows all of them store.
+
+Replicas that each render their own rounds take turns at the render lock, and every turn starts
+by waiting for the other's push and fetching it: measured with two replicas, 48 creates a
+second against 220 for one. So the replicas' writer processes compete for a session advisory
+lock, and the one that holds it leads until it exits (its connection closing frees the lock).
+
+A follower's round does not render. It asks the leader (NOTIFY) and waits until a render that
+took the render lock after the round began has committed: the rows the round answers for were
+committed before that, so they were in that render's snapshot. It answers with that render's
+commit. A follower whose leader does not answer in time (it died, or the database dropped its
+connection) renders itself, as any replica may: correctness never depends on who leads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from ..store import db, render_state
+from .context import Context
+
+log = logging.getLogger("overseer.render")
+
+_LEAD = "SELECT pg_try_advisory_lock(hashtextextended('overseer-render-leader', 0)) AS lead"
+CHANNEL = "overseer_render"
+FOLLOW_WAIT = 2.0  # seconds a follower waits for the leader before it renders itself
+
+
+class Leadership:
+    """Whether this writer leads, and the leader's ear for its followers."""
+
+    def __init__(self, ctx: Context, render: Callable[[], object]) -> None:
+        self.ctx = ctx
+        self._render = render  # a round for the followers, in the leader
+        self._conn: db.Connection | None = None
+        self._asked = threading.Event()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+
+    def leading(self) -> bool:
+        """Whether this writer leads; takes the lead when it is free."""
+        try:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.execute("SELECT 1")  # still connected: still holding the lock
+                return True
+            conn = db.connect(self.ctx.database_url, autocommit=True)
+            row = conn.execute(_LEAD).fetchone()
+        except psycopg.Error:  # the database is away: render alone, as without replicas
+            self._conn = None
+            return True
+        if not row or not row["lead"]:
+            conn.close()
+            return False
+        self._conn = conn
+        if not self._threads:  # once: a lead taken again after a lost connection keeps them
+            log.info("this writer leads the renders of every replica")
+            self._start(self._listen, "overseer-leader-listen")
+            self._start(self._serve, "overseer-leader-render")
+        return True
+
+    def follow(self) -> str | None:
+        """Ask the leader for a round and wait for it; its commit, or None if it did not come.
+
+        Also None when no render committed anything yet (then the caller renders).
+        """
+        with self.ctx.statements() as conn:
+            since = render_state.now(conn)
+            conn.execute(f"NOTIFY {CHANNEL}")
+            deadline = time.monotonic() + FOLLOW_WAIT
+            while time.monotonic() < deadline:
+                commit = render_state.covered_since(conn, since)
+                if commit is not None:
+                    return commit
+                time.sleep(0.005)
+        return None
+
+    def stop(self) -> None:
+        """End the leader's threads and let go of the lead."""
+        self._stopping = True
+        self._asked.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _start(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _listen(self) -> None:
+        while not self._stopping:
+            try:
+                with db.connect(self.ctx.database_url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stopping:
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._asked.set()
+            except psycopg.Error:  # reconnect; followers render themselves meanwhile
+                time.sleep(1)
+
+    def _serve(self) -> None:
+        while True:
+            self._asked.wait()
+            self._asked.clear()
+            if self._stopping:
+                return
+            try:
+                self._render()  # one round for every request made meanwhile
+            except Exception:  # each follower renders itself after its wait, and says why
+                log.exception("a round for the other replicas failed")
