@@ -369,6 +369,25 @@ def test_a_rejected_push_is_replayed_chart_by_chart(tmp_path: Path) -> None:
     repo.close()
 
 
+def test_a_replayed_commit_that_changes_nothing_on_theirs_is_dropped(tmp_path: Path) -> None:
+    """Another replica committed the same charts first: no empty commit, no trailer twice."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    repo = GitOpsRepo(tmp_path / "gitops")
+    commit(repo, {"ns/a": {"f": b"1\n"}}, "first\n")
+    with repo.lock():
+        publish(repo, str(remote))
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    hand_commit(other, "ns/b/f", b"same\n")
+    commit(repo, {"ns/b": {"f": b"same\n"}}, "second\n")  # the same chart, made here too
+    with repo.lock():
+        assert publish(repo, str(remote)) == "main"
+    assert git(remote, "log", "--format=%s", "main").splitlines() == ["edit ns/b/f", "first"]
+    assert git(repo.root, "rev-parse", "HEAD") == git(remote, "rev-parse", "main")
+    repo.close()
+
+
 def test_an_unforced_push_leaves_a_branch_someone_else_made(tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)

@@ -334,10 +334,12 @@ def test_readiness_fails_while_the_remote_is_unreachable(
     env = server_env(settings, OVERSEER_GIT_REMOTE=str(remote))
     server = Server(env, "--no-worker").start()  # it starts, and says it is not ready
     try:
-        assert httpx.get(f"{server.url}/healthz").status_code == 200  # alive: not restarted
+        assert httpx.get(f"{server.url}/livez").json() == {"status": "ok"}  # not restarted
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
         ready = httpx.get(f"{server.url}/readyz")
         assert ready.status_code == 503
         assert "the Git remote does not answer" in ready.json()["error"]["message"]
+        assert str(remote) not in ready.text  # where it is stays in the log
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
         deadline = time.monotonic() + 30  # a remote's answer is kept for 5 s
         while (ready := httpx.get(f"{server.url}/readyz")).status_code != 200:

@@ -31,7 +31,15 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Open to anyone: liveness, and the API's own description. Webhooks carry a forge's signature
 # instead of a token (checked by their route).
-OPEN = ("/healthz", "/readyz", "/openapi.json", "/docs", "/redoc", "/static-offline-docs/")
+OPEN = (
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+    "/static-offline-docs/",
+)
 SIGNED = "/webhooks/"
 _ASK = object()  # the gate's cache cannot tell: ask the database
 

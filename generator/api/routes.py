@@ -113,6 +113,15 @@ def healthz(server: Served) -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/livez", tags=["health"])
+async def livez() -> dict[str, str]:
+    """The process answers, and nothing else is asked; needs no token.
+
+    For liveness probes: a database outage must not restart every replica.
+    """
+    return {"status": "ok"}
+
+
 @router.get("/readyz", tags=["health"])
 def readyz(server: Served) -> dict[str, str]:
     """Ready to take writes: the database answers, and the Git remote when one is set.

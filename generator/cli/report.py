@@ -1,9 +1,9 @@
 """What the CI checks (`render --check`, `validate`) print, and the exit codes they share.
 
 One scheme for both, so a CI step can tell a finding from a failure of the check itself:
-0 every chart checked is clean; 3 at least one chart drifted or is invalid; 1 the check could
-not run (a bad record of input, a ref that does not exist, a tool missing or failing), so
-nothing is known about the charts. A usage error exits 2, as for every command.
+0 every chart checked is clean; 3 at least one chart drifted or is invalid (a missing or
+unreadable inputs record included); 1 the check could not run (a ref that does not exist, a tool
+missing or failing), so nothing is known about the charts. A usage error exits 2, as for every command.
 
 Three shapes of output: text for people, JSON for scripts, and GitHub Actions workflow commands
 (`::error file=...::`) that a pull request shows beside the failing file.

@@ -100,9 +100,9 @@ def push_commit(repo: GitOpsRepo, remote: str, commit: str) -> bool:
     return True
 
 
-def push_pending(repo: GitOpsRepo) -> bool:
-    """Whether HEAD has commits that no push took yet (a push failed, or none was made)."""
-    head = repo.head()
+def push_pending(repo: GitOpsRepo, commit: str | None = None) -> bool:
+    """Whether `commit` (default HEAD) is not known to be on the remote's main yet."""
+    head = commit or repo.head()
     if head is None:
         return False
     try:
@@ -245,7 +245,10 @@ def _replay(
         plan: Plan = {}
         for path, entry in changes.items():
             place(plan, path, entry)
-        root = objects.edit(repo.tree_of(tip), plan) or objects.tree({})
+        base_tree = repo.tree_of(tip)
+        root = objects.edit(base_tree, plan) or objects.tree({})
+        if root == base_tree:  # theirs holds the same charts already (another replica's render)
+            continue
         message = _git(repo, "log", "-1", "--format=%B", commit) + "\n"
         tip = objects.commit(root, tip, message)
     objects.flush()

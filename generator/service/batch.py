@@ -72,10 +72,10 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
     publisher = Publisher(ctx) if shared else None
 
     def one_round() -> str | None:
-        commit = render_service.render(ctx, push=publisher is None).commit
-        if publisher is not None:
-            publisher.wake()
-        return commit
+        result = render_service.render(ctx, push=publisher is None)
+        if publisher is not None and result.head is not None:
+            publisher.wake(result.head)  # committed in the database too, by now
+        return result.commit
 
     leadership = Leadership(ctx, one_round) if shared else None
     if publisher is not None:

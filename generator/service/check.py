@@ -74,9 +74,7 @@ def check(
         verified.save(complete=only is None)
         return drifts
     seen: set[str] = set()
-    for path, chart in fresh_charts(ctx):
-        if only is not None and path not in only:
-            continue
+    for path, chart in fresh_charts(ctx, only):
         seen.add(path)
         if path not in present:
             drifts.append(Drift(path, "missing; run `overseer render`"))
@@ -88,14 +86,15 @@ def check(
     return sorted(drifts, key=lambda d: d.path)
 
 
-def fresh_charts(ctx: Context) -> Iterator[tuple[str, Chart]]:
-    """Every live deployment's chart path and files, as a full render would make them now."""
+def fresh_charts(ctx: Context, only: Collection[str] | None = None) -> Iterator[tuple[str, Chart]]:
+    """Every live deployment's chart path and files (of `only`, when given), rendered now."""
     renderer, plugins = Renderer(), Plugins()
     with ctx.transaction() as conn:
         for row in store.iter_live_for_render(conn):
             plugin = plugins.get(row)
             dep = render_input(row, plugin.manifest)
-            yield dep.chart_path, renderer.render(dep, plugin)
+            if only is None or dep.chart_path in only:  # the selection alone is rendered
+                yield dep.chart_path, renderer.render(dep, plugin)
 
 
 def _verified_path(ctx: Context) -> Path | None:

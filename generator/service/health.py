@@ -1,11 +1,12 @@
 """Readiness: whether this process can do its job now (its database, the remote of main).
 
-Asked every few seconds by the kubelet of every replica; the remote's answer is kept for a few
-seconds so that probes never queue up behind a slow remote.
+Asked every few seconds by the kubelet of every replica; the remote's answer is kept for 5
+seconds, so the remote is asked at most that often, however many probes come.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -14,6 +15,7 @@ from ..errors import RemoteUnavailable, UserError
 from .context import Context
 
 _KEEP = 5.0  # seconds a remote's answer is reused
+log = logging.getLogger("overseer.api")
 
 
 class Readiness:
@@ -33,10 +35,10 @@ class Readiness:
         remote = self.ctx.settings.git_remote
         if remote:
             failure = self._remote(remote)
-            if failure is not None:
+            if failure is not None:  # its address and git's words stay in the log
                 raise RemoteUnavailable(
-                    f"the Git remote does not answer: {failure}",
-                    hint="check gitops.remote and its credentials; commits wait until it answers",
+                    "the Git remote does not answer; the server's log says why",
+                    hint="check OVERSEER_GIT_REMOTE and its credentials",
                 )
             answer["remote"] = "ok"
         return answer
@@ -49,6 +51,8 @@ class Readiness:
                 gitops.check_reachable(self.ctx.repo, remote, timeout=_KEEP)
                 self._failure = None
             except UserError as exc:
+                if self._failure != exc.message:
+                    log.warning("readiness: %s", exc.message)
                 self._failure = exc.message
             self._checked = time.monotonic()
             return self._failure

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from ..errors import UserError
 from ..store import db, render_state
 from .context import Context
 
@@ -45,13 +46,11 @@ class Leadership:
     def leading(self) -> bool:
         """Whether this writer leads; takes the lead when it is free."""
         try:
-            if self._conn is not None and not self._conn.closed:
-                self._conn.execute("SELECT 1")  # still connected: still holding the lock
+            if self.holds():
                 return True
             conn = db.connect(self.ctx.database_url, autocommit=True)
             row = conn.execute(_LEAD).fetchone()
-        except psycopg.Error:  # the database is away: render alone, as without replicas
-            self._conn = None
+        except (psycopg.Error, UserError):  # the database is away: the render says so (503)
             return True
         if not row or not row["lead"]:
             conn.close()
@@ -61,6 +60,18 @@ class Leadership:
             log.info("this writer leads the renders of every replica")
             self._start(self._listen, "overseer-leader-listen")
             self._start(self._serve, "overseer-leader-render")
+        return True
+
+    def holds(self) -> bool:
+        """Whether this writer's lock connection is alive, and so still holds the lead."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:  # dropped (a database restart): the lead went with it
+            self._conn.close()
+            self._conn = None
+            return False
         return True
 
     def follow(self) -> str | None:
@@ -101,7 +112,7 @@ class Leadership:
                     while not self._stopping:
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self._asked.set()
-            except psycopg.Error:  # reconnect; followers render themselves meanwhile
+            except (psycopg.Error, UserError):  # reconnect; followers render alone meanwhile
                 time.sleep(1)
 
     def _serve(self) -> None:
@@ -110,6 +121,8 @@ class Leadership:
             self._asked.clear()
             if self._stopping:
                 return
+            if not self.holds():  # another writer leads now: it serves the followers
+                continue
             try:
                 self._render()  # one round for every request made meanwhile
             except Exception:  # each follower renders itself after its wait, and says why

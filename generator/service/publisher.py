@@ -27,15 +27,28 @@ class Publisher:
         self.ctx = ctx
         self._wake = threading.Event()
         self._stopping = False
+        self._target: str | None = None  # the newest commit handed over, to push
+        self._target_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="overseer-publisher", daemon=True)
 
     def start(self) -> None:
         """Start the thread, and push what a previous process left unpushed."""
         self._thread.start()
-        self.wake()
+        with self.ctx.repo.lock():  # whatever HEAD is once no round holds it is committed
+            head = self.ctx.repo.head()
+        if head is not None:
+            self.wake(head)
 
-    def wake(self) -> None:
-        """A round committed: push soon."""
+    def wake(self, commit: str) -> None:
+        """A round's commit is in the database: push it (or a later one) soon.
+
+        Only commits handed over here are pushed, never HEAD as it is: a round moves HEAD before
+        its database transaction commits, and a commit whose rows roll back must not reach main.
+        """
+        with self._target_lock:
+            # Rounds finish in two threads (the leader's serves followers): keep the newest.
+            if self._target is None or _descends(self.ctx, commit, self._target):
+                self._target = commit
         self._wake.set()
 
     def stop(self) -> None:
@@ -58,10 +71,9 @@ class Publisher:
     def push(self) -> None:
         """Push HEAD when a push is pending; under the lock only when the remote moved."""
         repo, remote = self.ctx.repo, self.ctx.settings.git_remote
-        if not remote or not gitops.push_pending(repo):
-            return
-        head = repo.head()
-        if head is None:
+        with self._target_lock:
+            head = self._target
+        if not remote or head is None or not gitops.push_pending(repo, head):
             return
         if not gitops.push_commit(repo, remote, head):
             # Someone else pushed: a render under the locks replays ours onto theirs (or renders
@@ -72,3 +84,16 @@ class Publisher:
         # replica's render, which waits for this very mark.
         with self.ctx.statements() as conn:
             render_state.mark_pushed(conn, head)
+
+
+def _descends(ctx: Context, commit: str, ancestor: str, *, depth: int = 256) -> bool:
+    """Whether `ancestor` is `commit` or among its first-parent ancestors (read in-process)."""
+    for _ in range(depth):
+        if commit == ancestor:
+            return True
+        header = ctx.repo.objects.read(bytes.fromhex(commit)).split(b"\n\n", 1)[0]
+        parents = [ln[7:47].decode() for ln in header.split(b"\n") if ln.startswith(b"parent ")]
+        if not parents:
+            return False
+        commit = parents[0]
+    return False

@@ -60,6 +60,7 @@ class RenderResult:
     proposals: list[str] = field(default_factory=list)
     # What the next render may take for granted about HEAD (see `store.render_state`).
     state: dict[str, Any] | None = None
+    head: str | None = None  # HEAD when this render let go of the lock (what to push)
 
     @property
     def touched_changes(self) -> list[ChartChange]:
@@ -178,7 +179,7 @@ def render(
             gitops.reset_to_remote(repo)
             result = _commit(ctx, conn, None, force=force, full=full, progress=progress)
             _publish(ctx, result, again=True)
-        head = repo.head()
+        head = result.head = repo.head()
         if result.state is not None and head is not None:
             on_remote = not ctx.settings.git_remote or not gitops.push_pending(repo)
             render_state.save(conn, head, result.state, pushed=on_remote, started=started)

@@ -50,7 +50,10 @@ def save(
         """INSERT INTO render_state (commit_sha, state, pushed, started_at)
            VALUES (%s, %s, %s, %s)
            ON CONFLICT (id) DO UPDATE SET commit_sha = EXCLUDED.commit_sha,
-               state = EXCLUDED.state, pushed = EXCLUDED.pushed,
+               state = EXCLUDED.state,
+               -- The publisher may have marked this very commit pushed meanwhile.
+               pushed = EXCLUDED.pushed OR (render_state.pushed
+                                            AND render_state.commit_sha = EXCLUDED.commit_sha),
                started_at = EXCLUDED.started_at, updated_at = CURRENT_TIMESTAMP""",
         (commit, Jsonb(state), pushed, started),
     )
