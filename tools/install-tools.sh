@@ -10,37 +10,27 @@ bin="$cache/tools/helm-$HELM_VERSION-kubeconform-$KUBECONFORM_VERSION/bin"
 mkdir -p "$bin"
 command -v go >/dev/null || { echo "go is required to build helm and kubeconform; install Go 1.24+" >&2; exit 1; }
 
-if [ ! -x "$bin/helm" ]; then
-  echo "building helm $HELM_VERSION (first time only, about 3 minutes)..." >&2
-  # The version ldflag makes `helm version` report the pinned version instead of a bare major.
-  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install \
-    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
-  mv "$bin.tmp/helm" "$bin/helm"
-fi
-if [ ! -x "$bin/kubeconform" ]; then
-  echo "building kubeconform $KUBECONFORM_VERSION..." >&2
-  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install -ldflags "-s -w" \
-    "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-  mv "$bin.tmp/kubeconform" "$bin/kubeconform"
-fi
-# kube-score's version is not in the directory's name: the binary carries it, and `kube-score`
-# links to the pinned one.
-if [ ! -x "$bin/kube-score-$KUBE_SCORE_VERSION" ]; then
-  echo "building kube-score $KUBE_SCORE_VERSION (about a minute)..." >&2
-  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install -ldflags "-s -w -X main.version=$KUBE_SCORE_VERSION" \
-    "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
-  mv "$bin.tmp/kube-score" "$bin/kube-score-$KUBE_SCORE_VERSION"
-fi
+# build TARGET PACKAGE@VERSION LDFLAGS: go install the package into $bin/TARGET, once.
+build() {
+  local target=$1 package=$2 ldflags=$3
+  [ -x "$bin/$target" ] && return
+  echo "building $target (first time only; helm takes about 3 minutes, the others 1)..." >&2
+  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install -ldflags "-s -w $ldflags" "$package"
+  local name=${package%@*}
+  mv "$bin.tmp/${name##*/}" "$bin/$target"
+}
+
+# The version ldflags make each tool report the pinned version instead of a bare major or "dev".
+build helm "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" \
+  "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+build kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" ""
+# kube-score's and actionlint's versions are not in the directory's name: the binaries carry
+# them, and `kube-score` and `actionlint` link to the pinned ones.
+build "kube-score-$KUBE_SCORE_VERSION" "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" \
+  "-X main.version=$KUBE_SCORE_VERSION"
 ln -sfn "kube-score-$KUBE_SCORE_VERSION" "$bin/kube-score"
-# actionlint likewise: the versioned binary, and a link to the pinned one.
-if [ ! -x "$bin/actionlint-$ACTIONLINT_VERSION" ]; then
-  echo "building actionlint $ACTIONLINT_VERSION (about a minute)..." >&2
-  GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install \
-    -ldflags "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" \
-    "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
-  mv "$bin.tmp/actionlint" "$bin/actionlint-$ACTIONLINT_VERSION"
-fi
+build "actionlint-$ACTIONLINT_VERSION" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
+  "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
 ln -sfn "actionlint-$ACTIONLINT_VERSION" "$bin/actionlint"
 rmdir "$bin.tmp" 2>/dev/null || true
 echo "$bin"
