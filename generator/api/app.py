@@ -99,10 +99,12 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            # Creates a killed predecessor never answered go before anything renders them.
+            # The clone catches up with the remote first (a new pod's is empty): the sweep
+            # tells by it whether a create a killed predecessor never answered reached main.
+            await run_in_threadpool(render_service.follow_at_start, ctx)
+            # Those creates go before anything renders them.
             await run_in_threadpool(sweep)
-            # Then the clone catches up with the remote (a new pod's is empty) and with the
-            # database, as a new render does.
+            # Then the clone catches up with the database, as a new render does.
             await run_in_threadpool(render_service.reconcile_at_start, ctx)
         except UserError as exc:  # the database is down: requests answer 503 until it is back
             log.warning("%s", exc.message)

@@ -188,21 +188,27 @@ def render(
     return result
 
 
-def reconcile_at_start(ctx: Context) -> RenderResult | None:
-    """A server starting: its clone catches up with the remote's main, then with the database.
+def follow_at_start(ctx: Context) -> None:
+    """A server starting: its clone (a new pod's is empty) catches up with the remote's main.
 
-    The clone may be empty (a new pod's); a render then commits what the database holds onto the
-    remote's main and pushes it. Review mode proposes instead, later.
+    Before the start-up sweep, which judges by the clone whether a dead server's create reached
+    main, and before the first render. Review mode fetches main when it proposes.
     """
     remote = ctx.settings.git_remote
     if not remote or ctx.settings.mode == REVIEW:
-        return None
-    with ctx.writer() as conn:
+        return
+    with ctx.repo.lock():
         try:
             gitops.follow_main(ctx.repo, remote)
         except UserError as exc:  # the render pushes what it can once the remote is back
             log.warning("%s; starting from the clone as it is", exc.message)
-        return render(ctx, conn)
+
+
+def reconcile_at_start(ctx: Context) -> RenderResult | None:
+    """A server starting: render what the database holds onto the remote's main, and push it."""
+    if not ctx.settings.git_remote or ctx.settings.mode == REVIEW:
+        return None
+    return render(ctx)
 
 
 _PUSH_WAIT = 5.0  # seconds a render waits for another replica's push of the last commit
