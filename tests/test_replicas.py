@@ -348,3 +348,36 @@ def test_readiness_fails_while_the_remote_is_unreachable(
         assert ready.json() == {"database": "ok", "remote": "ok"}
     finally:
         server.stop()
+
+
+def test_a_new_pod_sweeps_by_the_remote_not_by_its_empty_clone(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A create committed and pushed whose answer never left a killed pod: the new pod, its clone
+    empty, withdraws it (the chart leaves main) rather than forgetting the row under the chart."""
+    pair = Pair(settings, tmp_path)
+    first = pair.replicas[0].start()
+    try:
+        with MANIFEST.open("rb") as f:
+            httpx.post(
+                f"{first.url}/plugins", files={"manifest_file": ("plugin.yaml", f)}
+            ).raise_for_status()
+        made = httpx.post(f"{first.url}/deployments", json=BODY, timeout=60).json()
+        pair.pushed({f"{made['namespace']}/{made['deployment_id']}"})
+    finally:
+        first.stop()
+    with psycopg.connect(settings.database_url or "") as conn:  # as if it died before answering
+        conn.execute("UPDATE deployments SET answer_pending = 'gone' WHERE id = %s", (made["id"],))
+    shutil.rmtree(pair.tmp / "clone-a")
+    shutil.rmtree(pair.tmp / "home-a")
+    second = pair.replica("a").start()
+    try:
+        pair.pushed(set())  # withdrawn, and its chart removed from main
+        with psycopg.connect(settings.database_url or "") as conn:
+            row = conn.execute(
+                "SELECT deleted_at IS NOT NULL, answer_pending FROM deployments WHERE id = %s",
+                (made["id"],),
+            ).fetchone()
+        assert row == (True, None)
+    finally:
+        second.stop()
