@@ -448,3 +448,15 @@ def test_held_and_spilled_changesets_commit_the_same_tree(tmp_path: Path) -> Non
         assert clean(repo.root)
         git(repo.root, "fsck", "--strict")
         repo.close()
+
+
+def test_descends_follows_parents_in_process(tmp_path: Path) -> None:
+    repo = GitOpsRepo(tmp_path / "gitops")
+    first = commit(repo, {"ns/a": {"f": b"1\n"}}, "first\n")
+    second = commit(repo, {"ns/a": {"f": b"2\n"}}, "second\n")
+    assert first and second
+    objects = repo.objects
+    assert objects.descends(second, first) and objects.descends(first, first)
+    assert not objects.descends(first, second)
+    assert not objects.descends(second, "0" * 40)  # not in this repository
+    repo.close()

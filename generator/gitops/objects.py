@@ -166,6 +166,18 @@ class ObjectStore:
                 raise FileNotFoundError(f"git object {binsha.hex()} is missing") from None
         return data
 
+    def descends(self, commit: str, ancestor: str) -> bool:
+        """Whether `commit` is `ancestor` or comes after it (libgit2, no git process)."""
+        if commit == ancestor:
+            return True
+        with self._read_lock:
+            try:
+                return bool(
+                    self._repository.descendant_of(pygit2.Oid(hex=commit), pygit2.Oid(hex=ancestor))
+                )
+            except (KeyError, ValueError, pygit2.GitError):  # one of them is not here
+                return False
+
     def resolve(self, ref: str) -> str | None:
         """The commit `ref` names (HEAD, a branch, a sha), or None: an unborn or unknown ref.
 

@@ -52,27 +52,16 @@ def publish(repo: GitOpsRepo, remote: str, *, attempts: int = 5) -> str | None:
     Until a push succeeds, `push_pending` says so, also to later processes. Call it holding the
     writer lock.
     """
-    if repo.head() is None:
-        return None
-    try:
-        for attempt in range(attempts):
-            head = repo.head()
-            assert head is not None  # noqa: S101 - a replay only moves it forward
-            try:
-                _git(repo, "push", "--quiet", "--porcelain", remote, f"{head}:refs/heads/main")
-            except GitFailed as exc:
-                if not _rejected(exc):
-                    raise
-                if attempt == attempts - 1:
-                    break
-                theirs = fetch_main(repo, remote)
-                if theirs is not None:
-                    replay(repo, theirs)
-                continue
-            _record_pushed(repo, head)
+    for attempt in range(attempts):
+        head = repo.head()
+        if head is None:
+            return None
+        if push_commit(repo, remote, head):
             return "main"
-    except GitFailed as exc:
-        raise GitFailed(f"push to {redact(remote)}", exc.detail) from None
+        if attempt < attempts - 1:
+            theirs = fetch_main(repo, remote)
+            if theirs is not None:
+                replay(repo, theirs)
     raise GitFailed(f"push to {redact(remote)}", f"rejected {attempts} times", "try again")
 
 
@@ -143,11 +132,8 @@ def follow_main(repo: GitOpsRepo, remote: str) -> str | None:
         if fetched is not None:
             _record_pushed(repo, fetched)
         return fetched
-    if head is not None:
-        try:
-            _git(repo, "merge-base", "--is-ancestor", head, fetched)
-        except GitFailed:
-            return fetched  # ours are not on the remote yet
+    if head is not None and not repo.objects.descends(fetched, head):
+        return fetched  # ours are not on the remote yet
     repo.refs.update("HEAD", fetched, head)
     _record_pushed(repo, fetched)
     repo.committed_since_lock = True  # the files follow when the lock is let go

@@ -38,41 +38,52 @@ class Leadership:
     def __init__(self, ctx: Context, render: Callable[[], object]) -> None:
         self.ctx = ctx
         self._render = render  # a round for the followers, in the leader
-        self._conn: db.Connection | None = None
+        self._conn: db.Connection | None = None  # the session whose lock is the lead
+        self._leads = False
+        self._lock = threading.Lock()  # the main loop and the leader's thread share the session
         self._asked = threading.Event()
         self._stopping = False
         self._threads: list[threading.Thread] = []
 
     def leading(self) -> bool:
         """Whether this writer leads; takes the lead when it is free."""
-        try:
-            if self.holds():
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    # One session for the whole process: asking again is a statement, not a
+                    # connection (a follower asks every round).
+                    self._conn = db.connect(self.ctx.database_url, autocommit=True)
+                    self._leads = False
+                if self._leads:
+                    self._conn.execute("SELECT 1")  # still connected: still holding the lock
+                    return True
+                row = self._conn.execute(_LEAD).fetchone()
+            except (psycopg.Error, UserError):  # the database is away: the render says so (503)
+                self._drop()
                 return True
-            conn = db.connect(self.ctx.database_url, autocommit=True)
-            row = conn.execute(_LEAD).fetchone()
-        except (psycopg.Error, UserError):  # the database is away: the render says so (503)
-            return True
-        if not row or not row["lead"]:
-            conn.close()
-            return False
-        self._conn = conn
-        if not self._threads:  # once: a lead taken again after a lost connection keeps them
+            self._leads = bool(row and row["lead"])
+        if self._leads and not self._threads:  # once: a lead taken again keeps them
             log.info("this writer leads the renders of every replica")
             self._start(self._listen, "overseer-leader-listen")
             self._start(self._serve, "overseer-leader-render")
-        return True
+        return self._leads
 
     def holds(self) -> bool:
-        """Whether this writer's lock connection is alive, and so still holds the lead."""
-        if self._conn is None:
-            return False
-        try:
-            self._conn.execute("SELECT 1")
-        except psycopg.Error:  # dropped (a database restart): the lead went with it
+        """Whether this writer still holds the lead (its session is alive)."""
+        with self._lock:
+            if not self._leads or self._conn is None:
+                return False
+            try:
+                self._conn.execute("SELECT 1")
+            except psycopg.Error:  # dropped (a database restart): the lead went with it
+                self._drop()
+                return False
+            return True
+
+    def _drop(self) -> None:
+        if self._conn is not None:
             self._conn.close()
-            self._conn = None
-            return False
-        return True
+        self._conn, self._leads = None, False
 
     def follow(self) -> str | None:
         """Ask the leader for a round and wait for it; its commit, or None if it did not come.
@@ -96,8 +107,8 @@ class Leadership:
         self._asked.set()
         for thread in self._threads:
             thread.join(timeout=30)
-        if self._conn is not None:
-            self._conn.close()
+        with self._lock:
+            self._drop()
 
     def _start(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -47,7 +47,7 @@ class Publisher:
         """
         with self._target_lock:
             # Rounds finish in two threads (the leader's serves followers): keep the newest.
-            if self._target is None or _descends(self.ctx, commit, self._target):
+            if self._target is None or self.ctx.repo.objects.descends(commit, self._target):
                 self._target = commit
         self._wake.set()
 
@@ -69,7 +69,10 @@ class Publisher:
                 return
 
     def push(self) -> None:
-        """Push HEAD when a push is pending; under the lock only when the remote moved."""
+        """Push the newest commit handed over, unless it is there already.
+
+        Without the writer lock, but for a rejection: then a render replays under the locks.
+        """
         repo, remote = self.ctx.repo, self.ctx.settings.git_remote
         with self._target_lock:
             head = self._target
@@ -84,16 +87,3 @@ class Publisher:
         # replica's render, which waits for this very mark.
         with self.ctx.statements() as conn:
             render_state.mark_pushed(conn, head)
-
-
-def _descends(ctx: Context, commit: str, ancestor: str, *, depth: int = 256) -> bool:
-    """Whether `ancestor` is `commit` or among its first-parent ancestors (read in-process)."""
-    for _ in range(depth):
-        if commit == ancestor:
-            return True
-        header = ctx.repo.objects.read(bytes.fromhex(commit)).split(b"\n\n", 1)[0]
-        parents = [ln[7:47].decode() for ln in header.split(b"\n") if ln.startswith(b"parent ")]
-        if not parents:
-            return False
-        commit = parents[0]
-    return False
