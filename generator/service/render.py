@@ -228,7 +228,7 @@ def _catch_up(ctx: Context, conn: Connection, previous: dict[str, Any] | None) -
     if not previous.get("pushed"):
         # Its replica answered and is pushing it now: wait a moment for it, rather than compare
         # every chart. One that died before pushing is waited for only this long.
-        previous["pushed"] = render_state.wait_pushed(conn, str(previous["commit"]), _PUSH_WAIT)
+        render_state.wait_pushed(conn, str(previous["commit"]), _PUSH_WAIT)
     try:
         gitops.follow_main(ctx.repo, remote)
     except UserError as exc:

@@ -79,7 +79,10 @@ def _moment(row: dict[str, object] | None, column: str) -> datetime:
 
 
 def wait_pushed(conn: Connection, commit: str, seconds: float) -> bool:
-    """Wait until `commit` is marked pushed (another replica pushing it), at most `seconds`."""
+    """Wait until `commit` is marked pushed (another replica pushing it), at most `seconds`.
+
+    Whether it was; a render fetches either way, and compares every chart if it is not there.
+    """
     deadline = time.monotonic() + seconds
     while True:
         row = conn.execute(
