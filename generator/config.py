@@ -137,6 +137,9 @@ class Settings:
     allowed_namespaces: tuple[str, ...] | None = None
     body_limit: int = 2 * 1024 * 1024  # bytes of a request body the API reads at most
     rate_limit: str = "50/second"  # per named token (the `limits` library's notation)
+    # The delivery file: engine files for Argo CD or Flux, and how each namespace's secret
+    # values travel (docs/delivery.md). None: no engine files, secrets only through apply.
+    delivery_file: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -173,6 +176,7 @@ class Settings:
             allowed_namespaces=_names(env.get("OVERSEER_ALLOWED_NAMESPACES"), ()) or None,
             body_limit=_bytes(env, "OVERSEER_BODY_LIMIT", 2 * 1024 * 1024),
             rate_limit=env.get("OVERSEER_RATE_LIMIT") or "50/second",
+            delivery_file=_path(env.get("OVERSEER_DELIVERY")),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -19,6 +19,7 @@ import jinja2
 import yaml
 
 from .. import __version__
+from ..delivery import EXTERNAL, SEALED, plain_files, secret_name
 from ..manifest import Manifest
 from ..manifest.model import WRITABLE_PREFIX, Range, Resources, Variable
 from ..paths import TEMPLATES_DIR
@@ -261,6 +262,21 @@ def values_schema(m: Manifest) -> dict[str, Any]:
     return schema
 
 
+def _delivery(dep: DeploymentInput) -> dict[str, str]:
+    # values.yaml's view of how the secrets travel: the Secret a controller makes for the pods
+    # (sealed and external secrets), and the revision that rolls them when the values change.
+    part = dict(dep.secret_delivery)
+    method = part.get("method", "apply")
+    pulled = method in (SEALED, EXTERNAL)
+    return {
+        "method": method,
+        "secret": secret_name(dep.release) if pulled else "",
+        "revision": part.get("revision", ""),
+        "store": part.get("store", ""),
+        "key": part.get("key", ""),
+    }
+
+
 class Renderer:
     """Renders charts; caches per-plugin work. Not thread-safe; one per render run."""
 
@@ -354,8 +370,10 @@ class Renderer:
             "secrets": [{"name": v.name, "doc": _doc(v)} for v in secrets],
             "install_hint": f"helm install {dep.release} . {hint}".rstrip(),
             "request": {"id": dep.id, "tools": list(dep.tools), "requirement": dep.requirement},
+            "delivery": _delivery(dep),
         }
         chart = dict(bundle.static_files)
+        chart.update(plain_files(dict(dep.secret_delivery), dep.namespace, dep.release))
         chart["Chart.yaml"] = self._chart_yaml.render(ctx).encode()
         chart["values.yaml"] = self._values_yaml.render(ctx).encode()
         chart[INPUTS_FILE] = inputs or dump_record(

@@ -38,6 +38,9 @@ class DeploymentInput:
     secret_keys: tuple[str, ...]
     tools: tuple[str, ...]
     requirement: str
+    # How its secret values travel with the chart (`delivery.secrets.record_part`); empty when
+    # `overseer apply` passes them at install time.
+    secret_delivery: tuple[tuple[str, str], ...] = ()
 
     @property
     def chart_path(self) -> ChartPath:
@@ -59,7 +62,7 @@ def _plugin_part(plugin: PluginInput) -> dict[str, Any]:
 
 
 def _deployment_part(dep: DeploymentInput) -> dict[str, Any]:
-    return {
+    part: dict[str, Any] = {
         "id": dep.id,
         "release": dep.release,
         "namespace": dep.namespace,
@@ -68,6 +71,9 @@ def _deployment_part(dep: DeploymentInput) -> dict[str, Any]:
         "tools": list(dep.tools),
         "requirement": dep.requirement,
     }
+    if dep.secret_delivery:  # absent for `apply`: those records stay as they were
+        part["secret_delivery"] = dict(dep.secret_delivery)
+    return part
 
 
 def _nested(data: Any) -> str:
@@ -116,6 +122,7 @@ def from_record(data: bytes, source: str) -> tuple[DeploymentInput, PluginInput]
             secret_keys=tuple(d["secret_keys"]),
             tools=tuple(d["tools"]),
             requirement=d["requirement"],
+            secret_delivery=tuple(sorted(d.get("secret_delivery", {}).items())),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{source}: unreadable inputs record ({exc}); re-render it") from None

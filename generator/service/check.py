@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..charts import ChartSource
+from ..delivery.secrets import carry_ciphertext
 from ..errors import UserError
 from ..render import INPUTS_FILE, Chart, Renderer, from_record
 from ..store import deployments as store
@@ -92,7 +93,7 @@ def fresh_charts(ctx: Context, only: Collection[str] | None = None) -> Iterator[
     with ctx.transaction() as conn:
         for row in store.iter_live_for_render(conn):
             plugin = plugins.get(row)
-            dep = render_input(row, plugin.manifest)
+            dep = render_input(row, plugin.manifest, ctx.delivery)
             if only is None or dep.chart_path in only:  # the selection alone is rendered
                 yield dep.chart_path, renderer.render(dep, plugin)
 
@@ -109,6 +110,7 @@ def _compare(source: ChartSource, path: str, expected: dict[str, bytes]) -> list
 
 
 def _differences(path: str, expected: Chart, actual: Chart) -> list[Drift]:
+    carry_ciphertext(expected, actual, INPUTS_FILE)
     differing = sorted(
         name for name in expected.keys() | actual.keys() if expected.get(name) != actual.get(name)
     )

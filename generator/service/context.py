@@ -13,6 +13,8 @@ from functools import cached_property
 
 from ..charts import ChartSource, DirectoryCharts
 from ..config import Settings
+from ..delivery import Delivery
+from ..delivery import load as load_delivery
 from ..errors import NotFound
 from ..forge import Forge
 from ..forge import from_settings as forge_from_settings
@@ -121,6 +123,11 @@ class Context:
         if WorkTree.managed(self.settings.repo):  # never a clone Overseer did not make
             self.repo.sync_worktree()
         return DirectoryCharts(self.settings.repo)
+
+    @cached_property
+    def delivery(self) -> Delivery:
+        """How the repository reaches clusters: engine files and secret methods (settings)."""
+        return load_delivery(self.settings.delivery_file)
 
     @cached_property
     def forge(self) -> Forge:

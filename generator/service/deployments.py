@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 
 from ..config import REVIEW
+from ..delivery import EXTERNAL
+from ..delivery.config import Store
 from ..errors import Conflict, MissingVariables, NotFound, UnknownVariables, UserError
 from ..ids import new_id, short_id
 from ..manifest import Manifest, parse_stored
@@ -35,14 +37,30 @@ MAX_VALUE_BYTES = 64 * 1024
 
 
 def resolve_variables(
-    manifest: Manifest, data: dict[str, str]
+    manifest: Manifest, data: dict[str, str], store: Store | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Split supplied values into (plain, secret) with defaults applied; raise on bad names."""
+    """Split supplied values into (plain, secret) with defaults applied; raise on bad names.
+
+    With `store` (the namespace's secrets come from External Secrets), secret values are
+    neither required nor accepted: the store holds them, and Overseer never sees one.
+    """
     variables = {v.name: v for v in manifest.variables()}
     unknown = sorted(set(data) - set(variables))
     if unknown:
         raise UnknownVariables(manifest.name, unknown, list(variables))
-    missing = [v.name for v in variables.values() if v.required and v.name not in data]
+    if store is not None:
+        given = sorted(n for n in data if variables[n].secret)
+        if given:
+            raise UserError(
+                f"variable {', '.join(given)}: secret values of this namespace come from the "
+                f"{store.kind} {store.name!r}, not from a request; put them there and leave "
+                "them out"
+            )
+    missing = [
+        v.name
+        for v in variables.values()
+        if v.required and v.name not in data and not (v.secret and store is not None)
+    ]
     if missing:
         raise MissingVariables(manifest.name, missing)
     for name, value in data.items():
@@ -61,6 +79,12 @@ def resolve_variables(
         if chosen is not None:
             (secret if var.secret else plain)[var.name] = chosen
     return plain, secret
+
+
+def _store(ctx: Context, namespace: str) -> Store | None:
+    # The External Secrets store a namespace's secret values live in, when they live in one.
+    method = ctx.delivery.secrets.of(namespace)
+    return method.store if method.method == EXTERNAL else None
 
 
 def release_name(plugin: str) -> str:
@@ -186,7 +210,7 @@ def _insert(
         state = "is deactivated" if plugin else "is not registered"
         raise NotFound.plugin(request.environment_type, state)
     manifest = parse_stored(plugin.manifest, plugin.name)
-    plain, secret = resolve_variables(manifest, request.data)
+    plain, secret = resolve_variables(manifest, request.data, _store(ctx, namespace))
     config = DeploymentConfig(
         environment_type=request.environment_type,
         tools=request.tools,
@@ -305,12 +329,12 @@ def _change_row(
     config = load_config(record.config)
     sealed = store.secret_data(conn, record.id)
     old_secret = ctx.secrets.open(sealed)
+    store_of = _store(ctx, record.namespace)
+    kept = config.data if store_of is not None else {**config.data, **old_secret}
     values = {
-        name: value
-        for name, value in {**config.data, **old_secret}.items()
-        if name in declared and name not in change.unset
+        name: value for name, value in kept.items() if name in declared and name not in change.unset
     }
-    plain, secret = resolve_variables(manifest, {**values, **change.data})
+    plain, secret = resolve_variables(manifest, {**values, **change.data}, store_of)
     given = {k: getattr(change, k) for k in ("tools", "requirement", "ttl_seconds")}
     updated = config.model_copy(
         update={

@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 from ..chart_path import ChartPath
+from ..delivery.secrets import carry_ciphertext
 from ..errors import UserError
-from ..render import Chart, Renderer
+from ..render import INPUTS_FILE, Chart, Renderer
 from ..store import deployments as store
 from ..store.db import Connection
 from ..tools import helm
@@ -166,7 +167,9 @@ def preview(ctx: Context, conn: Connection, dep_id: str) -> list[ChartDiff]:
     new = None
     if rows:
         plugin = Plugins().get(rows[0])
-        new = Renderer().render(render_input(rows[0], plugin.manifest), plugin)
+        new = Renderer().render(render_input(rows[0], plugin.manifest, ctx.delivery), plugin)
+        # Encrypted files are made at commit time; the preview shows the committed ones.
+        carry_ciphertext(new, old or {}, INPUTS_FILE)
     return [] if old == new else [chart_diff(path, old, new)]
 
 

@@ -19,6 +19,7 @@ from .. import gitops
 from ..chart_path import ChartPath
 from ..charts import LEGACY_STATE_FILE, ChartSource, read_inputs
 from ..config import REVIEW
+from ..delivery import Delivery, engines
 from ..errors import MassDeletionRefused, UserError
 from ..gitops import Changeset
 from ..manifest import parse_stored
@@ -27,6 +28,7 @@ from ..store import deployments as store
 from ..store import render_state
 from ..store.db import Connection
 from .context import Context
+from .delivery import DeliveryFiles
 from .rows import render_input
 
 Progress = Callable[[int, int], None]
@@ -248,7 +250,13 @@ def _commit(
     repo = ctx.repo
     with repo.changes() as tx:
         result = _Pass(
-            conn, tx, previous, full=full, progress=progress, in_doubt=repo.in_doubt
+            conn,
+            tx,
+            previous,
+            full=full,
+            progress=progress,
+            in_doubt=repo.in_doubt,
+            delivery=DeliveryFiles(ctx, conn),
         ).run(force=force)
         if result.touched:
             result.commit = tx.commit(commit_message(result))
@@ -289,10 +297,13 @@ def _note_rendered(ctx: Context, conn: Connection, result: RenderResult) -> None
             store.set_rendered(conn, result.unrecorded, head)
 
 
-def _state(fingerprint: store.Fingerprint, generator: dict[str, str]) -> dict[str, Any]:
+def _state(
+    fingerprint: store.Fingerprint, generator: dict[str, str], delivery: Delivery
+) -> dict[str, Any]:
     return {
         "schema": 2,
         "generator": generator,
+        "delivery": delivery.digest,
         "database": fingerprint.instance,
         "generation": fingerprint.generation,
         "xmin": fingerprint.xmin,
@@ -308,7 +319,9 @@ def _comparable(previous: dict[str, Any], current: dict[str, Any]) -> bool:
         and previous["generation"] <= current["generation"]
         and isinstance(previous.get("xmin"), int)
         and isinstance(previous.get("plugins"), dict)
-        and all(previous.get(k) == current[k] for k in ("schema", "generator", "database"))
+        and all(
+            previous.get(k) == current[k] for k in ("schema", "generator", "database", "delivery")
+        )
     )
 
 
@@ -324,8 +337,10 @@ class _Pass:
         full: bool,
         progress: Progress | None,
         in_doubt: set[str],
+        delivery: DeliveryFiles,
     ) -> None:
         self.conn = conn
+        self.delivery = delivery
         # The last render's state, trusted only for the commit it describes (see `_comparable`).
         self.previous = previous if previous and previous.get("commit") == tx.base else None
         self.in_doubt = in_doubt
@@ -348,10 +363,11 @@ class _Pass:
         (unless that is most of them).
         """
         conn, result = self.conn, self.result
-        state = _state(store.fingerprint(conn), Renderer.generator())
+        state = _state(store.fingerprint(conn), Renderer.generator(), self.delivery.config)
         previous = self.previous
         charts = self.head.chart_count()
-        if not self.full and previous is not None and _comparable(previous, state):
+        incremental = not self.full and previous is not None and _comparable(previous, state)
+        if incremental and previous is not None:
             changes = store.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
             upgraded = sorted(
                 p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
@@ -393,22 +409,40 @@ class _Pass:
                 change = dataclasses.replace(change, requested_by=gone.requested_by)
             result.removed.append(change)
             self.tx.remove(path)
+            self.tx.remove(engines.release_dir(path))
         result.added.sort(key=lambda c: c.path)
         result.changed.sort(key=lambda c: c.path)
         result.unchanged = charts - len(result.changed) - len(result.removed)
         if (result.touched or self.full) and self.head.read_file(LEGACY_STATE_FILE) is not None:
             self.tx.remove(LEGACY_STATE_FILE)  # committed by earlier versions; see `render_state`
+        if result.touched or not incremental:
+            self._shared_engine_files(incremental=incremental)
         result.state = state
         return result
 
+    def _shared_engine_files(self, *, incremental: bool) -> None:
+        config = self.delivery.config
+        for path, data in self.delivery.shared().items():
+            self.tx.put_file(path, data)
+        if not incremental:  # an engine turned off: its files go (a no-op when absent)
+            if "argocd" not in config.engines:
+                self.tx.remove(engines.ARGOCD_DIR)
+            if "flux" not in config.engines:
+                self.tx.remove(engines.FLUX_DIR)
+
     def _one(self, row: dict[str, Any]) -> None:
         plugin = self.plugins.get(row)
-        dep = render_input(row, plugin.manifest)
+        dep = render_input(row, plugin.manifest, self.delivery.config)
         path = dep.chart_path
         inputs = self.renderer.inputs_record(dep, plugin)
         is_new = self.head.tree_of(path) is None
-        if self.full or is_new or read_inputs(self.head, path) != inputs:
+        before = None if is_new else read_inputs(self.head, path)
+        where, flux = self.delivery.release(dep, self.head, before)
+        if flux:
+            self.tx.put(where, flux)
+        if self.full or is_new or before != inputs:
             chart = self.renderer.render(dep, plugin, inputs)
+            chart.update(self.delivery.ciphertext(dep, self.head, before))
             if self.tx.put(path, chart):
                 change = ChartChange(
                     path, dep.id, f"{plugin.name}@{plugin.version}", row.get("requested_by")

@@ -27,6 +27,7 @@ from .. import gitops
 from ..chart_path import ChartPath
 from ..charts import read_inputs
 from ..config import REVIEW
+from ..delivery.engines import release_dir
 from ..errors import MassDeletionRefused, Misconfigured, NotFound, UserError
 from ..forge import CLOSED, MERGED, OPEN, PullRequest
 from ..gitops import Snapshot
@@ -41,6 +42,7 @@ from ..store.proposals import ProposalRecord
 from . import diff
 from . import proposal_text as text
 from .context import Context
+from .delivery import DeliveryFiles
 from .render import ChartChange, Plugins, RenderResult
 from .rows import render_input
 
@@ -106,6 +108,9 @@ class _Wanted:
     record: DeploymentRecord
     chart: Chart | None
     plugin: str
+    # What an engine needs beside it (`service.delivery`): directories (None: removed) and files.
+    beside: tuple[tuple[str, Chart | None], ...] = ()
+    shared: tuple[tuple[str, bytes], ...] = ()
 
 
 def check(ctx: Context) -> None:
@@ -129,7 +134,7 @@ def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderRes
     main = gitops.fetch_main(repo, remote) or _first_commit(ctx, remote)
     repo.refs.update("HEAD", main, repo.head())  # the local main follows the remote's
     snap = repo.snapshot(main)
-    wanted, in_sync = _compare(conn, snap, force=force)
+    wanted, in_sync = _compare(ctx, conn, snap, force=force)
     active = proposals.active(conn)
     result = RenderResult(unchanged=len(in_sync))
     # Branches first, then one push for all of them, then the forge's calls side by side: a
@@ -190,31 +195,42 @@ def _first_commit(ctx: Context, remote: str) -> str:
     return commit
 
 
-def _compare(conn: Connection, snap: Snapshot, *, force: bool) -> tuple[list[_Wanted], list[str]]:
+def _compare(
+    ctx: Context, conn: Connection, snap: Snapshot, *, force: bool
+) -> tuple[list[_Wanted], list[str]]:
     """Charts that differ from main (new files, or a removal), and those that match."""
     renderer, plugins = Renderer(), Plugins()
-    changed: list[tuple[ChartPath, Chart, str]] = []
+    delivery = DeliveryFiles(ctx, conn)
+    changed: list[tuple[ChartPath, Chart, str, tuple[tuple[str, Chart | None], ...]]] = []
     in_sync: list[str] = []
     live: set[str] = set()
     for row in store.iter_live_for_render(conn):
         plugin = plugins.get(row)
-        dep = render_input(row, plugin.manifest)
+        dep = render_input(row, plugin.manifest, ctx.delivery)
         live.add(dep.chart_path)
         inputs = renderer.inputs_record(dep, plugin)
-        if read_inputs(snap, dep.chart_path) == inputs:
+        before = read_inputs(snap, dep.chart_path)
+        if before == inputs:
             in_sync.append(dep.chart_path)
             continue
         chart = renderer.render(dep, plugin, inputs)
+        chart.update(delivery.ciphertext(dep, snap, before))
         if snap.tree_of(dep.chart_path) is not None and snap.read_chart(dep.chart_path) == chart:
             in_sync.append(dep.chart_path)
             continue
-        changed.append((dep.chart_path, chart, f"{plugin.name}@{plugin.version}"))
+        where, flux = delivery.release(dep, snap, before)
+        beside = ((where, flux),) if flux else ()
+        changed.append((dep.chart_path, chart, f"{plugin.name}@{plugin.version}", beside))
     on_main = snap.chart_paths()
     removed = sorted(on_main - live)
     # The rows of both, in one query.
-    releases = [p.release for p, _, _ in changed] + [ChartPath(p).release for p in removed]
+    releases = [c[0].release for c in changed] + [ChartPath(p).release for p in removed]
     rows = store.by_releases(conn, releases)
-    wanted = [_Wanted(path, rows[path], chart, plugin) for path, chart, plugin in changed]
+    shared = tuple(sorted(delivery.shared().items()))
+    wanted = [
+        _Wanted(path, rows[path], chart, plugin, beside, shared)
+        for path, chart, plugin, beside in changed
+    ]
     known = [p for p in removed if p in rows]
     if len(known) * 2 > len(on_main) and len(known) > 1 and not force:
         raise MassDeletionRefused(len(known), len(on_main))
@@ -222,7 +238,7 @@ def _compare(conn: Connection, snap: Snapshot, *, force: bool) -> tuple[list[_Wa
         if path not in rows:
             log.warning("%s is on main but no deployment knows it; remove it by hand", path)
             continue
-        wanted.append(_Wanted(path, rows[path], None, "-"))
+        wanted.append(_Wanted(path, rows[path], None, "-", ((release_dir(path), None),)))
     return wanted, in_sync
 
 
@@ -287,6 +303,10 @@ def _draft(
             tx.remove(want.path)
         else:
             tx.put(want.path, want.chart)
+        for where, files in want.beside:
+            tx.put(where, files) if files else tx.remove(where)
+        for path, data in want.shared:
+            tx.put_file(path, data)
         commit = tx.commit(f"{title}\n\n{trailers}")
     assert commit is not None  # noqa: S101 - the chart differs from main's
     old = snap.read_chart(want.path) if snap.tree_of(want.path) is not None else None

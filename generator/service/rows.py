@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..delivery import Delivery, record_part
+from ..delivery.config import NONE
 from ..manifest import Manifest
 from ..render import DeploymentInput
 
@@ -41,7 +43,9 @@ def load_config(text: str) -> DeploymentConfig:
     return DeploymentConfig.model_validate(data or {})
 
 
-def render_input(row: dict[str, Any], manifest: Manifest) -> DeploymentInput:
+def render_input(
+    row: dict[str, Any], manifest: Manifest, delivery: Delivery = NONE
+) -> DeploymentInput:
     """Build a render input from a row of `store.iter_live_for_render` and its plugin's manifest.
 
     The stored values are matched against the manifest the chart is rendered from, which may be a
@@ -56,6 +60,14 @@ def render_input(row: dict[str, Any], manifest: Manifest) -> DeploymentInput:
         if not v.secret and stored.get(v.name, v.default) is not None
     }
     declared = {v.name for v in manifest.variables()}
+    secrets: dict[str, str] = {}
+    if any(v.secret for v in manifest.variables()):  # nothing to carry for a plugin without any
+        secrets = record_part(
+            delivery.secrets.of(row["namespace"]),
+            row["namespace"],
+            row["deployment_id"],
+            row.get("secret_revision"),
+        )
     return DeploymentInput(
         id=row["id"],
         release=row["deployment_id"],
@@ -64,4 +76,5 @@ def render_input(row: dict[str, Any], manifest: Manifest) -> DeploymentInput:
         secret_keys=tuple(k for k in config.secret_keys if k in declared),
         tools=tuple(config.tools),
         requirement=config.requirement,
+        secret_delivery=tuple(sorted(secrets.items())),
     )

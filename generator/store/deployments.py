@@ -174,7 +174,8 @@ def _release_args(paths: Sequence[str]) -> dict[str, list[str]]:
 
 _RENDER_COLUMNS = """d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
     d.rendered_commit, d.requested_by, p.name AS plugin_name, p.version AS plugin_version, p.manifest,
-    p.id AS plugin_id"""
+    p.id AS plugin_id,
+    left(encode(sha256(d.secret_data), 'hex'), 16) AS secret_revision"""
 
 
 def iter_live_for_render(

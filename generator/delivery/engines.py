@@ -1,0 +1,207 @@
+"""What Argo CD or Flux needs to sync the GitOps repository, written beside the charts.
+
+Everything lives under `.overseer/` (a name no namespace can take, so no chart is ever there):
+
+- `.overseer/argocd/`: one ApplicationSet whose Git directory generator makes an Application
+  per `<namespace>/<release>`, and an AppProject that limits them to Overseer's namespaces and
+  to namespaced resources;
+- `.overseer/flux/`: one GitRepository, and per chart `<namespace>/<release>/helmrelease.yaml`
+  with `reconcileStrategy: Revision` (a chart's version never changes between renders, so only
+  a new commit may trigger an upgrade). Where the chart's secrets are SOPS-encrypted, the same
+  directory holds them as a Secret Flux decrypts, which the HelmRelease takes its values from.
+
+The files depend on the delivery settings and the chart paths only, so they are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from ..chart_path import ChartPath
+from .config import SOPS, Delivery
+
+ROOT = ".overseer"
+ARGOCD_DIR = f"{ROOT}/argocd"
+FLUX_DIR = f"{ROOT}/flux"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "overseer"}
+SECRET_VALUES_KEY = "values.yaml"  # noqa: S105 - a key name, not a secret
+SOPS_VALUES_FILE = "secret-values.enc.yaml"
+
+
+def _yaml(doc: dict[str, Any]) -> bytes:
+    return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=100000).encode()
+
+
+def shared_files(delivery: Delivery, namespaces: Sequence[str]) -> dict[str, bytes]:
+    """The engine files that do not depend on any one chart, by path in the repository."""
+    files: dict[str, bytes] = {}
+    if "argocd" in delivery.engines:
+        files[f"{ARGOCD_DIR}/appproject.yaml"] = _yaml(_app_project(delivery, namespaces))
+        files[f"{ARGOCD_DIR}/applicationset.yaml"] = _yaml(_application_set(delivery, namespaces))
+    if "flux" in delivery.engines:
+        files[f"{FLUX_DIR}/gitrepository.yaml"] = _yaml(_git_repository(delivery))
+    return files
+
+
+def release_dir(path: str) -> str:
+    """Where a chart's Flux files live."""
+    return f"{FLUX_DIR}/{path}"
+
+
+def release_files(
+    delivery: Delivery, path: ChartPath, sops_values: bytes | None
+) -> dict[str, bytes]:
+    """A chart's Flux files (empty without Flux), relative to `release_dir(path)`.
+
+    `sops_values`: the chart's SOPS-encrypted Secret of values, when its namespace uses SOPS.
+    """
+    if "flux" not in delivery.engines:
+        return {}
+    files = {"helmrelease.yaml": _yaml(_helm_release(delivery, path, sops_values is not None))}
+    if sops_values is not None:
+        files[SOPS_VALUES_FILE] = sops_values
+    return files
+
+
+def values_secret(path: ChartPath) -> dict[str, Any]:
+    """The Secret (before SOPS encrypts its stringData) a Flux HelmRelease takes values from."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"{path.release}-secret-values",
+            "namespace": path.namespace,
+            "labels": MANAGED_BY,
+        },
+        "type": "Opaque",
+        "stringData": {SECRET_VALUES_KEY: ""},  # the caller fills in the values file
+    }
+
+
+def _app_project(delivery: Delivery, namespaces: Sequence[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {
+            "name": delivery.argocd.project,
+            "namespace": delivery.argocd.namespace,
+            "labels": MANAGED_BY,
+        },
+        "spec": {
+            "description": "Charts rendered by Overseer",
+            "sourceRepos": [delivery.repo_url],
+            "destinations": [
+                {"server": delivery.argocd.server, "namespace": ns} for ns in sorted(namespaces)
+            ],
+            # Namespaced resources only: a chart never needs a cluster-wide one.
+            "clusterResourceWhitelist": [],
+        },
+    }
+
+
+def _application_set(delivery: Delivery, namespaces: Sequence[str]) -> dict[str, Any]:
+    argo = delivery.argocd
+    spec: dict[str, Any] = {
+        "goTemplate": True,
+        "goTemplateOptions": ["missingkey=error"],
+        "generators": [
+            {
+                "git": {
+                    "repoURL": delivery.repo_url,
+                    "revision": delivery.branch,
+                    # One pattern per namespace Overseer deploys to: `.overseer/` and any
+                    # other directory are never taken for a chart.
+                    "directories": [{"path": f"{ns}/*"} for ns in sorted(namespaces)],
+                }
+            }
+        ],
+        "template": {
+            "metadata": {
+                "name": "{{ index .path.segments 0 }}-{{ .path.basename }}",
+                "labels": MANAGED_BY,
+            },
+            "spec": {
+                "project": argo.project,
+                "source": {
+                    "repoURL": delivery.repo_url,
+                    "targetRevision": delivery.branch,
+                    "path": "{{ .path.path }}",
+                    "helm": {"releaseName": "{{ .path.basename }}"},
+                },
+                "destination": {
+                    "server": argo.server,
+                    "namespace": "{{ index .path.segments 0 }}",
+                },
+                "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+            },
+        },
+    }
+    sops_namespaces = sorted(ns for ns in namespaces if delivery.secrets.of(ns).method == SOPS)
+    if sops_namespaces:
+        # helm-secrets on the repo server decrypts secrets.enc.yaml (docs/delivery.md#argo-cd).
+        listed = " ".join(f'"{ns}"' for ns in sops_namespaces)
+        spec["templatePatch"] = (
+            f"{{{{- if has (index .path.segments 0) (list {listed}) }}}}\n"
+            "spec:\n  source:\n    helm:\n      valueFiles:\n"
+            "        - secrets://secrets.enc.yaml\n"
+            "{{- end }}\n"
+        )
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": argo.project, "namespace": argo.namespace, "labels": MANAGED_BY},
+        "spec": spec,
+    }
+
+
+def _git_repository(delivery: Delivery) -> dict[str, Any]:
+    flux = delivery.flux
+    return {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": flux.source, "namespace": flux.namespace, "labels": MANAGED_BY},
+        "spec": {
+            "interval": flux.interval,
+            "url": delivery.repo_url,
+            "ref": {"branch": delivery.branch},
+        },
+    }
+
+
+def _helm_release(delivery: Delivery, path: ChartPath, sops: bool) -> dict[str, Any]:
+    flux = delivery.flux
+    spec: dict[str, Any] = {
+        "interval": flux.interval,
+        "releaseName": path.release,
+        "chart": {
+            "spec": {
+                "chart": f"./{path}",
+                "reconcileStrategy": "Revision",
+                "sourceRef": {
+                    "kind": "GitRepository",
+                    "name": flux.source,
+                    "namespace": flux.namespace,
+                },
+                "interval": flux.interval,
+            }
+        },
+        "install": {"remediation": {"retries": 3}},
+        "upgrade": {"remediation": {"retries": 3}},
+    }
+    if sops:
+        spec["valuesFrom"] = [
+            {
+                "kind": "Secret",
+                "name": f"{path.release}-secret-values",
+                "valuesKey": SECRET_VALUES_KEY,
+            }
+        ]
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": path.release, "namespace": path.namespace, "labels": MANAGED_BY},
+        "spec": spec,
+    }

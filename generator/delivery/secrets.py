@@ -1,0 +1,211 @@
+"""A chart's secret values, carried by the chart itself for an engine with no database.
+
+Three methods besides `apply` (which passes the values at install time and writes nothing):
+
+- sops: `secrets.enc.yaml` beside the chart, a values file whose `secretEnv` SOPS encrypted to
+  the namespace's age recipients (helm-secrets and `sops -d` read it);
+- sealed-secrets: `templates/sealedsecret.yaml`, a SealedSecret sealed with the controller's
+  certificate, which the controller opens into the Secret the pods read;
+- external-secrets: `templates/externalsecret.yaml`, an ExternalSecret naming a key in a store;
+  no value, encrypted or not, is written at all.
+
+The chart's record says which method and a revision (a digest of the sealed values' digest and
+of the method's settings, never of a value). Ciphertext is made again only when that revision
+changes: encryption is randomised, and a render that changes nothing must write nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from functools import lru_cache
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..chart_path import ChartPath
+from ..errors import UserError
+from ..tools import sops
+from . import engines
+from .config import EXTERNAL, SEALED, SOPS, SecretMethod
+
+SOPS_FILE = "secrets.enc.yaml"
+SEALED_FILE = "templates/sealedsecret.yaml"
+EXTERNAL_FILE = "templates/externalsecret.yaml"
+# Files no render can make again byte for byte: a check carries them from the chart it checks.
+CIPHERTEXT = {SOPS: SOPS_FILE, SEALED: SEALED_FILE}
+EXTERNAL_SECRETS_API = "external-secrets.io/v1"
+
+
+def recorded_part(record: bytes | None) -> dict[str, str] | None:
+    """The secrets part of a chart's record bytes; None when there is no readable record."""
+    if record is None:
+        return None
+    try:
+        part = json.loads(record)["deployment"].get("secret_delivery", {})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return part if isinstance(part, dict) else None
+
+
+def carry_ciphertext(expected: dict[str, bytes], actual: dict[str, bytes], record: str) -> None:
+    """Give a fresh render (`expected`) the encrypted file a committed chart holds.
+
+    No render makes ciphertext again byte for byte, so a check compares everything else and
+    asks only that the file be there. A missing one stays missing, which the check reports.
+    """
+    part = recorded_part(expected.get(record)) or {}
+    name = CIPHERTEXT.get(part.get("method", ""))
+    if name is None:
+        return
+    expected[name] = actual.get(name, b"(missing: render it with Overseer)\n")
+
+
+def secret_name(release: str) -> str:
+    """The Secret a pulled method creates for the pods (the chart's `existingSecret`)."""
+    return f"{release}-env"
+
+
+def _method_digest(method: SecretMethod) -> str:
+    data: dict[str, Any] = {"method": method.method}
+    if method.method == SOPS:
+        data["age"] = list(method.age)
+    elif method.method == SEALED:
+        data["certificate"] = hashlib.sha256(_certificate_pem(method)).hexdigest()
+    else:
+        data.update(store=method.store.model_dump() if method.store else None, key=method.key)
+        data["refresh"] = method.refresh_interval
+    return json.dumps(data, sort_keys=True)
+
+
+def record_part(
+    method: SecretMethod, namespace: str, release: str, sealed_revision: str | None
+) -> dict[str, str]:
+    """What a chart's record says about its secrets; empty for `apply`."""
+    if not method.pulls:
+        return {}
+    digest = hashlib.sha256(f"{sealed_revision or ''}\n{_method_digest(method)}".encode())
+    part = {"method": method.method, "revision": digest.hexdigest()[:16]}
+    if method.method == EXTERNAL:
+        assert method.store is not None  # noqa: S101 - the config refuses it without one
+        part.update(
+            store=method.store.name,
+            store_kind=method.store.kind,
+            key=method.key.format(namespace=namespace, release=release),
+            refresh=method.refresh_interval,
+        )
+    return part
+
+
+def plain_files(part: dict[str, str], namespace: str, release: str) -> dict[str, bytes]:
+    """The files a record alone renders again (the ExternalSecret), by path in the chart."""
+    if part.get("method") != EXTERNAL:
+        return {}
+    name = secret_name(release)
+    doc = {
+        "apiVersion": EXTERNAL_SECRETS_API,
+        "kind": "ExternalSecret",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "refreshInterval": part["refresh"],
+            "secretStoreRef": {"name": part["store"], "kind": part["store_kind"]},
+            "target": {"name": name, "creationPolicy": "Owner"},
+            # Every property under the release's key becomes one variable of the Secret.
+            "dataFrom": [{"extract": {"key": part["key"]}}],
+        },
+    }
+    return {EXTERNAL_FILE: _yaml(doc)}
+
+
+def ciphertext_files(
+    method: SecretMethod, namespace: str, release: str, values: dict[str, str]
+) -> dict[str, bytes]:
+    """The encrypted files of one chart, made now (randomised: call only when they change)."""
+    if method.method == SOPS:
+        plain = _yaml({"secretEnv": dict(sorted(values.items()))})
+        return {SOPS_FILE: sops.encrypt(plain, method.age, encrypted_regex="^secretEnv$")}
+    if method.method == SEALED:
+        return {SEALED_FILE: sealed_secret(_public_key(method), namespace, release, values)}
+    return {}
+
+
+def sops_values_secret(method: SecretMethod, path: ChartPath, values: dict[str, str]) -> bytes:
+    """The Secret of values a Flux HelmRelease reads, its stringData encrypted with SOPS."""
+    doc = engines.values_secret(path)
+    doc["stringData"][engines.SECRET_VALUES_KEY] = _yaml(
+        {"secretEnv": dict(sorted(values.items()))}
+    ).decode()
+    return sops.encrypt(_yaml(doc), method.age, encrypted_regex="^(data|stringData)$")
+
+
+def sealed_secret(
+    key: rsa.RSAPublicKey, namespace: str, release: str, values: dict[str, str]
+) -> bytes:
+    """A SealedSecret of strict scope: only this name in this namespace opens it."""
+    name = secret_name(release)
+    label = f"{namespace}/{name}".encode()
+    doc = {
+        "apiVersion": "bitnami.com/v1alpha1",
+        "kind": "SealedSecret",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "encryptedData": {
+                k: base64.b64encode(_hybrid_encrypt(key, v.encode(), label)).decode()
+                for k, v in sorted(values.items())
+            },
+            "template": {
+                "metadata": {"name": name, "namespace": namespace},
+                "type": "Opaque",
+            },
+        },
+    }
+    return _yaml(doc)
+
+
+def _hybrid_encrypt(key: rsa.RSAPublicKey, plaintext: bytes, label: bytes) -> bytes:
+    # The controller's format: a fresh AES-256 key, RSA-OAEP(SHA-256) encrypted with the scope
+    # as its label and prefixed by its length (2 bytes, big-endian), then the value under
+    # AES-GCM. A key serves one value only, which is why the nonce may be all zeros.
+    session = os.urandom(32)
+    sealed_key = key.encrypt(
+        session,
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label),
+    )
+    body = AESGCM(session).encrypt(b"\0" * 12, plaintext, None)
+    return len(sealed_key).to_bytes(2, "big") + sealed_key + body
+
+
+def _certificate_pem(method: SecretMethod) -> bytes:
+    if method.certificate:
+        return method.certificate.encode()
+    assert method.certificate_file is not None  # noqa: S101 - the config asks for one
+    return method.certificate_file.read_bytes()
+
+
+def _public_key(method: SecretMethod) -> rsa.RSAPublicKey:
+    return _load_key(_certificate_pem(method))
+
+
+@lru_cache(maxsize=8)
+def _load_key(pem: bytes) -> rsa.RSAPublicKey:
+    try:
+        key = x509.load_pem_x509_certificate(pem).public_key()
+    except ValueError as exc:
+        raise UserError(
+            f"sealed-secrets certificate: not a PEM certificate ({exc}); "
+            "fetch it with `kubeseal --fetch-cert`"
+        ) from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise UserError("sealed-secrets certificate: its key is not RSA, as the controller's is")
+    return key
+
+
+def _yaml(doc: dict[str, Any]) -> bytes:
+    import yaml
+
+    return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=100000).encode()
