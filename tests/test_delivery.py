@@ -457,3 +457,28 @@ def test_turning_an_engine_off_removes_its_files(
     assert pulled("render").exit_code == 0
     assert not exists(repo, ".overseer/flux")
     assert exists(repo, ".overseer/argocd/applicationset.yaml")
+
+
+# --- examples ------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_the_bootstrap_examples_pass_kubeconform_against_their_crds() -> None:
+    files = [EXAMPLES / "argocd" / "bootstrap.yaml", EXAMPLES / "flux" / "bootstrap.yaml"]
+    kinds = {d["kind"] for f in files for d in yaml.safe_load_all(f.read_text()) if d}
+    assert kinds == {"Application", "GitRepository", "Kustomization"}
+    assert validate(files) == []
+
+
+def test_the_example_delivery_file_loads(tmp_path: Path, sealing_key: tuple[Path, Path]) -> None:
+    (tmp_path / "delivery.yaml").write_bytes((EXAMPLES / "delivery.yaml").read_bytes())
+    (tmp_path / "sealed-secrets.pem").write_bytes(sealing_key[1].read_bytes())
+    delivery = load(tmp_path / "delivery.yaml")
+    assert delivery.engines == ("argocd", "flux")
+    assert [delivery.secrets.of(ns).method for ns in ("team-a", "team-b", "team-c", "x")] == [
+        "sops",
+        "sealed-secrets",
+        "external-secrets",
+        "apply",
+    ]

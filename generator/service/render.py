@@ -120,6 +120,8 @@ def commit_message(result: RenderResult) -> str:
     counts = (
         f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed"
     )
+    if not result.touched:
+        counts = "engine files"  # only what Argo CD or Flux reads changed (docs/delivery.md)
     lines = [f"overseer: render ({counts})", ""]
     trailers = []
     for title, changes in (
@@ -258,7 +260,8 @@ def _commit(
             in_doubt=repo.in_doubt,
             delivery=DeliveryFiles(ctx, conn),
         ).run(force=force)
-        if result.touched:
+        # Engine files can change with no chart (a delivery setting): they are committed too.
+        if result.touched or tx.paths:
             result.commit = tx.commit(commit_message(result))
     if full and repo.mode == gitops.CHECKOUT:
         repo.worktree.sync(repo.head(), hard=True)  # a full render repairs hand edits too
