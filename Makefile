@@ -43,7 +43,7 @@ $(TOOLS_STAMP):
 	bash tools/install-tools.sh
 	@rm -f $(TOOLS_BIN)/.installed-* && touch $@
 
-tools: $(TOOLS_STAMP) ## Build the pinned helm, kubeconform, kube-score and actionlint (go install, cached)
+tools: $(TOOLS_STAMP) ## Build the pinned helm, kubeconform, kube-score, actionlint, sops, kubeseal and age (go install, cached)
 
 test-deps: ## Install Debian's PostgreSQL server for the store tests, if missing
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
