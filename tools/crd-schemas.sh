@@ -33,7 +33,7 @@ python=${PYTHON:-python3}
   exit 1
 }
 
-echo "converting the pinned CRDs into kubeconform schemas (first time only; about 2 minutes)..." >&2
+echo "converting the pinned CRDs into kubeconform schemas (first time only; about 1 minute)..." >&2
 SECONDS=0
 mkdir -p "$cache/kubeconform-schemas"
 staging=$(mktemp -d "$cache/kubeconform-schemas/.staging-crds-XXXXXX")

@@ -15,7 +15,7 @@ command -v go >/dev/null || { echo "go is required to build helm and kubeconform
 build() {
   local target=$1 package=$2 ldflags=$3
   [ -x "$bin/$target" ] && return
-  echo "building $target (first time only; helm takes about 3 minutes, the others 1)..." >&2
+  echo "building $target (first time only; helm takes about 3 minutes, sops 2, the others 1)..." >&2
   SECONDS=0
   GOBIN="$bin.tmp" GOFLAGS=-mod=mod go install -ldflags "-s -w $ldflags" "$package"
   local name=${package%@*}
