@@ -16,14 +16,19 @@ TOOLS_BIN := $(OVERSEER_CACHE)/tools/helm-$(HELM_VERSION)-kubeconform-$(KUBECONF
 CLUSTER_BIN := $(shell bash tools/cluster-tools.sh --bin-dir 2>/dev/null)
 export PATH := $(TOOLS_BIN):$(CLUSTER_BIN):$(VENV)/bin:$(PATH)
 export OVERSEER_KUBERNETES_VERSION ?= $(KUBERNETES_SCHEMA_VERSION)
+# kubeconform's schemas for the custom resources, for exactly this checkout's pins (`make crd-schemas`):
+# set here even when the environment has one, which may be another checkout's (`make VAR=...` wins).
+OVERSEER_CRD_SCHEMAS := $(shell bash tools/crd-schemas.sh --dir)
+export OVERSEER_CRD_SCHEMAS
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-10)
 
 -include mk/cluster.mk
 
-.PHONY: path help venv tools test-deps demo test lint typecheck check schema bench bench-api bench-apply bench-git bench-review clean
+.PHONY: path help venv tools crd-schemas test-deps demo test lint typecheck check schema bench bench-api bench-apply bench-git bench-review clean
 
-path: ## Print the PATH export for this checkout's tools: eval "$$(make -s path)"
+path: ## Print the PATH (and CRD schema) export for this checkout's tools: eval "$$(make -s path)"
 	@echo 'export PATH="$(PATH)"'
+	@echo 'export OVERSEER_CRD_SCHEMAS="$(OVERSEER_CRD_SCHEMAS)"'
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -43,7 +48,10 @@ $(TOOLS_STAMP):
 	bash tools/install-tools.sh
 	@rm -f $(TOOLS_BIN)/.installed-* && touch $@
 
-tools: $(TOOLS_STAMP) ## Build the pinned helm, kubeconform, kube-score and actionlint (go install, cached)
+crd-schemas: venv ## kubeconform schemas from the pinned Argo CD, Flux, SealedSecret and ExternalSecret CRDs (cached)
+	PYTHON=$(VENV)/bin/python bash tools/crd-schemas.sh
+
+tools: $(TOOLS_STAMP) crd-schemas ## Build the pinned helm, kubeconform, kube-score, actionlint, sops, kubeseal, age; the CRD schemas (cached)
 
 test-deps: ## Install Debian's PostgreSQL server for the store tests, if missing
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \

@@ -59,6 +59,14 @@ def _tools_on_path() -> None:
     if bin_dir.is_dir() and str(bin_dir) not in os.environ["PATH"].split(os.pathsep):
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     os.environ.setdefault("OVERSEER_KUBERNETES_VERSION", v["KUBERNETES_SCHEMA_VERSION"])
+    if "OVERSEER_CRD_SCHEMAS" not in os.environ:  # the pins' own CRD schemas, as make sets them
+        crds = subprocess.run(
+            ["bash", str(ROOT / "tools" / "crd-schemas.sh"), "--dir"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        os.environ["OVERSEER_CRD_SCHEMAS"] = crds.stdout.strip()
 
 
 _tools_on_path()

@@ -1,9 +1,13 @@
-"""The one wrapper around kubeconform, with offline Kubernetes schemas.
+"""The one wrapper around kubeconform, with offline Kubernetes and CRD schemas.
 
-The schemas come from the kubernetes-validate wheel. Its files reference each other by absolute
-paths under an `https://kubernetes.io/api/` base; kubeconform would resolve those over the
-network. We copy one Kubernetes version's strict schemas once into a cache, with the references
-made relative and the remote ids dropped, and point kubeconform at the copy.
+The Kubernetes schemas come from the kubernetes-validate wheel. Its files reference each other by
+absolute paths under an `https://kubernetes.io/api/` base; kubeconform would resolve those over
+the network. We copy one Kubernetes version's strict schemas once into a cache, with the
+references made relative and the remote ids dropped, and point kubeconform at the copy.
+
+Custom resources (Argo CD, Flux, SealedSecret, ExternalSecret) are checked against strict schemas
+that `make tools` converts from the pinned CRDs (tools/crd-schemas.sh) into the same cache, as a
+second schema location tried after the Kubernetes one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from ..errors import UserError
 from .binaries import find
 
 KUBERNETES_VERSION = os.environ.get("OVERSEER_KUBERNETES_VERSION", "1.36.0")
+CRD_SCHEMAS_VAR = "OVERSEER_CRD_SCHEMAS"
+_NOT_FOUND = "could not find schema for "
 
 
 def _cache_root() -> Path:
@@ -66,6 +72,44 @@ def schema_root(version: str = KUBERNETES_VERSION) -> Path:
     return root
 
 
+def crd_schema_dir() -> Path | None:
+    """The complete CRD schema directory kubeconform should use, or None when there is none.
+
+    $OVERSEER_CRD_SCHEMAS when set, complete or not: the Makefile exports it (and `make -s path`
+    prints it) as the directory for the checkout's own pins, so what make runs validates against
+    exactly those. Otherwise the newest complete `crds-*` directory in the cache: the installed
+    `overseer` (the server, the pre-commit hook, the CI kit) runs without tools/versions.env and
+    cannot name the pins' directory, and the newest set beats validating no custom resource.
+    """
+    explicit = os.environ.get(CRD_SCHEMAS_VAR)
+    if explicit:
+        return Path(explicit) if (Path(explicit) / ".complete").exists() else None
+    built = [
+        (marker.stat().st_mtime, marker.parent)
+        for marker in (_cache_root() / "kubeconform-schemas").glob("crds-*/.complete")
+    ]
+    return max(built)[1] if built else None
+
+
+def _missing_schema(kind: str, api_version: str, version: str, crds: Path | None) -> str:
+    """What to do about a kind kubeconform found no schema for."""
+    group = api_version.rpartition("/")[0]
+    if "." not in group:  # the core group, apps, batch...: a misspelt Kubernetes kind
+        return f"{_NOT_FOUND}{kind}"
+    if crds is None:
+        explicit = os.environ.get(CRD_SCHEMAS_VAR)
+        where = f"{CRD_SCHEMAS_VAR}={explicit} is not built" if explicit else "none are built"
+        return (
+            f"no schema for {kind} ({api_version}): not a Kubernetes {version} kind, and the "
+            f"CRD schemas (Argo CD, Flux, SealedSecret, ExternalSecret) are missing ({where}); "
+            "run `make tools`"
+        )
+    return (
+        f"no schema for {kind} ({api_version}): neither Kubernetes {version} nor the "
+        f"CRD schemas in {crds} define it (their list: index.json there)"
+    )
+
+
 @dataclass(frozen=True)
 class Finding:
     """A resource kubeconform did not accept."""
@@ -77,11 +121,23 @@ class Finding:
 
 
 def validate(files: list[Path], *, version: str = KUBERNETES_VERSION) -> list[Finding]:
-    """Validate manifests strictly in one kubeconform process; return every failure."""
+    """Validate manifests strictly in one kubeconform process; return every failure.
+
+    Kubernetes kinds are checked against `version`'s schemas, custom resources against the CRD
+    schemas of crd_schema_dir(); a custom resource with no schema is a finding that says how to
+    get one.
+    """
     if not files:
         return []
     root = schema_root(version)
-    location = f"{root}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json"
+    locations = [
+        f"{root}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json"
+    ]
+    crds = crd_schema_dir()
+    if crds is not None:
+        locations.append(
+            f"{crds}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json"
+        )
     proc = subprocess.run(
         [
             find("kubeconform"),
@@ -90,8 +146,7 @@ def validate(files: list[Path], *, version: str = KUBERNETES_VERSION) -> list[Fi
             "json",
             "-kubernetes-version",
             version,
-            "-schema-location",
-            location,
+            *(arg for location in locations for arg in ("-schema-location", location)),
             "-n",
             str(os.cpu_count() or 2),
             *map(str, files),
@@ -107,8 +162,12 @@ def validate(files: list[Path], *, version: str = KUBERNETES_VERSION) -> list[Fi
         raise UserError(
             f"kubeconform failed: {proc.stderr.strip() or proc.stdout.strip()}"
         ) from None
-    return [
-        Finding(r.get("filename", ""), r.get("kind", ""), r.get("name", ""), r.get("msg", ""))
-        for r in report.get("resources", []) or []
-        if r.get("status") in ("statusInvalid", "statusError")
-    ]
+    findings = []
+    for r in report.get("resources", []) or []:
+        if r.get("status") not in ("statusInvalid", "statusError"):
+            continue
+        kind, message = r.get("kind", ""), r.get("msg", "")
+        if message == f"{_NOT_FOUND}{kind}":
+            message = _missing_schema(kind, r.get("version", ""), version, crds)
+        findings.append(Finding(r.get("filename", ""), kind, r.get("name", ""), message))
+    return findings
