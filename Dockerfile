@@ -1,4 +1,5 @@
-# The Overseer image: the `overseer` CLI and API server, with git and the pinned helm and kubectl.
+# The Overseer image: the `overseer` CLI and API server, with git and the pinned helm, kubectl
+# and sops (which encrypts the charts of namespaces whose secrets travel with SOPS).
 # Build: docker build -t overseer:latest .    (images cannot be built on the development machines;
 # `make lint` checks this file with hadolint)
 
@@ -15,7 +16,9 @@ RUN . tools/versions.env \
  && GOBIN=/out go install -trimpath -ldflags "-s -w" \
       "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}" \
  && GOBIN=/out GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w -X main.version=${KUBE_SCORE_VERSION}" \
-      "github.com/zegl/kube-score/cmd/kube-score@${KUBE_SCORE_VERSION}"
+      "github.com/zegl/kube-score/cmd/kube-score@${KUBE_SCORE_VERSION}" \
+ && GOBIN=/out go install -trimpath -ldflags "-s -w" \
+      "github.com/getsops/sops/v3/cmd/sops@${SOPS_VERSION}"
 # kubectl from the same go.mod the suite's control plane is built from (tools/cluster-tools.sh).
 WORKDIR /src/tools/k8s
 RUN . ../versions.env \
@@ -30,7 +33,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends "git=1:2.39.*" \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 --user-group overseer
-COPY --from=tools /out/helm /out/kubeconform /out/kube-score /out/kubectl /usr/local/bin/
+COPY --from=tools /out/helm /out/kubeconform /out/kube-score /out/sops /out/kubectl /usr/local/bin/
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY generator ./generator

@@ -174,10 +174,12 @@ def validate(
 
     `score_skip` names the kube-score checks a team accepts; `strict` fails on warnings too.
     """
+    paths = list(paths)
     charts = find_charts(paths)
     if not charts:
         raise UserError("no charts found (a chart is a directory holding Chart.yaml)")
     reports = [ChartReport(str(c)) for c in charts]
+    reports += [engine for root in paths if (engine := validate_engine_files(root)) is not None]
     with tempfile.TemporaryDirectory(prefix="overseer-validate-") as tmp:
         out_dir = Path(tmp)
         rendered: dict[str, int] = {}
@@ -219,6 +221,41 @@ def validate(
         known = {*report.problems, *report.warnings}
         report.sources = {k: v for k, v in report.sources.items() if k in known}
     return reports
+
+
+ENGINE_DIRS = (".overseer/argocd", ".overseer/flux")
+
+
+def validate_engine_files(root: Path) -> ChartReport | None:
+    """Kubeconform on the Argo CD and Flux files a render wrote under `root`; None if none.
+
+    A SOPS-encrypted manifest is checked as kustomize-controller applies it: without the
+    `sops` metadata, which it strips when it decrypts (the values stay strings either way).
+    """
+    files = sorted(
+        f for d in ENGINE_DIRS if (root / d).is_dir() for f in (root / d).rglob("*.yaml")
+    )
+    if not files:
+        return None
+    report = ChartReport(str(root / ".overseer"))
+    with tempfile.TemporaryDirectory(prefix="overseer-engines-") as tmp:
+        checked: dict[str, str] = {}
+        for i, f in enumerate(files):
+            rel = f.relative_to(root / ".overseer").as_posix()
+            if f.name.endswith(".enc.yaml"):
+                doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+                if isinstance(doc, dict):
+                    doc.pop("sops", None)
+                target = Path(tmp) / f"{i:06d}.yaml"
+                target.write_text(yaml.safe_dump(doc), encoding="utf-8")
+                checked[str(target)] = rel
+            else:
+                checked[str(f)] = rel
+        for finding in kubeconform.validate([Path(p) for p in checked]):
+            line = f"kubeconform: {finding.kind}/{finding.name}: {finding.message}"
+            report.problems.append(line)
+            report.sources[line] = checked.get(finding.filename, "")
+    return report
 
 
 def _note_source(report: ChartReport, objects: dict[str, str], line: str, obj: str) -> None:

@@ -20,6 +20,7 @@ import yaml
 from generator.delivery import load
 from generator.errors import UserError
 from generator.tools.kubeconform import validate
+from generator.validate import validate_engine_files
 from tests.conftest import Cli, git_log, need
 
 SECRET = "sk-delivery-TOPSECRET-91d3"
@@ -281,25 +282,28 @@ def test_engine_files_pass_kubeconform_against_their_crds(pulled: Cli, tmp_path:
     for ns in ("team-apply", "team-sops", "team-sealed"):
         create(pulled, ns, "--set", f"ANTHROPIC_API_KEY={SECRET}")
     create(pulled, "team-ext")
-    files = []
     listing = subprocess.run(
         ["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "HEAD", ".overseer"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    kinds = set()
-    for i, name in enumerate(listing):
-        target = tmp_path / f"{i}.yaml"
-        target.write_bytes(show(repo, name))
-        kinds.add(yaml.safe_load(target.read_bytes())["kind"])
-        files.append(target)
+    kinds = {yaml.safe_load(show(repo, name))["kind"] for name in listing}
     assert kinds == {"ApplicationSet", "AppProject", "GitRepository", "HelmRelease", "Secret"}
-    assert validate(files) == []
+    report = validate_engine_files(repo)
+    assert report is not None and report.problems == []
+    # `overseer validate` of the repository checks them too, beside the charts.
+    result = pulled("validate", str(repo), "-o", "json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    checked = [c["chart"] for c in json.loads(result.stdout)["charts"]]
+    assert ".overseer" in checked and len(checked) == 5
     # The check can fail: a field the CRD does not know.
-    broken = tmp_path / "broken.yaml"
     doc = yaml.safe_load(show(repo, ".overseer/flux/gitrepository.yaml"))
     doc["spec"]["branch"] = "main"
-    broken.write_text(yaml.safe_dump(doc))
-    assert [f.kind for f in validate([broken])] == ["GitRepository"]
+    (repo / ".overseer/flux/gitrepository.yaml").write_text(yaml.safe_dump(doc))
+    report = validate_engine_files(repo)
+    assert report is not None
+    assert len(report.problems) == 1 and "GitRepository/overseer" in report.problems[0]
+    assert "branch" in report.problems[0]
+    assert pulled("validate", str(repo)).exit_code == 3
 
 
 # --- secrets -------------------------------------------------------------------------------
