@@ -6,6 +6,7 @@ them instead, so CI can never pass by skipping a real-service test.
 
 from __future__ import annotations
 
+import datetime
 import glob
 import os
 import shutil
@@ -421,3 +422,51 @@ def review_env(gitea: Gitea) -> dict[str, str]:
 def kcli(kube_settings: Settings) -> Cli:
     """The CLI, pointed at the cluster."""
     return Cli(kube_settings)
+
+
+# --- keys for secrets that travel with the chart (docs/delivery.md) --------------------------
+
+
+@pytest.fixture(scope="session")
+def age_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A private age key file and its recipient, made by the pinned age-keygen."""
+    keygen = need("age-keygen", "run `make tools` (builds the pinned age into ~/.cache/overseer)")
+    key = tmp_path_factory.mktemp("age") / "key.txt"
+    subprocess.run([keygen, "-o", str(key)], check=True, capture_output=True)
+    recipient = next(
+        line.split(": ")[1] for line in key.read_text().splitlines() if "public key" in line
+    )
+    return key, recipient
+
+
+@pytest.fixture(scope="session")
+def sealing_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A Sealed Secrets controller's key pair: its private key and its certificate (PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sealed-secret")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    where = tmp_path_factory.mktemp("sealed")
+    (where / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    (where / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return where / "key.pem", where / "cert.pem"

@@ -8,7 +8,6 @@ with the pinned `kubeseal` and the controller's private key. No secret value rea
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import os
 import subprocess
@@ -31,51 +30,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.helm]
 
 
 # --- keys ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def age_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A private age key file and its recipient, made by the pinned age-keygen."""
-    keygen = need("age-keygen", "run `make tools` (builds the pinned age into ~/.cache/overseer)")
-    key = tmp_path_factory.mktemp("age") / "key.txt"
-    subprocess.run([keygen, "-o", str(key)], check=True, capture_output=True)
-    recipient = next(
-        line.split(": ")[1] for line in key.read_text().splitlines() if "public key" in line
-    )
-    return key, recipient
-
-
-@pytest.fixture(scope="module")
-def sealing_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A Sealed Secrets controller's key pair: its private key and its certificate (PEM)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sealed-secret")])
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=3650))
-        .sign(key, hashes.SHA256())
-    )
-    where = tmp_path_factory.mktemp("sealed")
-    (where / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    (where / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return where / "key.pem", where / "cert.pem"
 
 
 def delivery_file(

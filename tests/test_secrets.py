@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import subprocess
 from pathlib import Path
@@ -13,9 +15,26 @@ from tests.conftest import Cli
 SECRET = "sk-ant-TOPSECRET-5f2c9a"
 
 
+@pytest.mark.parametrize("method", ["apply", "sops", "sealed-secrets"])
 def test_secret_value_appears_nowhere(
-    cli: Cli, claude_manifest: Path, caplog: pytest.LogCaptureFixture
+    cli: Cli,
+    claude_manifest: Path,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
+    """With every method: `apply` keeps values in the database, the others encrypt them."""
+    if method != "apply":  # the chart carries its secrets: encrypted, never in the clear
+        delivery = {"method": method}
+        if method == "sops":
+            delivery["age"] = [request.getfixturevalue("age_key")[1]]
+        else:
+            delivery["certificateFile"] = str(request.getfixturevalue("sealing_key")[1])
+        path = tmp_path / "delivery.yaml"
+        path.write_text(json.dumps({"engines": ["flux"], "repoURL": "https://git.example.com/g",
+                                    "secrets": {"default": delivery}}))  # fmt: skip
+        cli.env["OVERSEER_DELIVERY"] = str(path)
     caplog.set_level(logging.DEBUG)
     outputs = []
 
@@ -68,12 +87,15 @@ def test_secret_value_appears_nowhere(
     ).stdout
     assert "ANTHROPIC_API_KEY" in history  # the history was read, and names the variable...
     assert SECRET not in history  # ...but never its value
+    if method != "apply":  # ...though its ciphertext is there
+        assert ("secrets.enc.yaml" if method == "sops" else "sealedsecret.yaml") in history
     objects = subprocess.run(
         ["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--batch"],
         capture_output=True,
         check=True,
     ).stdout
     assert SECRET.encode() not in objects
+    assert base64.b64encode(SECRET.encode()) not in objects
     for path in repo.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
             assert SECRET.encode() not in path.read_bytes(), path

@@ -119,7 +119,7 @@ def plain_files(part: dict[str, str], namespace: str, release: str) -> dict[str,
             "dataFrom": [{"extract": {"key": part["key"]}}],
         },
     }
-    return {EXTERNAL_FILE: _yaml(doc)}
+    return {EXTERNAL_FILE: engines.dump(doc)}
 
 
 def ciphertext_files(
@@ -127,7 +127,7 @@ def ciphertext_files(
 ) -> dict[str, bytes]:
     """The encrypted files of one chart, made now (randomised: call only when they change)."""
     if method.method == SOPS:
-        plain = _yaml({"secretEnv": dict(sorted(values.items()))})
+        plain = engines.dump({"secretEnv": dict(sorted(values.items()))})
         return {SOPS_FILE: sops.encrypt(plain, method.age, encrypted_regex="^secretEnv$")}
     if method.method == SEALED:
         return {SEALED_FILE: sealed_secret(_public_key(method), namespace, release, values)}
@@ -137,10 +137,10 @@ def ciphertext_files(
 def sops_values_secret(method: SecretMethod, path: ChartPath, values: dict[str, str]) -> bytes:
     """The Secret of values a Flux HelmRelease reads, its stringData encrypted with SOPS."""
     doc = engines.values_secret(path)
-    doc["stringData"][engines.SECRET_VALUES_KEY] = _yaml(
+    doc["stringData"][engines.SECRET_VALUES_KEY] = engines.dump(
         {"secretEnv": dict(sorted(values.items()))}
     ).decode()
-    return sops.encrypt(_yaml(doc), method.age, encrypted_regex="^(data|stringData)$")
+    return sops.encrypt(engines.dump(doc), method.age, encrypted_regex="^(data|stringData)$")
 
 
 def sealed_secret(
@@ -164,7 +164,7 @@ def sealed_secret(
             },
         },
     }
-    return _yaml(doc)
+    return engines.dump(doc)
 
 
 def _hybrid_encrypt(key: rsa.RSAPublicKey, plaintext: bytes, label: bytes) -> bytes:
@@ -203,9 +203,3 @@ def _load_key(pem: bytes) -> rsa.RSAPublicKey:
     if not isinstance(key, rsa.RSAPublicKey):
         raise UserError("sealed-secrets certificate: its key is not RSA, as the controller's is")
     return key
-
-
-def _yaml(doc: dict[str, Any]) -> bytes:
-    import yaml
-
-    return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=100000).encode()
