@@ -21,6 +21,7 @@ from generator.errors import UserError
 from generator.tools.kubeconform import validate
 from generator.validate import validate_engine_files
 from tests.conftest import Cli, git_log, need
+from tests.forge import Gitea
 
 SECRET = "sk-delivery-TOPSECRET-91d3"
 ROTATED = "sk-delivery-ROTATED-77aa"
@@ -440,3 +441,51 @@ def test_the_example_delivery_file_loads(tmp_path: Path, sealing_key: tuple[Path
         "external-secrets",
         "apply",
     ]
+
+
+# --- review mode ---------------------------------------------------------------------------
+
+
+def test_review_mode_proposes_each_chart_with_its_engine_files(
+    pulled: Cli, gitea: Gitea, review_env: dict[str, str], tmp_path: Path,
+    sealing_key: tuple[Path, Path],
+) -> None:  # fmt: skip
+    env, repo = review_env, review_env["OVERSEER_FORGE_REPO"]
+    first = create_in(pulled, env, "team-sealed", f"ANTHROPIC_API_KEY={SECRET}")
+    second = create_in(pulled, env, "team-apply", "ANTHROPIC_API_KEY=k")
+    pulls = {p["number"]: p for p in gitea.pulls(repo, "open")}
+    assert len(pulls) == 2
+    # Both branches add the same shared files: they merge one after the other, cleanly.
+    for number in sorted(pulls):
+        gitea.merge(repo, number)
+    clone = tmp_path / "main"
+    subprocess.run(["git", "clone", "-q", env["OVERSEER_GIT_REMOTE"], str(clone)], check=True)
+    for path in (
+        f"team-sealed/{first}/templates/sealedsecret.yaml",
+        f".overseer/flux/team-sealed/{first}/helmrelease.yaml",
+        f".overseer/flux/team-apply/{second}/helmrelease.yaml",
+        ".overseer/flux/gitrepository.yaml",
+        ".overseer/argocd/applicationset.yaml",
+    ):
+        assert (clone / path).is_file(), path
+    sealed = (clone / f"team-sealed/{first}/templates/sealedsecret.yaml").read_bytes()
+    assert unseal(sealing_key[0], sealed) == {"ANTHROPIC_API_KEY": SECRET}
+    report = validate_engine_files(clone)
+    assert report is not None and report.problems == []
+    no_plaintext_anywhere(clone, SECRET)
+    # A deletion proposes the chart's and its HelmRelease's removal together.
+    assert pulled("render", env=env).exit_code == 0  # settles the merged proposals
+    assert pulled("deploy", "delete", first, env=env).exit_code == 0
+    [removal] = gitea.pulls(repo, "open")
+    gitea.merge(repo, removal["number"])
+    subprocess.run(["git", "-C", str(clone), "pull", "-q"], check=True)
+    assert not (clone / f"team-sealed/{first}").exists()
+    assert not (clone / f".overseer/flux/team-sealed/{first}").exists()
+    assert (clone / f".overseer/flux/team-apply/{second}/helmrelease.yaml").is_file()
+
+
+def create_in(cli: Cli, env: dict[str, str], namespace: str, value: str) -> str:
+    result = cli("deploy", "create", "claude-environment", "--namespace", namespace,
+                 "--set", value, "-o", "json", env=env)  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return str(json.loads(result.stdout)["deployment_id"])
