@@ -225,6 +225,12 @@ def test_engine_files_follow_the_charts_in_the_same_commits(pulled: Cli) -> None
     assert f"D\t.overseer/flux/team-apply/{first}/helmrelease.yaml" in changed
     assert exists(repo, f".overseer/flux/team-apply/{second}/helmrelease.yaml")
 
+    # One installer owns each release: with engines, Overseer's apply stands aside.
+    refused = pulled("apply")
+    assert refused.exit_code == 1
+    assert "argocd, flux syncs the repository" in refused.stderr
+    assert "`apply: true`" in refused.stderr
+
     # Nothing changed: a render writes nothing, commits nothing.
     head = git_log(repo, "-1", "--format=%H")
     assert pulled("render").exit_code == 0

@@ -134,6 +134,14 @@ class Delivery(_Strict):
     argocd: ArgoCD = ArgoCD()
     flux: Flux = Flux()
     secrets: Secrets = Secrets()
+    # Whether `overseer apply` (and the server's applier) also installs releases. Unset: only
+    # when no engine syncs the repository, so that one installer owns each release.
+    apply: bool | None = None
+
+    @property
+    def installs(self) -> bool:
+        """Whether Overseer's own apply installs releases (see `apply`)."""
+        return self.apply if self.apply is not None else not self.engines
 
     @model_validator(mode="after")
     def _engine_source(self) -> Delivery:

@@ -188,6 +188,13 @@ def apply(
     chart left main (a merged deletion, a revert, a hand edit) is uninstalled. Per release the
     commit and the chart's tree are recorded, so the next pass installs only what changed.
     """
+    if not ctx.delivery.installs:
+        engines = ", ".join(ctx.delivery.engines)
+        raise UserError(
+            f"Overseer installs nothing here: {engines} syncs the repository "
+            f"(OVERSEER_DELIVERY={ctx.settings.delivery_file}), and one installer owns each "
+            "release; set `apply: true` in that file to install with Overseer as well"
+        )
     if settle and ctx.settings.mode == REVIEW:
         review_service.settle(ctx)
     remote = ctx.settings.git_remote

@@ -111,6 +111,10 @@ class Worker:
                 for outcome in apply_service.gc(self.ctx):
                     log.info("expired %s: %s", outcome.deployment_id, outcome.action)
                 forget_old_keys(self.ctx)
+            if not self.ctx.delivery.installs:  # Argo CD or Flux installs what main holds
+                if not review_mode:
+                    render_service.render(self.ctx)
+                return
             # In review mode requests and polls propose; a pass applies what main holds.
             for outcome in apply_service.apply(self.ctx, render=not review_mode):
                 log.info(
