@@ -98,7 +98,7 @@ ROUNDS: list[dict[str, Edit]] = [
 @pytest.mark.parametrize("spill_bytes", [32 << 20, 1], ids=["in-memory", "spilled"])
 def test_changesets_build_the_tree_git_would(tmp_path: Path, spill_bytes: int) -> None:
     repo = GitOpsRepo(tmp_path / "gitops")
-    repo.objects.spill_bytes = spill_bytes  # 1: every blob streams through fast-import
+    repo.objects.spill_bytes = spill_bytes  # 1: every blob goes out in a pack of its own
     mirror = tmp_path / "mirror"  # the same edits, committed by git from a work tree
     mirror.mkdir()
     git(mirror, "init", "-q")
@@ -424,7 +424,7 @@ def test_credentials_in_a_remote_url_never_reach_a_message(tmp_path: Path) -> No
 
 def test_held_and_spilled_changesets_commit_the_same_tree(tmp_path: Path) -> None:
     held = GitOpsRepo(tmp_path / "held")  # blobs kept in memory, one pack
-    spilled = GitOpsRepo(tmp_path / "spilled", spill_bytes=1)  # every blob through fast-import
+    spilled = GitOpsRepo(tmp_path / "spilled", spill_bytes=1)  # every blob in a pack of its own
     charts: dict[str, Edit] = {
         f"ns/chart-{i}": {"Chart.yaml": f"name: c{i}\n".encode(), "templates/a.yaml": b"a: 1\n"}
         for i in range(5)

@@ -3,17 +3,15 @@
 Replacing a few directories of a large tree only re-writes the trees on their paths; every other
 subtree is kept by its sha. Trees are immutable, so the cache of those seen never goes stale.
 Queued objects become durable as one pack per commit, never a loose file per object: creating
-files is what costs. A large batch spills its blobs into `git fast-import` as they come, so
-memory holds their shas only, and the compression runs on the other core.
+files is what costs. A large batch writes its blobs out in chunks, each a pack of its own, so
+memory holds one chunk at most.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import hashlib
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -26,8 +24,6 @@ import git
 import pygit2
 from gitdb.base import OStream  # type: ignore[import-untyped]
 from gitdb.pack import PackEntity  # type: ignore[import-untyped]
-
-from ..errors import GitFailed
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Overseer",
@@ -91,35 +87,6 @@ def place(plan: Plan, path: str, leaf: Entry | None) -> None:
     node[name] = leaf
 
 
-class _Spill:
-    """Blobs streamed into one pack by `git fast-import` (see the module docstring)."""
-
-    def __init__(self, git_dir: str) -> None:
-        self._proc = subprocess.Popen(
-            ["git", f"--git-dir={git_dir}", "fast-import", "--quiet", "--big-file-threshold=1"],
-            stdin=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **IDENTITY},
-        )
-
-    def send(self, data: bytes) -> None:
-        assert self._proc.stdin is not None  # noqa: S101 - opened with stdin=PIPE
-        self._proc.stdin.write(b"blob\ndata %d\n%b\n" % (len(data), data))
-
-    def close(self) -> None:
-        """Finish the pack; raise if fast-import failed."""
-        assert self._proc.stdin is not None  # noqa: S101
-        with contextlib.suppress(OSError):  # it died; its exit status says why
-            self._proc.stdin.close()
-        stderr = self._proc.stderr.read() if self._proc.stderr else b""
-        if self._proc.wait() != 0:
-            raise GitFailed("fast-import", stderr.decode(errors="replace").strip())
-
-    def kill(self) -> None:
-        self._proc.kill()
-        self._proc.wait()
-
-
 class ObjectStore:
     """Reads trees and blobs, and queues new objects until `flush` makes them durable.
 
@@ -151,8 +118,6 @@ class ObjectStore:
         self._stored: set[bytes] = set()  # known to be durable in the repository
         self._pending: dict[bytes, tuple[bytes, bytes]] = {}  # sha -> (kind, data)
         self._pending_bytes = 0
-        self._spill: _Spill | None = None
-        self._spilled: set[bytes] = set()
         self._by_id: dict[int, tuple[bytes, bytes]] = {}  # id(data) -> (data, sha)
         self._spliced: dict[bytes, tuple[list[str], list[bytes]]] = {}  # sha -> (keys, parts)
 
@@ -250,16 +215,12 @@ class ObjectStore:
         if len(self._by_id) >= self._CACHE_LIMIT:
             self._by_id.clear()
         self._by_id[id(data)] = (data, binsha)
-        if binsha in self._stored or binsha in self._pending or binsha in self._spilled:
-            return binsha
-        if self._spill is not None:
-            self._spill.send(data)
-            self._spilled.add(binsha)
+        if binsha in self._stored or binsha in self._pending:
             return binsha
         self._pending[binsha] = (b"blob", data)
         self._pending_bytes += len(data)
         if self._pending_bytes > self.spill_bytes:
-            self._start_spill()
+            self._spill()
         return binsha
 
     def tree(self, entries: Entries) -> bytes:
@@ -329,15 +290,10 @@ class ObjectStore:
         return self._queue(b"commit", text.encode()).hex()
 
     def flush(self) -> None:
-        """Make every queued object durable: the spilled blobs' pack, then one pack of the rest.
+        """Make every queued object durable, as one pack.
 
         PackEntity writes the pack before its index, and git only sees a pack through its index.
         """
-        if self._spill is not None:
-            spill, self._spill = self._spill, None
-            spill.close()
-            self._stored |= self._spilled
-            self._spilled = set()
         if self._pending:
             objects = [
                 OStream(sha, kind, len(data), BytesIO(data))
@@ -371,11 +327,10 @@ class ObjectStore:
             raise
 
     def discard(self) -> None:
-        """Drop queued objects (the commit they were for was abandoned)."""
-        if self._spill is not None:
-            self._spill.kill()
-            self._spill = None
-        self._spilled = set()
+        """Drop queued objects (the commit they were for was abandoned).
+
+        Blobs already spilled stay in their pack, referenced by nothing: `git gc` prunes them.
+        """
         self._drop_pending()
 
     def _drop_pending(self) -> None:
@@ -383,13 +338,18 @@ class ObjectStore:
         self._pending_bytes = 0
         self._by_id.clear()
 
-    def _start_spill(self) -> None:
-        self._spill = _Spill(self._git_dir)
-        for sha, (kind, data) in list(self._pending.items()):
-            if kind == b"blob":
-                self._spill.send(data)
-                self._spilled.add(sha)
-                del self._pending[sha]
+    def _spill(self) -> None:
+        # The queued blobs, written as a pack of their own now: memory holds one chunk of a large
+        # changeset at most, and each chunk costs what a small changeset's pack does, so a full
+        # render of 10,000 charts costs ten times one of 1,000 (docs/git-layer.md).
+        blobs = [sha for sha, (kind, _) in self._pending.items() if kind == b"blob"]
+        self._write_pack(
+            [OStream(sha, b"blob", len(data), BytesIO(data)) for sha in blobs
+             for data in (self._pending[sha][1],)]
+        )  # fmt: skip
+        self._stored.update(blobs)
+        for sha in blobs:
+            del self._pending[sha]
         self._pending_bytes = 0
 
     def _queue(self, kind: bytes, data: bytes) -> bytes:
