@@ -200,7 +200,7 @@ def validate(
             if owner is None:
                 raise UserError(f"kubeconform: {finding.filename}: {finding.message}")
             line = f"kubeconform: {finding.kind}/{finding.name}: {finding.message}"
-            reports[owner].problems.append(line)
+            (reports[owner].warnings if finding.unchecked else reports[owner].problems).append(line)
             _note_source(reports[owner], objects[owner], line, f"{finding.kind}/{finding.name}")
         files = sorted(Path(p) for p in rendered)
         for scored in kube_score.score(files, skip=score_skip, kubernetes_version=KUBERNETES):
@@ -253,7 +253,7 @@ def validate_engine_files(root: Path) -> ChartReport | None:
                 checked[str(f)] = rel
         for finding in kubeconform.validate([Path(p) for p in checked]):
             line = f"kubeconform: {finding.kind}/{finding.name}: {finding.message}"
-            report.problems.append(line)
+            (report.warnings if finding.unchecked else report.problems).append(line)
             report.sources[line] = checked.get(finding.filename, "")
     return report
 

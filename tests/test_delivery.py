@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from generator.delivery import load
-from generator.errors import UserError
+from generator.errors import Misconfigured
 from generator.tools.kubeconform import validate
 from generator.validate import validate_engine_files
 from tests.conftest import Cli, git_log, need
@@ -33,15 +33,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.helm]
 # --- keys ----------------------------------------------------------------------------------
 
 
-def delivery_file(
-    where: Path, age: str, cert: Path, *, engines: tuple[str, ...] = ("argocd", "flux")
-) -> Path:
+def delivery_file(where: Path, age: str, cert: Path, *, engine: str = "flux") -> Path:
     path = where / "delivery.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "repoURL": "https://git.example.com/platform/gitops.git",
-                "engines": list(engines),
+                "engine": engine,
                 "secrets": {
                     "default": {"method": "apply"},
                     "namespaces": {
@@ -69,7 +67,7 @@ def pulled(
     age_key: tuple[Path, str],
     sealing_key: tuple[Path, Path],
 ) -> Cli:
-    """The CLI with a delivery file: both engines, and one namespace per secret method."""
+    """The CLI with a delivery file: Flux, and one namespace per secret method."""
     cli.env.update(
         OVERSEER_DELIVERY=str(delivery_file(tmp_path, age_key[1], sealing_key[1])),
         OVERSEER_ALLOWED_NAMESPACES=NAMESPACES,
@@ -163,8 +161,9 @@ def no_plaintext_anywhere(repo: Path, *values: str) -> None:
             {"secrets": {"namespaces": {"x": {"method": "sops", "age": ["age1nope"]}}}},
             "secrets.namespaces.x.age: 'age1nope' is not an age recipient",
         ),
-        ({"engines": ["argocd"]}, "`repoURL` is required with `engines`"),
-        ({"engines": ["spinnaker"], "repoURL": "u"}, "engines.0"),
+        ({"engine": "argocd"}, "`repoURL` is required with `engine`"),
+        ({"engine": "spinnaker", "repoURL": "u"}, "engine: Input should be 'argocd' or 'flux'"),
+        ({"engine": ["argocd", "flux"], "repoURL": "u"}, "engine: Input should be"),
         ({"secrets": {"default": {"method": "sealed-secrets"}}}, "needs `certificate`"),
         ({"secrets": {"default": {"method": "vault"}}}, "secrets.default.method"),
         ({"secret": {}}, "secret: Extra inputs are not permitted"),
@@ -175,7 +174,7 @@ def test_a_bad_delivery_file_names_the_field(
 ) -> None:
     path = tmp_path / "delivery.yaml"
     path.write_text(yaml.safe_dump(content))
-    with pytest.raises(UserError) as err:
+    with pytest.raises(Misconfigured) as err:
         load(path)
     assert named in err.value.message
     assert f"OVERSEER_DELIVERY={path}" in err.value.message
@@ -186,7 +185,7 @@ def test_a_bad_delivery_file_fails_the_command_with_nothing_written(
 ) -> None:
     assert cli("plugin", "register", str(claude_manifest)).exit_code == 0
     path = tmp_path / "delivery.yaml"
-    path.write_text("engines: [flux]\n")
+    path.write_text("engine: flux\n")
     result = cli("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k",
                  env={"OVERSEER_DELIVERY": str(path)})  # fmt: skip
     assert result.exit_code == 1
@@ -197,39 +196,52 @@ def test_a_bad_delivery_file_fails_the_command_with_nothing_written(
 # --- engines -------------------------------------------------------------------------------
 
 
-def test_engine_files_follow_the_charts_in_the_same_commits(pulled: Cli) -> None:
-    repo = pulled.settings.repo
-    first = create(pulled, "team-apply", "--set", "ANTHROPIC_API_KEY=k")
-    second = create(pulled, "team-apply", "--set", "ANTHROPIC_API_KEY=k")
+def switch(cli: Cli, tmp_path: Path, age: str, cert: Path, engine: str) -> None:
+    """Point the CLI at a delivery file naming another engine."""
+    where = tmp_path / engine
+    where.mkdir()
+    cli.env["OVERSEER_DELIVERY"] = str(delivery_file(where, age, cert, engine=engine))
 
-    appset = yaml.safe_load(show(repo, ".overseer/argocd/applicationset.yaml"))
-    directories = appset["spec"]["generators"][0]["git"]["directories"]
-    assert directories == [{"path": f"{ns}/*"} for ns in sorted(NAMESPACES.split(","))]
-    project = yaml.safe_load(show(repo, ".overseer/argocd/appproject.yaml"))
-    assert sorted(d["namespace"] for d in project["spec"]["destinations"]) == sorted(
-        NAMESPACES.split(",")
-    )
-    assert project["spec"]["clusterResourceWhitelist"] == []
+
+def listing(repo: Path, under: str) -> list[str]:
+    return subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "HEAD", under],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+
+
+def test_engine_files_follow_the_charts_in_the_same_commits(
+    pulled: Cli, tmp_path: Path, age_key: tuple[Path, str], sealing_key: tuple[Path, Path]
+) -> None:
+    repo = pulled.settings.repo
+    first = create(pulled, "team-sealed", "--set", "ANTHROPIC_API_KEY=k")
+    second = create(pulled, "team-ext")
+
     source = yaml.safe_load(show(repo, ".overseer/flux/gitrepository.yaml"))
     assert source["spec"]["url"] == "https://git.example.com/platform/gitops.git"
-    release = yaml.safe_load(show(repo, f".overseer/flux/team-apply/{first}/helmrelease.yaml"))
+    release = yaml.safe_load(show(repo, f".overseer/flux/team-sealed/{first}/helmrelease.yaml"))
     chart = release["spec"]["chart"]["spec"]
-    assert chart["chart"] == f"./team-apply/{first}"
+    assert chart["chart"] == f"./team-sealed/{first}"
     assert chart["reconcileStrategy"] == "Revision"
-    assert release["metadata"]["namespace"] == "team-apply"
+    assert release["metadata"]["namespace"] == "team-sealed"
 
     # Deleting a deployment takes its HelmRelease away in the commit that removes its chart.
     assert pulled("deploy", "delete", first).exit_code == 0
     changed = git_log(repo, "-1", "--name-status", "--format=").split("\n")
-    assert f"D\tteam-apply/{first}/values.yaml" in changed
-    assert f"D\t.overseer/flux/team-apply/{first}/helmrelease.yaml" in changed
-    assert exists(repo, f".overseer/flux/team-apply/{second}/helmrelease.yaml")
+    assert f"D\tteam-sealed/{first}/values.yaml" in changed
+    assert f"D\t.overseer/flux/team-sealed/{first}/helmrelease.yaml" in changed
+    assert exists(repo, f".overseer/flux/team-ext/{second}/helmrelease.yaml")
 
-    # One installer owns each release: with engines, Overseer's apply stands aside.
+    # One installer owns each release: with an engine, Overseer's apply stands aside, and a
+    # secret value whose namespace's method is `apply` would reach no cluster.
     refused = pulled("apply")
     assert refused.exit_code == 1
-    assert "argocd, flux syncs the repository" in refused.stderr
-    assert "`apply: true`" in refused.stderr
+    assert "flux syncs the repository" in refused.stderr and "`apply: true`" in refused.stderr
+    lost = pulled("deploy", "create", "claude-environment", "--namespace", "team-apply",
+                  "--set", f"ANTHROPIC_API_KEY={SECRET}")  # fmt: skip
+    assert lost.exit_code == 1
+    assert "ANTHROPIC_API_KEY" in lost.stderr and "would reach no cluster" in lost.stderr
+    assert SECRET not in lost.stdout + lost.stderr
 
     # Nothing changed: a render writes nothing, commits nothing.
     head = git_log(repo, "-1", "--format=%H")
@@ -237,25 +249,54 @@ def test_engine_files_follow_the_charts_in_the_same_commits(pulled: Cli) -> None
     assert pulled("render", "--full").exit_code == 0
     assert git_log(repo, "-1", "--format=%H") == head
 
+    # Another engine: one commit takes Flux's files away and writes Argo CD's.
+    switch(pulled, tmp_path, age_key[1], sealing_key[1], "argocd")
+    assert pulled("render").exit_code == 0
+    assert listing(repo, ".overseer/flux") == []
+    changed = git_log(repo, "-1", "--name-status", "--format=").split("\n")
+    assert "A\t.overseer/argocd/applicationset.yaml" in changed
+    assert "D\t.overseer/flux/gitrepository.yaml" in changed
+    assert "overseer: render (engine files)" in git_log(repo, "-1", "--format=%s")
+    appset = yaml.safe_load(show(repo, ".overseer/argocd/applicationset.yaml"))
+    directories = appset["spec"]["generators"][0]["git"]["directories"]
+    assert directories == [{"path": f"{ns}/*"} for ns in sorted(NAMESPACES.split(","))]
+    template = appset["spec"]["template"]
+    assert template["metadata"]["name"] == "{{ index .path.segments 0 }}.{{ .path.basename }}"
+    assert template["spec"]["destination"]["namespace"] == "{{ index .path.segments 0 }}"
+    project = yaml.safe_load(show(repo, ".overseer/argocd/appproject.yaml"))
+    assert sorted(d["namespace"] for d in project["spec"]["destinations"]) == sorted(
+        NAMESPACES.split(",")
+    )
+    assert project["spec"]["clusterResourceWhitelist"] == []
+    # helm-secrets decrypts secrets.enc.yaml, in the SOPS namespace only.
+    assert '(list "team-sops")' in appset["spec"]["templatePatch"]
+    assert "secrets://secrets.enc.yaml" in appset["spec"]["templatePatch"]
+    head = git_log(repo, "-1", "--format=%H")
+    assert pulled("render", "--full").exit_code == 0
+    assert git_log(repo, "-1", "--format=%H") == head
+    # The namespaces Overseer uses are an input too: one more, and the project follows.
+    pulled.env["OVERSEER_ALLOWED_NAMESPACES"] = NAMESPACES + ",team-new"
+    assert pulled("render").exit_code == 0
+    project = yaml.safe_load(show(repo, ".overseer/argocd/appproject.yaml"))
+    assert "team-new" in [d["namespace"] for d in project["spec"]["destinations"]]
 
-def test_engine_files_pass_kubeconform_against_their_crds(pulled: Cli, tmp_path: Path) -> None:
+
+def test_engine_files_pass_kubeconform_against_their_crds(
+    pulled: Cli, tmp_path: Path, age_key: tuple[Path, str], sealing_key: tuple[Path, Path]
+) -> None:
     repo = pulled.settings.repo
-    for ns in ("team-apply", "team-sops", "team-sealed"):
+    for ns in ("team-sops", "team-sealed"):
         create(pulled, ns, "--set", f"ANTHROPIC_API_KEY={SECRET}")
     create(pulled, "team-ext")
-    listing = subprocess.run(
-        ["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "HEAD", ".overseer"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    kinds = {yaml.safe_load(show(repo, name))["kind"] for name in listing}
-    assert kinds == {"ApplicationSet", "AppProject", "GitRepository", "HelmRelease", "Secret"}
+    kinds = {yaml.safe_load(show(repo, name))["kind"] for name in listing(repo, ".overseer")}
+    assert kinds == {"GitRepository", "HelmRelease", "Secret"}
     report = validate_engine_files(repo)
     assert report is not None and report.problems == []
     # `overseer validate` of the repository checks them too, beside the charts.
     result = pulled("validate", str(repo), "-o", "json")
     assert result.exit_code == 0, result.stdout + result.stderr
     checked = [c["chart"] for c in json.loads(result.stdout)["charts"]]
-    assert ".overseer" in checked and len(checked) == 5
+    assert ".overseer" in checked and len(checked) == 4
     # The check can fail: a field the CRD does not know.
     doc = yaml.safe_load(show(repo, ".overseer/flux/gitrepository.yaml"))
     doc["spec"]["branch"] = "main"
@@ -265,6 +306,27 @@ def test_engine_files_pass_kubeconform_against_their_crds(pulled: Cli, tmp_path:
     assert len(report.problems) == 1 and "GitRepository/overseer" in report.problems[0]
     assert "branch" in report.problems[0]
     assert pulled("validate", str(repo)).exit_code == 3
+    subprocess.run(["git", "-C", str(repo), "checkout", "--", "."], check=True)
+
+    switch(pulled, tmp_path, age_key[1], sealing_key[1], "argocd")
+    assert pulled("render").exit_code == 0
+    kinds = {yaml.safe_load(show(repo, name))["kind"] for name in listing(repo, ".overseer")}
+    assert kinds == {"ApplicationSet", "AppProject"}
+    report = validate_engine_files(repo)
+    assert report is not None and report.problems == []
+
+
+def test_without_crd_schemas_custom_resources_are_a_warning(
+    pulled: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI job with only `pip install overseer` still validates the charts themselves."""
+    repo = pulled.settings.repo
+    create(pulled, "team-sealed", "--set", f"ANTHROPIC_API_KEY={SECRET}")
+    monkeypatch.setenv("OVERSEER_CRD_SCHEMAS", str(tmp_path / "none"))
+    result = pulled("validate", str(repo), "-o", "json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    warnings = [w for c in json.loads(result.stdout)["charts"] for w in c["warnings"]]
+    assert any("SealedSecret" in w["message"] and "make tools" in w["message"] for w in warnings)
 
 
 # --- secrets -------------------------------------------------------------------------------
@@ -317,10 +379,6 @@ def test_a_sops_chart_installs_with_its_decrypted_values(
     release_doc = yaml.safe_load(show(repo, f".overseer/flux/team-sops/{release}/helmrelease.yaml"))
     assert release_doc["spec"]["valuesFrom"][0]["name"] == f"{release}-secret-values"
 
-    # Argo CD hands secrets.enc.yaml to helm-secrets, in this namespace only.
-    appset = yaml.safe_load(show(repo, ".overseer/argocd/applicationset.yaml"))
-    assert '(list "team-sops")' in appset["spec"]["templatePatch"]
-    assert "secrets://secrets.enc.yaml" in appset["spec"]["templatePatch"]
     no_plaintext_anywhere(repo, SECRET)
 
 
@@ -337,6 +395,12 @@ def test_rotating_a_sops_secret_commits_new_ciphertext_and_rolls_the_pods(
     head = git_log(repo, "-1", "--format=%H")
     assert pulled("render", "--full").exit_code == 0  # nothing changed: the ciphertext stays
     assert git_log(repo, "-1", "--format=%H") == head
+    # A plain variable changes the chart, not its ciphertext, nor the pods' secret revision.
+    assert pulled("deploy", "update", release, "--set", "HEIGHT=900").exit_code == 0
+    assert git_log(repo, "-1", "--format=%H") != head
+    assert show(repo, f"{path}/secrets.enc.yaml") == before
+    assert yaml.safe_load(show(repo, f"{path}/values.yaml"))["secretRevision"] == revision
+    head = git_log(repo, "-1", "--format=%H")
 
     result = pulled("deploy", "update", release, "--set-env", "ANTHROPIC_API_KEY",
                     env={"ANTHROPIC_API_KEY": ROTATED})  # fmt: skip
@@ -398,30 +462,25 @@ def test_external_secrets_take_no_value_and_name_the_key(pulled: Cli, tmp_path: 
 def test_the_offline_check_carries_ciphertext_and_misses_none(pulled: Cli) -> None:
     repo = pulled.settings.repo
     sops_release = create(pulled, "team-sops", "--set", f"ANTHROPIC_API_KEY={SECRET}")
-    create(pulled, "team-sealed", "--set", f"ANTHROPIC_API_KEY={SECRET}")
+    sealed_release = create(pulled, "team-sealed", "--set", f"ANTHROPIC_API_KEY={SECRET}")
     create(pulled, "team-ext")
     assert pulled("render", "--check", "--offline").exit_code == 0
     assert pulled("render", "--check").exit_code == 0
-    (repo / f"team-sops/{sops_release}/secrets.enc.yaml").unlink()
+    encrypted = repo / f"team-sops/{sops_release}/secrets.enc.yaml"
+    kept = encrypted.read_bytes()
+    encrypted.unlink()
     result = pulled("render", "--check", "--offline")
     assert result.exit_code == 3
     assert "secrets.enc.yaml" in result.stdout + result.stderr
-
-
-def test_turning_an_engine_off_removes_its_files(
-    pulled: Cli, tmp_path: Path, age_key: tuple[Path, str], sealing_key: tuple[Path, Path]
-) -> None:
-    repo = pulled.settings.repo
-    create(pulled, "team-apply", "--set", "ANTHROPIC_API_KEY=k")
-    assert exists(repo, ".overseer/flux/gitrepository.yaml")
-    only_argo = tmp_path / "argo"
-    only_argo.mkdir()
-    pulled.env["OVERSEER_DELIVERY"] = str(
-        delivery_file(only_argo, age_key[1], sealing_key[1], engines=("argocd",))
-    )
-    assert pulled("render").exit_code == 0
-    assert not exists(repo, ".overseer/flux")
-    assert exists(repo, ".overseer/argocd/applicationset.yaml")
+    encrypted.write_bytes(kept)
+    assert pulled("render", "--check", "--offline").exit_code == 0
+    # A plaintext Secret in place of the SealedSecret is drift, not carried ciphertext.
+    sealed = repo / f"team-sealed/{sealed_release}/templates/sealedsecret.yaml"
+    sealed.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Secret",
+                                      "stringData": {"ANTHROPIC_API_KEY": "clear"}}))  # fmt: skip
+    result = pulled("render", "--check", "--offline")
+    assert result.exit_code == 3
+    assert "sealedsecret.yaml" in result.stdout + result.stderr
 
 
 # --- examples ------------------------------------------------------------------------------
@@ -440,7 +499,7 @@ def test_the_example_delivery_file_loads(tmp_path: Path, sealing_key: tuple[Path
     (tmp_path / "delivery.yaml").write_bytes((EXAMPLES / "delivery.yaml").read_bytes())
     (tmp_path / "sealed-secrets.pem").write_bytes(sealing_key[1].read_bytes())
     delivery = load(tmp_path / "delivery.yaml")
-    assert delivery.engines == ("argocd", "flux")
+    assert delivery.engine == "flux"
     assert [delivery.secrets.of(ns).method for ns in ("team-a", "team-b", "team-c", "x")] == [
         "sops",
         "sealed-secrets",
@@ -458,7 +517,7 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
 ) -> None:  # fmt: skip
     env, repo = review_env, review_env["OVERSEER_FORGE_REPO"]
     first = create_in(pulled, env, "team-sealed", f"ANTHROPIC_API_KEY={SECRET}")
-    second = create_in(pulled, env, "team-apply", "ANTHROPIC_API_KEY=k")
+    second = create_in(pulled, env, "team-sops", f"ANTHROPIC_API_KEY={SECRET}")
     pulls = {p["number"]: p for p in gitea.pulls(repo, "open")}
     assert len(pulls) == 2
     # Both branches add the same shared files: they merge one after the other, cleanly.
@@ -469,9 +528,9 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
     for path in (
         f"team-sealed/{first}/templates/sealedsecret.yaml",
         f".overseer/flux/team-sealed/{first}/helmrelease.yaml",
-        f".overseer/flux/team-apply/{second}/helmrelease.yaml",
+        f".overseer/flux/team-sops/{second}/helmrelease.yaml",
+        f".overseer/flux/team-sops/{second}/secret-values.enc.yaml",
         ".overseer/flux/gitrepository.yaml",
-        ".overseer/argocd/applicationset.yaml",
     ):
         assert (clone / path).is_file(), path
     sealed = (clone / f"team-sealed/{first}/templates/sealedsecret.yaml").read_bytes()
@@ -487,7 +546,7 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
     subprocess.run(["git", "-C", str(clone), "pull", "-q"], check=True)
     assert not (clone / f"team-sealed/{first}").exists()
     assert not (clone / f".overseer/flux/team-sealed/{first}").exists()
-    assert (clone / f".overseer/flux/team-apply/{second}/helmrelease.yaml").is_file()
+    assert (clone / f".overseer/flux/team-sops/{second}/helmrelease.yaml").is_file()
 
 
 def create_in(cli: Cli, env: dict[str, str], namespace: str, value: str) -> str:

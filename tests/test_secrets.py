@@ -32,7 +32,7 @@ def test_secret_value_appears_nowhere(
         else:
             delivery["certificateFile"] = str(request.getfixturevalue("sealing_key")[1])
         path = tmp_path / "delivery.yaml"
-        path.write_text(json.dumps({"engines": ["flux"], "repoURL": "https://git.example.com/g",
+        path.write_text(json.dumps({"engine": "flux", "repoURL": "https://git.example.com/g",
                                     "secrets": {"default": delivery}}))  # fmt: skip
         cli.env["OVERSEER_DELIVERY"] = str(path)
     caplog.set_level(logging.DEBUG)

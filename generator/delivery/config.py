@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import UserError
+from ..errors import Misconfigured
 
 APPLY, SOPS, SEALED, EXTERNAL = "apply", "sops", "sealed-secrets", "external-secrets"
 Method = Literal["apply", "sops", "sealed-secrets", "external-secrets"]
@@ -130,7 +130,8 @@ class Delivery(_Strict):
 
     repo_url: str | None = Field(default=None, alias="repoURL")
     branch: str = "main"
-    engines: tuple[Literal["argocd", "flux"], ...] = ()
+    # The engine that syncs the repository. One: two would each install every release.
+    engine: Literal["argocd", "flux"] | None = None
     argocd: ArgoCD = ArgoCD()
     flux: Flux = Flux()
     secrets: Secrets = Secrets()
@@ -141,12 +142,12 @@ class Delivery(_Strict):
     @property
     def installs(self) -> bool:
         """Whether Overseer's own apply installs releases (see `apply`)."""
-        return self.apply if self.apply is not None else not self.engines
+        return self.apply if self.apply is not None else self.engine is None
 
     @model_validator(mode="after")
     def _engine_source(self) -> Delivery:
-        if self.engines and not self.repo_url:
-            raise ValueError("`repoURL` is required with `engines`: the URL the engine clones")
+        if self.engine and not self.repo_url:
+            raise ValueError("`repoURL` is required with `engine`: the URL the engine clones")
         return self
 
     @cached_property
@@ -154,10 +155,7 @@ class Delivery(_Strict):
         """Changes whenever what a render writes from this file may change."""
         data = self.model_dump(mode="json", by_alias=True)
         for method in [data["secrets"]["default"], *data["secrets"]["namespaces"].values()]:
-            if method.get("certificateFile"):  # the certificate's bytes, not where they sit
-                method["certificateFile"] = hashlib.sha256(
-                    Path(method["certificateFile"]).read_bytes()
-                ).hexdigest()
+            method.pop("certificateFile")  # the certificate's bytes count, not where they sat
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -173,9 +171,9 @@ def load(path: Path | None) -> Delivery:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UserError(f"{where}: cannot read it ({exc.strerror})") from None
+        raise Misconfigured(f"{where}: cannot read it ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{where}: not YAML ({exc})") from None
+        raise Misconfigured(f"{where}: not YAML ({exc})") from None
     try:
         delivery = Delivery.model_validate(data or {}, context={"base": path.parent})
     except ValidationError as exc:
@@ -184,8 +182,28 @@ def load(path: Path | None) -> Delivery:
             f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
-        raise UserError(f"{where}: {problems}") from None
-    for method in [delivery.secrets.default, *delivery.secrets.namespaces.values()]:
-        if method.certificate_file is not None and not method.certificate_file.is_file():
-            raise UserError(f"{where}: certificateFile {method.certificate_file} does not exist")
-    return delivery
+        raise Misconfigured(f"{where}: {problems}") from None
+    return delivery.model_copy(update={"secrets": _read_certificates(delivery.secrets, where)})
+
+
+def _read_certificates(secrets: Secrets, where: str) -> Secrets:
+    # Read once, here: every chart of the namespace is sealed with the same bytes, and a file
+    # replaced while a server runs changes nothing until the settings are read again.
+    def read(method: SecretMethod) -> SecretMethod:
+        if method.certificate_file is None or method.certificate:
+            return method
+        try:
+            pem = method.certificate_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise Misconfigured(
+                f"{where}: certificateFile {method.certificate_file}: cannot read it "
+                f"({exc.strerror}); fetch it with `kubeseal --fetch-cert`"
+            ) from None
+        return method.model_copy(update={"certificate": pem})
+
+    return secrets.model_copy(
+        update={
+            "default": read(secrets.default),
+            "namespaces": {ns: read(m) for ns, m in secrets.namespaces.items()},
+        }
+    )

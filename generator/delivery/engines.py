@@ -62,10 +62,10 @@ def shared_files(delivery: Delivery, namespaces: Sequence[str]) -> dict[str, byt
 
 def _shared_files(delivery: Delivery, namespaces: Sequence[str]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
-    if "argocd" in delivery.engines:
+    if delivery.engine == "argocd":
         files[f"{ARGOCD_DIR}/appproject.yaml"] = dump(_app_project(delivery, namespaces))
         files[f"{ARGOCD_DIR}/applicationset.yaml"] = dump(_application_set(delivery, namespaces))
-    if "flux" in delivery.engines:
+    if delivery.engine == "flux":
         files[f"{FLUX_DIR}/gitrepository.yaml"] = dump(_git_repository(delivery))
     return files
 
@@ -82,7 +82,7 @@ def release_files(
 
     `sops_values`: the chart's SOPS-encrypted Secret of values, when its namespace uses SOPS.
     """
-    if "flux" not in delivery.engines:
+    if delivery.engine != "flux":
         return {}
     files = {"helmrelease.yaml": dump(_helm_release(delivery, path, sops_values is not None))}
     if sops_values is not None:
@@ -144,7 +144,8 @@ def _application_set(delivery: Delivery, namespaces: Sequence[str]) -> dict[str,
         ],
         "template": {
             "metadata": {
-                "name": "{{ index .path.segments 0 }}-{{ .path.basename }}",
+                # A dot cannot be in a namespace or a release: no two charts share a name.
+                "name": "{{ index .path.segments 0 }}.{{ .path.basename }}",
                 "labels": MANAGED_BY,
             },
             "spec": {
@@ -165,7 +166,7 @@ def _application_set(delivery: Delivery, namespaces: Sequence[str]) -> dict[str,
     }
     sops_namespaces = sorted(ns for ns in namespaces if delivery.secrets.of(ns).method == SOPS)
     if sops_namespaces:
-        # helm-secrets on the repo server decrypts secrets.enc.yaml (docs/delivery.md#argo-cd).
+        # helm-secrets on the repo server decrypts secrets.enc.yaml (docs/delivery.md).
         listed = " ".join(f'"{ns}"' for ns in sops_namespaces)
         spec["templatePatch"] = (
             f"{{{{- if has (index .path.segments 0) (list {listed}) }}}}\n"

@@ -20,16 +20,18 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..chart_path import ChartPath
-from ..errors import UserError
+from ..errors import Misconfigured
 from ..tools import sops
 from . import engines
 from .config import EXTERNAL, SEALED, SOPS, SecretMethod
@@ -42,14 +44,18 @@ CIPHERTEXT = {SOPS: SOPS_FILE, SEALED: SEALED_FILE}
 EXTERNAL_SECRETS_API = "external-secrets.io/v1"
 
 
+def _recorded(record: bytes | None) -> dict[str, Any] | None:
+    try:
+        deployment = json.loads(record or b"")["deployment"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return deployment if isinstance(deployment, dict) else None
+
+
 def recorded_part(record: bytes | None) -> dict[str, str] | None:
     """The secrets part of a chart's record bytes; None when there is no readable record."""
-    if record is None:
-        return None
-    try:
-        part = json.loads(record)["deployment"].get("secret_delivery", {})
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+    deployment = _recorded(record)
+    part = deployment.get("secret_delivery", {}) if deployment is not None else None
     return part if isinstance(part, dict) else None
 
 
@@ -57,13 +63,54 @@ def carry_ciphertext(expected: dict[str, bytes], actual: dict[str, bytes], recor
     """Give a fresh render (`expected`) the encrypted file a committed chart holds.
 
     No render makes ciphertext again byte for byte, so a check compares everything else and
-    asks only that the file be there. A missing one stays missing, which the check reports.
+    asks only that the file be there and be what its method writes: encrypted, for exactly the
+    chart's variables. A missing one, or one in the clear, is not carried: the check reports it.
     """
-    part = recorded_part(expected.get(record)) or {}
-    name = CIPHERTEXT.get(part.get("method", ""))
+    deployment = _recorded(expected.get(record)) or {}
+    part = deployment.get("secret_delivery") or {}
+    name = CIPHERTEXT.get(part.get("method", "") if isinstance(part, dict) else "")
     if name is None:
         return
-    expected[name] = actual.get(name, b"(missing: render it with Overseer)\n")
+    data = actual.get(name)
+    keys = sorted(deployment.get("secret_keys") or [])
+    if data is not None and _encrypted(name, data, keys):
+        expected[name] = data
+    else:
+        expected[name] = b"(encrypted by Overseer: render it again)\n"
+
+
+def _encrypted(name: str, data: bytes, keys: list[str]) -> bool:
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return False
+    if not isinstance(doc, dict):
+        return False
+    if name == SOPS_FILE:
+        env, meta = doc.get("secretEnv"), doc.get("sops")
+        return (
+            isinstance(meta, dict)
+            and bool(meta.get("age"))
+            and isinstance(env, dict)
+            and sorted(env) == keys
+            and all(isinstance(v, str) and v.startswith("ENC[AES256_GCM,") for v in env.values())
+        )
+    spec = doc.get("spec")
+    sealed = spec.get("encryptedData") if isinstance(spec, dict) else None
+    return (
+        doc.get("kind") == "SealedSecret"
+        and isinstance(sealed, dict)
+        and sorted(sealed) == keys
+        and all(isinstance(v, str) and _base64(v) for v in sealed.values())
+    )
+
+
+def _base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 def secret_name(release: str) -> str:
@@ -83,14 +130,28 @@ def _method_digest(method: SecretMethod) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def record_part(
-    method: SecretMethod, namespace: str, release: str, sealed_revision: str | None
+    method: SecretMethod,
+    namespace: str,
+    release: str,
+    sealed_revision: str | None,
+    keys: Sequence[str],
 ) -> dict[str, str]:
-    """What a chart's record says about its secrets; empty for `apply`."""
+    """What a chart's record says about its secrets; empty for `apply`.
+
+    `revision` changes with the values and the variables the chart declares (it rolls the
+    pods); `sealed_for` with the method's settings (the recipients, the certificate). Either
+    change makes the ciphertext again; neither holds anything a value could be guessed from.
+    """
     if not method.pulls:
         return {}
-    digest = hashlib.sha256(f"{sealed_revision or ''}\n{_method_digest(method)}".encode())
-    part = {"method": method.method, "revision": digest.hexdigest()[:16]}
+    part = {"method": method.method, "sealed_for": _digest(_method_digest(method))}
+    if method.method != EXTERNAL:  # the store holds the values: Overseer never knows them
+        part["revision"] = _digest(f"{sealed_revision or ''}\n{','.join(sorted(keys))}")
     if method.method == EXTERNAL:
         assert method.store is not None  # noqa: S101 - the config refuses it without one
         part.update(
@@ -181,10 +242,9 @@ def _hybrid_encrypt(key: rsa.RSAPublicKey, plaintext: bytes, label: bytes) -> by
 
 
 def _certificate_pem(method: SecretMethod) -> bytes:
-    if method.certificate:
-        return method.certificate.encode()
-    assert method.certificate_file is not None  # noqa: S101 - the config asks for one
-    return method.certificate_file.read_bytes()
+    # `load` reads a certificateFile once, into `certificate`.
+    assert method.certificate is not None  # noqa: S101 - the config asks for one
+    return method.certificate.encode()
 
 
 def _public_key(method: SecretMethod) -> rsa.RSAPublicKey:
@@ -196,10 +256,12 @@ def _load_key(pem: bytes) -> rsa.RSAPublicKey:
     try:
         key = x509.load_pem_x509_certificate(pem).public_key()
     except ValueError as exc:
-        raise UserError(
+        raise Misconfigured(
             f"sealed-secrets certificate: not a PEM certificate ({exc}); "
             "fetch it with `kubeseal --fetch-cert`"
         ) from None
     if not isinstance(key, rsa.RSAPublicKey):
-        raise UserError("sealed-secrets certificate: its key is not RSA, as the controller's is")
+        raise Misconfigured(
+            "sealed-secrets certificate: its key is not RSA, as the controller's is"
+        )
     return key

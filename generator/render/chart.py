@@ -232,7 +232,7 @@ def values_schema(m: Manifest) -> dict[str, Any]:
             },
             "secretEnv": {
                 "type": "object",
-                "description": "Secret environment variables; never committed.",
+                "description": "Secret environment variables; never committed in the clear.",
                 "additionalProperties": False,
                 "properties": props(secret, minLength=1),
             },
@@ -242,7 +242,10 @@ def values_schema(m: Manifest) -> dict[str, Any]:
             },
             "secretRevision": {
                 "type": "string",
-                "description": "Changes when secretEnv does, to roll the pods; set by overseer apply.",
+                "description": (
+                    "Changes when secretEnv does, to roll the pods; set by overseer apply, "
+                    "or by the render when the secrets travel with the chart."
+                ),
             },
             "deployment": {
                 "type": "object",

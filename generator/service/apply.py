@@ -189,9 +189,8 @@ def apply(
     commit and the chart's tree are recorded, so the next pass installs only what changed.
     """
     if not ctx.delivery.installs:
-        engines = ", ".join(ctx.delivery.engines)
         raise UserError(
-            f"Overseer installs nothing here: {engines} syncs the repository "
+            f"Overseer installs nothing here: {ctx.delivery.engine} syncs the repository "
             f"(OVERSEER_DELIVERY={ctx.settings.delivery_file}), and one installer owns each "
             "release; set `apply: true` in that file to install with Overseer as well"
         )

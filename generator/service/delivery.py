@@ -52,11 +52,9 @@ class DeliveryFiles:
     ) -> tuple[str, dict[str, bytes]]:
         """Where the chart's Flux files go, and what they are (none without Flux)."""
         where = engines.release_dir(dep.chart_path)
-        if "flux" not in self.config.engines:
-            return where, {}
         part = dict(dep.secret_delivery)
         sealed = None
-        if part.get("method") == SOPS:
+        if self.config.engine == "flux" and part.get("method") == SOPS:
             sealed = base.read_file(f"{where}/{engines.SOPS_VALUES_FILE}")
             if sealed is None or recorded_part(before) != part:
                 method = self.config.secrets.of(dep.namespace)

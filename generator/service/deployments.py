@@ -81,6 +81,18 @@ def resolve_variables(
     return plain, secret
 
 
+def _reaches_cluster(ctx: Context, namespace: str, secret: dict[str, str]) -> None:
+    """Refuse secret values that nothing would install: `apply` while an engine installs."""
+    delivery = ctx.delivery
+    if secret and not delivery.installs and delivery.secrets.of(namespace).method == "apply":
+        raise UserError(
+            f"variable {', '.join(sorted(secret))}: {delivery.engine} installs namespace "
+            f"{namespace!r}, and its secret method is `apply`, so the value would reach no "
+            "cluster; give the namespace a method that travels with the chart (sops, "
+            "sealed-secrets, external-secrets) in the delivery file, or set `apply: true` there"
+        )
+
+
 def _store(ctx: Context, namespace: str) -> Store | None:
     # The External Secrets store a namespace's secret values live in, when they live in one.
     method = ctx.delivery.secrets.of(namespace)
@@ -211,6 +223,7 @@ def _insert(
         raise NotFound.plugin(request.environment_type, state)
     manifest = parse_stored(plugin.manifest, plugin.name)
     plain, secret = resolve_variables(manifest, request.data, _store(ctx, namespace))
+    _reaches_cluster(ctx, namespace, secret)
     config = DeploymentConfig(
         environment_type=request.environment_type,
         tools=request.tools,
@@ -335,6 +348,7 @@ def _change_row(
         name: value for name, value in kept.items() if name in declared and name not in change.unset
     }
     plain, secret = resolve_variables(manifest, {**values, **change.data}, store_of)
+    _reaches_cluster(ctx, record.namespace, secret)
     given = {k: getattr(change, k) for k in ("tools", "requirement", "ttl_seconds")}
     updated = config.model_copy(
         update={

@@ -19,7 +19,7 @@ from .. import gitops
 from ..chart_path import ChartPath
 from ..charts import LEGACY_STATE_FILE, ChartSource, read_inputs
 from ..config import REVIEW
-from ..delivery import Delivery, engines
+from ..delivery import engines
 from ..errors import MassDeletionRefused, UserError
 from ..gitops import Changeset
 from ..manifest import parse_stored
@@ -301,12 +301,13 @@ def _note_rendered(ctx: Context, conn: Connection, result: RenderResult) -> None
 
 
 def _state(
-    fingerprint: store.Fingerprint, generator: dict[str, str], delivery: Delivery
+    fingerprint: store.Fingerprint, generator: dict[str, str], delivery: DeliveryFiles
 ) -> dict[str, Any]:
     return {
         "schema": 2,
         "generator": generator,
-        "delivery": delivery.digest,
+        # What the engine files are made from besides the rows: a change compares every chart.
+        "delivery": [delivery.config.digest, sorted(delivery.namespaces)],
         "database": fingerprint.instance,
         "generation": fingerprint.generation,
         "xmin": fingerprint.xmin,
@@ -366,7 +367,7 @@ class _Pass:
         (unless that is most of them).
         """
         conn, result = self.conn, self.result
-        state = _state(store.fingerprint(conn), Renderer.generator(), self.delivery.config)
+        state = _state(store.fingerprint(conn), Renderer.generator(), self.delivery)
         previous = self.previous
         charts = self.head.chart_count()
         incremental = not self.full and previous is not None and _comparable(previous, state)
@@ -428,9 +429,9 @@ class _Pass:
         for path, data in self.delivery.shared().items():
             self.tx.put_file(path, data)
         if not incremental:  # an engine turned off: its files go (a no-op when absent)
-            if "argocd" not in config.engines:
+            if config.engine != "argocd":
                 self.tx.remove(engines.ARGOCD_DIR)
-            if "flux" not in config.engines:
+            if config.engine != "flux":
                 self.tx.remove(engines.FLUX_DIR)
 
     def _one(self, row: dict[str, Any]) -> None:

@@ -67,6 +67,7 @@ def render_input(
             row["namespace"],
             row["deployment_id"],
             row.get("secret_revision"),
+            [k for k in config.secret_keys if k in declared],
         )
     return DeploymentInput(
         id=row["id"],

@@ -7,40 +7,53 @@ writes it, so the pinned binary does. The plaintext goes through a pipe, never a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from collections.abc import Sequence
 
-from ..errors import UserError
+from ..errors import RenderFailed
 from .binaries import find
 
 
 def encrypt(plaintext: bytes, recipients: Sequence[str], *, encrypted_regex: str) -> bytes:
     """`plaintext` (YAML) with the values of keys matching `encrypted_regex` encrypted."""
     with tempfile.TemporaryDirectory(prefix="overseer-sops-") as cwd:
-        # An empty working directory: no .sops.yaml of the caller's may add rules of its own.
-        proc = subprocess.run(
-            [
-                find("sops"),
-                "encrypt",
-                "--age",
-                ",".join(recipients),
-                "--encrypted-regex",
-                encrypted_regex,
-                "--input-type",
-                "yaml",
-                "--output-type",
-                "yaml",
-                "--filename-override",
-                "secrets.enc.yaml",
-            ],
-            input=plaintext,
-            capture_output=True,
-            check=False,
-            cwd=cwd,
-            timeout=60,
-        )
+        # An empty working directory and no config file: no .sops.yaml may add rules of its own.
+        try:
+            proc = _run(cwd, plaintext, recipients, encrypted_regex)
+        except subprocess.TimeoutExpired:
+            raise RenderFailed("sops did not finish encrypting within 60 s") from None
     if proc.returncode != 0:
         # sops's message names the recipient it could not use; it never echoes the input.
-        raise UserError(f"sops could not encrypt: {proc.stderr.decode(errors='replace').strip()}")
+        detail = proc.stderr.decode(errors="replace").strip()
+        raise RenderFailed(f"sops could not encrypt: {detail}")
     return proc.stdout
+
+
+def _run(
+    cwd: str, plaintext: bytes, recipients: Sequence[str], encrypted_regex: str
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [
+            find("sops"),
+            "--config",
+            os.devnull,
+            "encrypt",
+            "--age",
+            ",".join(recipients),
+            "--encrypted-regex",
+            encrypted_regex,
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            "--filename-override",
+            "secrets.enc.yaml",
+        ],
+        input=plaintext,
+        capture_output=True,
+        check=False,
+        cwd=cwd,
+        timeout=60,
+    )

@@ -29,6 +29,14 @@ Common labels.
 */}}
 {{- define "claude-environment.labels" -}}
 helm.sh/chart: {{ include "claude-environment.chart" . }}
+{{ include "claude-environment.podLabels" . }}
+{{- end }}
+
+{{/*
+The pod template's labels: the common ones but the chart's version. Flux's `Revision` strategy
+versions a chart by the commit, so a version label there would roll the pods on every commit.
+*/}}
+{{- define "claude-environment.podLabels" -}}
 {{ include "claude-environment.selectorLabels" . }}
 {{- if .Chart.AppVersion }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}

@@ -29,6 +29,14 @@ Common labels.
 */}}
 {{- define "echo.labels" -}}
 helm.sh/chart: {{ include "echo.chart" . }}
+{{ include "echo.podLabels" . }}
+{{- end }}
+
+{{/*
+The pod template's labels: the common ones but the chart's version. Flux's `Revision` strategy
+versions a chart by the commit, so a version label there would roll the pods on every commit.
+*/}}
+{{- define "echo.podLabels" -}}
 {{ include "echo.selectorLabels" . }}
 {{- if .Chart.AppVersion }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
