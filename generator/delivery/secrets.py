@@ -188,19 +188,22 @@ def ciphertext_files(
 ) -> dict[str, bytes]:
     """The encrypted files of one chart, made now (randomised: call only when they change)."""
     if method.method == SOPS:
-        plain = engines.dump({"secretEnv": dict(sorted(values.items()))})
+        plain = _values_file(values)
         return {SOPS_FILE: sops.encrypt(plain, method.age, encrypted_regex="^secretEnv$")}
     if method.method == SEALED:
         return {SEALED_FILE: sealed_secret(_public_key(method), namespace, release, values)}
     return {}
 
 
+def _values_file(values: dict[str, str]) -> bytes:
+    # The values file helm reads them from: helm-secrets decrypts it, Flux reads it from a Secret.
+    return engines.dump({"secretEnv": dict(sorted(values.items()))})
+
+
 def sops_values_secret(method: SecretMethod, path: ChartPath, values: dict[str, str]) -> bytes:
     """The Secret of values a Flux HelmRelease reads, its stringData encrypted with SOPS."""
     doc = engines.values_secret(path)
-    doc["stringData"][engines.SECRET_VALUES_KEY] = engines.dump(
-        {"secretEnv": dict(sorted(values.items()))}
-    ).decode()
+    doc["stringData"][engines.SECRET_VALUES_KEY] = _values_file(values).decode()
     return sops.encrypt(engines.dump(doc), method.age, encrypted_regex="^(data|stringData)$")
 
 

@@ -15,12 +15,14 @@ from ..status import Status
 from .db import Connection
 
 # secret_data is deliberately absent: it is read only by `secret_data()`. Its revision, a short
-# sha256 of the ciphertext (see `secret_revision`), is what apply compares.
+# sha256 of the ciphertext (see `secret_revision`), is what apply compares and what a pulled
+# chart's record digests.
+SECRET_REVISION = "left(encode(sha256(d.secret_data), 'hex'), 16) AS secret_revision"  # noqa: S105
 COLUMNS = (
     "d.id, d.deployment_id, d.environment_type, d.plugin_id, d.status, d.status_reason, "
     "d.config, d.namespace, d.ttl_seconds, d.expires_at, d.deleted_at, d.created_at, "
     "d.updated_at, d.rendered_commit, d.applied_commit, d.helm_revision, "
-    "left(encode(sha256(d.secret_data), 'hex'), 16) AS secret_revision, d.applied_secret_revision, "
+    f"{SECRET_REVISION}, d.applied_secret_revision, "
     "d.applied_tree, d.requested_by"
 )
 LIVE = "d.deleted_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > CURRENT_TIMESTAMP)"
@@ -172,10 +174,12 @@ def _release_args(paths: Sequence[str]) -> dict[str, list[str]]:
     return {"releases": [ChartPath(p).release for p in paths], "paths": list(paths)}
 
 
-_RENDER_COLUMNS = """d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
+_RENDER_COLUMNS = (
+    """d.id, d.deployment_id, d.namespace, d.config, d.environment_type,
     d.rendered_commit, d.requested_by, p.name AS plugin_name, p.version AS plugin_version, p.manifest,
-    p.id AS plugin_id,
-    left(encode(sha256(d.secret_data), 'hex'), 16) AS secret_revision"""
+    p.id AS plugin_id, """
+    + SECRET_REVISION
+)
 
 
 def iter_live_for_render(
