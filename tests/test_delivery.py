@@ -513,7 +513,7 @@ def test_the_example_delivery_file_loads(tmp_path: Path, sealing_key: tuple[Path
 
 def test_review_mode_proposes_each_chart_with_its_engine_files(
     pulled: Cli, gitea: Gitea, review_env: dict[str, str], tmp_path: Path,
-    sealing_key: tuple[Path, Path],
+    sealing_key: tuple[Path, Path], age_key: tuple[Path, str],
 ) -> None:  # fmt: skip
     env, repo = review_env, review_env["OVERSEER_FORGE_REPO"]
     first = create_in(pulled, env, "team-sealed", f"ANTHROPIC_API_KEY={SECRET}")
@@ -547,6 +547,23 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
     assert not (clone / f"team-sealed/{first}").exists()
     assert not (clone / f".overseer/flux/team-sealed/{first}").exists()
     assert (clone / f".overseer/flux/team-sops/{second}/helmrelease.yaml").is_file()
+
+    # Another engine changes no chart: one pull request of its own carries its files.
+    switch(pulled, tmp_path, age_key[1], sealing_key[1], "argocd")
+    assert pulled("render", env=env).exit_code == 0
+    [engine_files] = gitea.pulls(repo, "open")
+    assert engine_files["title"] == "overseer: engine files"
+    assert engine_files["head"]["ref"] == "overseer/engine-files"
+    assert pulled("render", env=env).exit_code == 0  # proposed already: the same one, unmoved
+    assert [p["number"] for p in gitea.pulls(repo, "open")] == [engine_files["number"]]
+    gitea.merge(repo, engine_files["number"])
+    subprocess.run(["git", "-C", str(clone), "pull", "-q"], check=True)
+    assert (clone / ".overseer/argocd/applicationset.yaml").is_file()
+    assert not (clone / ".overseer/flux").exists()
+    # Main has them now: nothing more is proposed, and the branch goes.
+    assert pulled("render", env=env).exit_code == 0
+    assert gitea.pulls(repo, "open") == []
+    assert "overseer/engine-files" not in gitea.branches(repo)
 
 
 def create_in(cli: Cli, env: dict[str, str], namespace: str, value: str) -> str:

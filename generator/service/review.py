@@ -32,14 +32,14 @@ from ..errors import MassDeletionRefused, Misconfigured, NotFound, UserError
 from ..forge import CLOSED, MERGED, OPEN, PullRequest
 from ..gitops import Snapshot
 from ..ids import new_id
-from ..render import Chart, Renderer, from_record
+from ..render import Chart, DeploymentInput, Renderer, from_record
 from ..status import Status
 from ..store import deployments as store
 from ..store import proposals
 from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
 from ..store.proposals import ProposalRecord
-from . import diff
+from . import diff, engine_proposal
 from . import proposal_text as text
 from .context import Context
 from .delivery import DeliveryFiles
@@ -134,7 +134,7 @@ def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderRes
     main = gitops.fetch_main(repo, remote) or _first_commit(ctx, remote)
     repo.refs.update("HEAD", main, repo.head())  # the local main follows the remote's
     snap = repo.snapshot(main)
-    wanted, in_sync = _compare(ctx, conn, snap, force=force)
+    wanted, in_sync, engine_files = _compare(ctx, conn, snap, force=force)
     active = proposals.active(conn)
     result = RenderResult(unchanged=len(in_sync))
     # Branches first, then one push for all of them, then the forge's calls side by side: a
@@ -180,6 +180,7 @@ def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderRes
         if dep_id not in touched:  # main already says what the deployment should be
             _in_sync(ctx, conn, prop, cleanup)
     _delete_branches(ctx, cleanup)  # a crash before the commit leaves branches, never rows
+    engine_proposal.propose(ctx, main, engine_files, BASE)
     repo.reconciled = True
     result.commit = None  # nothing reaches main from here
     return result
@@ -197,12 +198,13 @@ def _first_commit(ctx: Context, remote: str) -> str:
 
 def _compare(
     ctx: Context, conn: Connection, snap: Snapshot, *, force: bool
-) -> tuple[list[_Wanted], list[str]]:
-    """Charts that differ from main (new files, or a removal), and those that match."""
+) -> tuple[list[_Wanted], list[str], engine_proposal.Changes]:
+    """Charts that differ from main, those that match, and the engine files main lacks."""
     renderer, plugins = Renderer(), Plugins()
     delivery = DeliveryFiles(ctx, conn)
     changed: list[tuple[ChartPath, Chart, str, tuple[tuple[str, Chart | None], ...]]] = []
     in_sync: list[str] = []
+    synced: list[tuple[DeploymentInput, bytes | None]] = []
     live: set[str] = set()
     for row in store.iter_live_for_render(conn):
         plugin = plugins.get(row)
@@ -212,11 +214,13 @@ def _compare(
         before = read_inputs(snap, dep.chart_path)
         if before == inputs:
             in_sync.append(dep.chart_path)
+            synced.append((dep, before))
             continue
         chart = renderer.render(dep, plugin, inputs)
         chart.update(delivery.ciphertext(dep, snap, before))
         if snap.tree_of(dep.chart_path) is not None and snap.read_chart(dep.chart_path) == chart:
             in_sync.append(dep.chart_path)
+            synced.append((dep, before))
             continue
         where, flux = delivery.release(dep, snap, before)
         beside = ((where, flux),) if flux else ()
@@ -239,7 +243,7 @@ def _compare(
             log.warning("%s is on main but no deployment knows it; remove it by hand", path)
             continue
         wanted.append(_Wanted(path, rows[path], None, "-", ((release_dir(path), None),)))
-    return wanted, in_sync
+    return wanted, in_sync, engine_proposal.changes(delivery, snap, synced)
 
 
 def _kind(want: _Wanted, snap: Snapshot, prop: ProposalRecord | None) -> str:

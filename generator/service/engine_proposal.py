@@ -1,0 +1,107 @@
+"""Review mode's pull request for engine files that no chart's proposal carries.
+
+A chart's proposal carries its own Flux files and the shared ones. What changes with no chart
+(Flux turned on over charts already on main, another `flux.interval`, an engine switched off,
+more namespaces) goes into one pull request of its own, on the branch `overseer/engine-files`:
+rebuilt from main's tip whenever it must say something else, closed once main needs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from .. import gitops
+from ..delivery import engines
+from ..gitops import Snapshot
+from ..gitops.objects import TREE
+from ..render import Chart, DeploymentInput
+from .context import Context
+from .delivery import DeliveryFiles
+
+BRANCH = "overseer/engine-files"
+TITLE = "overseer: engine files"
+log = logging.getLogger("overseer.review")
+
+Changes = dict[str, Chart | bytes | None]  # a directory's files, a file's bytes, or removal
+
+
+def changes(
+    delivery: DeliveryFiles, snap: Snapshot, synced: Iterable[tuple[DeploymentInput, bytes | None]]
+) -> Changes:
+    """What main's engine files lack, for the charts main already holds as they should be."""
+    found: Changes = {}
+    for path, data in delivery.shared().items():
+        if snap.read_file(path) != data:
+            found[path] = data
+    engine = delivery.config.engine
+    for root, name in ((engines.ARGOCD_DIR, "argocd"), (engines.FLUX_DIR, "flux")):
+        if engine != name and snap.tree_of(root) is not None:
+            found[root] = None
+    if engine != "flux":
+        return found
+    wanted = set()
+    for dep, before in synced:
+        where, files = delivery.release(dep, snap, before)
+        wanted.add(where)
+        if snap.read_chart(where) != files:
+            found[where] = files
+    charts = {f"{engines.FLUX_DIR}/{path}" for path in snap.chart_paths()}
+    for where in _release_dirs(snap):
+        if where not in charts:  # its chart left main: its HelmRelease goes too
+            found[where] = None
+    return found
+
+
+def _release_dirs(snap: Snapshot) -> list[str]:
+    root = snap.tree_of(engines.FLUX_DIR)
+    if root is None:
+        return []
+    dirs = []
+    for ns, (mode, sha) in snap.objects.entries(root).items():
+        if mode == TREE:
+            dirs += [
+                f"{engines.FLUX_DIR}/{ns}/{name}"
+                for name, (kind, _) in snap.objects.entries(sha).items()
+                if kind == TREE
+            ]
+    return dirs
+
+
+def propose(ctx: Context, main: str, found: Mapping[str, Chart | bytes | None], base: str) -> None:
+    """Open or update the engine files' pull request, or close it when main needs none."""
+    repo, remote, forge = ctx.repo, ctx.settings.git_remote, ctx.forge
+    assert remote is not None  # noqa: S101 - review mode has one
+    ref = f"refs/heads/{BRANCH}"
+    before = repo.head(ref)
+    if not found:
+        if before is not None:  # proposed before, and main has it now (or needs it no more)
+            pull = forge.find(BRANCH, base)
+            if pull is not None:
+                forge.close(pull.number)
+            gitops.delete_branches(repo, remote, [BRANCH])
+        return
+    body = "Files Argo CD or Flux reads that no chart's pull request carries:\n\n" + "".join(
+        f"- `{path}`{' (removed)' if value is None else ''}\n"
+        for path, value in sorted(found.items())
+    )
+    with repo.changes(ref, base=main, expect=before) as tx:
+        for path, value in sorted(found.items()):
+            if value is None:
+                tx.remove(path)
+            elif isinstance(value, bytes):
+                tx.put_file(path, value)
+            else:
+                tx.put(path, value)
+        commit = tx.commit(f"{TITLE}\n\n{body}")
+    if commit is None:
+        return
+    if before is not None and repo.tree_of(before) == repo.tree_of(commit):
+        return  # the open pull request proposes exactly this already
+    gitops.push_branches(repo, remote, {BRANCH: commit})
+    pull = forge.find(BRANCH, base)
+    if pull is None:
+        pull = forge.open(BRANCH, base, TITLE, body)
+    else:
+        forge.edit(pull.number, TITLE, body)
+    log.info("proposed engine files as pull request #%d (%s)", pull.number, pull.url)
