@@ -519,9 +519,9 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
     first = create_in(pulled, env, "team-sealed", f"ANTHROPIC_API_KEY={SECRET}")
     second = create_in(pulled, env, "team-sops", f"ANTHROPIC_API_KEY={SECRET}")
     pulls = {p["number"]: p for p in gitea.pulls(repo, "open")}
-    assert len(pulls) == 2
-    # Both branches add the same shared files: they merge one after the other, cleanly.
-    for number in sorted(pulls):
+    titles = sorted(p["title"] for p in pulls.values())
+    assert len(pulls) == 3 and "overseer: engine files" in titles, titles
+    for number in sorted(pulls):  # one per chart, and the engine's setup
         gitea.merge(repo, number)
     clone = tmp_path / "main"
     subprocess.run(["git", "clone", "-q", env["OVERSEER_GIT_REMOTE"], str(clone)], check=True)
@@ -540,6 +540,7 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
     no_plaintext_anywhere(clone, SECRET)
     # A deletion proposes the chart's and its HelmRelease's removal together.
     assert pulled("render", env=env).exit_code == 0  # settles the merged proposals
+    assert gitea.pulls(repo, "open") == []
     assert pulled("deploy", "delete", first, env=env).exit_code == 0
     [removal] = gitea.pulls(repo, "open")
     gitea.merge(repo, removal["number"])

@@ -1,9 +1,11 @@
-"""Review mode's pull request for engine files that no chart's proposal carries.
+"""Review mode's pull request for the engine files that no chart's proposal carries.
 
-A chart's proposal carries its own Flux files and the shared ones. What changes with no chart
-(Flux turned on over charts already on main, another `flux.interval`, an engine switched off,
-more namespaces) goes into one pull request of its own, on the branch `overseer/engine-files`:
-rebuilt from main's tip whenever it must say something else, closed once main needs nothing.
+A chart's proposal carries its own Flux files. The files no one chart owns (the ApplicationSet,
+the AppProject, the GitRepository), and what changes with no chart (Flux turned on over charts
+already on main, another `flux.interval`, an engine switched off), go into one pull request of
+their own, on the branch `overseer/engine-files`: an engine's setup is a change to review by
+itself. It is rebuilt from main's tip whenever it must say something else, and closed once main
+needs nothing.
 """
 
 from __future__ import annotations

@@ -108,9 +108,9 @@ class _Wanted:
     record: DeploymentRecord
     chart: Chart | None
     plugin: str
-    # What an engine needs beside it (`service.delivery`): directories (None: removed) and files.
+    # Its Flux files (`service.delivery`): directories, None when removed. The files no one
+    # chart owns have a pull request of their own (`engine_proposal`).
     beside: tuple[tuple[str, Chart | None], ...] = ()
-    shared: tuple[tuple[str, bytes], ...] = ()
 
 
 def check(ctx: Context) -> None:
@@ -230,10 +230,8 @@ def _compare(
     # The rows of both, in one query.
     releases = [c[0].release for c in changed] + [ChartPath(p).release for p in removed]
     rows = store.by_releases(conn, releases)
-    shared = tuple(sorted(delivery.shared().items()))
     wanted = [
-        _Wanted(path, rows[path], chart, plugin, beside, shared)
-        for path, chart, plugin, beside in changed
+        _Wanted(path, rows[path], chart, plugin, beside) for path, chart, plugin, beside in changed
     ]
     known = [p for p in removed if p in rows]
     if len(known) * 2 > len(on_main) and len(known) > 1 and not force:
@@ -308,9 +306,10 @@ def _draft(
         else:
             tx.put(want.path, want.chart)
         for where, files in want.beside:
-            tx.put(where, files) if files else tx.remove(where)
-        for path, data in want.shared:
-            tx.put_file(path, data)
+            if files:
+                tx.put(where, files)
+            else:
+                tx.remove(where)
         commit = tx.commit(f"{title}\n\n{trailers}")
     assert commit is not None  # noqa: S101 - the chart differs from main's
     old = snap.read_chart(want.path) if snap.tree_of(want.path) is not None else None
