@@ -196,6 +196,19 @@ def test_a_bad_delivery_file_fails_the_command_with_nothing_written(
 # --- engines -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("release", ["claude-environment-b0000001", "web", "a-1", "2024-01-01"])
+@pytest.mark.parametrize("sops", [False, True])
+def test_a_helmrelease_filled_in_is_the_one_the_dumper_writes(release: str, sops: bool) -> None:
+    from generator.chart_path import ChartPath
+    from generator.delivery import engines
+    from generator.delivery.config import Delivery
+
+    flux = Delivery.model_validate({"engine": "flux", "repoURL": "https://git.example.com/g"})
+    path = ChartPath.of("team-a", release)
+    files = engines.release_files(flux, path, b"sealed" if sops else None)
+    assert files["helmrelease.yaml"] == engines.dump(engines._helm_release(flux, path, sops))
+
+
 def switch(cli: Cli, tmp_path: Path, age: str, cert: Path, engine: str) -> None:
     """Point the CLI at a delivery file naming another engine."""
     where = tmp_path / engine
