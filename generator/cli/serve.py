@@ -35,6 +35,7 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     Without tokens the server refuses to listen on anything but a loopback address.
     """
     settings = Settings.from_env()
+    Context(settings).delivery  # noqa: B018 - a bad delivery file stops the start, not requests
     if not _loopback(host) and not access.tokens_in_use(Context(settings)):
         raise UserError(
             f"refusing to listen on {host} without authentication: set OVERSEER_API_TOKEN or "

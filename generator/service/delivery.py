@@ -9,7 +9,6 @@ and a render that changes nothing writes nothing.
 
 from __future__ import annotations
 
-from ..chart_path import ChartPath
 from ..charts import ChartSource
 from ..delivery import CIPHERTEXT, SOPS, ciphertext_files, engines
 from ..delivery.secrets import recorded_part, sops_values_secret
@@ -58,7 +57,7 @@ class DeliveryFiles:
             sealed = base.read_file(f"{where}/{engines.SOPS_VALUES_FILE}")
             if sealed is None or recorded_part(before) != part:
                 method = self.config.secrets.of(dep.namespace)
-                sealed = sops_values_secret(method, ChartPath(dep.chart_path), self._values(dep))
+                sealed = sops_values_secret(method, dep.chart_path, self._values(dep))
         return where, engines.release_files(self.config, dep.chart_path, sealed)
 
     def _values(self, dep: DeploymentInput) -> dict[str, str]:
