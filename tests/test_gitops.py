@@ -22,6 +22,7 @@ from generator.gitops import (
     push_branches,
     push_pending,
 )
+from generator.gitops.objects import object_id
 from generator.gitops.refs import RefUpdater
 from generator.service.context import Context
 
@@ -459,4 +460,50 @@ def test_descends_follows_parents_in_process(tmp_path: Path) -> None:
     assert objects.descends(second, first) and objects.descends(first, first)
     assert not objects.descends(first, second)
     assert not objects.descends(second, "0" * 40)  # not in this repository
+    repo.close()
+
+
+@pytest.mark.parametrize("spill_bytes", [32 << 20, 1000], ids=["in-memory", "spilled"])
+def test_putting_what_the_base_holds_writes_no_object(tmp_path: Path, spill_bytes: int) -> None:
+    """A full render puts every chart again; those its base holds add nothing to the packs."""
+    root = tmp_path / "gitops"
+    charts: dict[str, Edit] = {
+        f"ns/chart-{i}": {"Chart.yaml": f"name: c{i}\n".encode() * 40, "values.yaml": b"a: 1\n"}
+        for i in range(50)
+    }
+    first = GitOpsRepo(root, spill_bytes=spill_bytes)
+    commit(first, charts, "first\n")
+    first.close()
+    git(root, "repack", "-a", "-d", "-q")
+
+    def objects_in_packs() -> int:
+        return sum(
+            int(line.split()[1])
+            for line in git(root, "count-objects", "-v").splitlines()
+            if line.startswith("in-pack:")
+        )
+
+    before = objects_in_packs()
+    again = GitOpsRepo(root, spill_bytes=spill_bytes)  # a new process: it knows no object
+    assert commit(again, charts, "the same\n") is None
+    changed = {"ns/chart-0": {"Chart.yaml": b"name: new\n", "values.yaml": b"a: 1\n"}}
+    assert commit(again, {**charts, **changed}, "one changed\n") is not None
+    # The changed chart's blob, its tree, the namespace's tree, the root and the commit.
+    assert objects_in_packs() - before == 5
+    git(root, "fsck", "--strict")
+    again.close()
+
+
+def test_a_discarded_changeset_forgets_what_it_spilled(tmp_path: Path) -> None:
+    """Its pack is referenced by nothing, and `git gc` may prune it: a later commit writes anew."""
+    repo = GitOpsRepo(tmp_path / "gitops", spill_bytes=1)
+    data = b"spilled\n"
+    with repo.changes() as tx:
+        tx.put("ns/a", {"f": data})  # the blob goes out in a pack at once; no commit follows
+    sha = object_id(b"blob", data)
+    assert sha not in repo.objects._stored
+    git(repo.root, "gc", "--prune=now", "-q")  # the pack's blob is unreachable: gone
+    commit(repo, {"ns/a": {"f": data}}, "later\n")
+    git(repo.root, "fsck", "--strict")  # the blob was written again: nothing is missing
+    assert git(repo.root, "cat-file", "-p", "HEAD:ns/a/f") == "spilled"
     repo.close()

@@ -56,7 +56,10 @@ class Changeset:
     def put(self, path: str, files: Mapping[str, bytes]) -> bool:
         """Make `path` a directory holding exactly `files`; whether that changes it."""
         sha = self.repo.objects.directory(files)
-        return self._set(path, (TREE, sha))
+        changed = self._set(path, (TREE, sha))
+        if not changed:
+            self.repo.objects.present(sha)  # the base holds it, and so does the repository
+        return changed
 
     def put_file(self, path: str, data: bytes) -> bool:
         """Make `path` a file holding `data`; whether that changes it."""

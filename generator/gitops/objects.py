@@ -118,6 +118,8 @@ class ObjectStore:
         self._stored: set[bytes] = set()  # known to be durable in the repository
         self._pending: dict[bytes, tuple[bytes, bytes]] = {}  # sha -> (kind, data)
         self._pending_bytes = 0
+        # Blobs this changeset spilled: durable, but referenced by nothing until its commit lands.
+        self._spilled: set[bytes] = set()
         self._by_id: dict[int, tuple[bytes, bytes]] = {}  # id(data) -> (data, sha)
         self._spliced: dict[bytes, tuple[list[str], list[bytes]]] = {}  # sha -> (keys, parts)
 
@@ -295,11 +297,7 @@ class ObjectStore:
         PackEntity writes the pack before its index, and git only sees a pack through its index.
         """
         if self._pending:
-            objects = [
-                OStream(sha, kind, len(data), BytesIO(data))
-                for sha, (kind, data) in self._pending.items()
-            ]
-            self._write_pack(objects)
+            self._write_pack(self._streams(self._pending))
             if len(self._stored) >= 10 * self._CACHE_LIMIT:
                 self._stored.clear()  # a bound on memory; forgetting only costs a rewrite
             self._stored.update(self._pending)
@@ -329,13 +327,16 @@ class ObjectStore:
     def discard(self) -> None:
         """Drop queued objects (the commit they were for was abandoned).
 
-        Blobs already spilled stay in their pack, referenced by nothing: `git gc` prunes them.
+        Blobs already spilled stay in their pack, referenced by nothing, until `git gc` prunes
+        them: they are no longer taken for stored, so a later commit writes them again.
         """
+        self._stored -= self._spilled
         self._drop_pending()
 
     def _drop_pending(self) -> None:
         self._pending.clear()
         self._pending_bytes = 0
+        self._spilled = set()
         self._by_id.clear()
 
     def _spill(self) -> None:
@@ -343,14 +344,35 @@ class ObjectStore:
         # changeset at most, and each chunk costs what a small changeset's pack does, so a full
         # render of 10,000 charts costs ten times one of 1,000 (docs/git-layer.md).
         blobs = [sha for sha, (kind, _) in self._pending.items() if kind == b"blob"]
-        self._write_pack(
-            [OStream(sha, b"blob", len(data), BytesIO(data)) for sha in blobs
-             for data in (self._pending[sha][1],)]
-        )  # fmt: skip
+        self._write_pack(self._streams(blobs))
+        self._spilled.update(blobs)
         self._stored.update(blobs)
         for sha in blobs:
             del self._pending[sha]
         self._pending_bytes = 0
+
+    def _streams(self, shas: Iterable[bytes]) -> list[OStream]:
+        return [
+            OStream(sha, kind, len(data), BytesIO(data))
+            for sha in shas
+            for kind, data in (self._pending[sha],)
+        ]
+
+    def present(self, root: bytes) -> None:
+        """Tree `root` and all below it are in the repository already: stop queuing them.
+
+        A changeset learns so when a directory it was given is the one its base holds (a full
+        render puts every chart, most of them unchanged); writing them again would only grow
+        the packs.
+        """
+        below = [root]
+        while below:
+            sha = below.pop()
+            item = self._pending.pop(sha, None)
+            if item is not None and item[0] == b"blob":
+                self._pending_bytes -= len(item[1])
+            self._stored.add(sha)
+            below += [child for _, child in (self._cache.get(sha) or {}).values()]
 
     def _queue(self, kind: bytes, data: bytes) -> bytes:
         binsha = object_id(kind, data)
