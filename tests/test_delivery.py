@@ -198,15 +198,26 @@ def test_a_bad_delivery_file_fails_the_command_with_nothing_written(
 
 @pytest.mark.parametrize("release", ["claude-environment-b0000001", "web", "a-1", "2024-01-01"])
 @pytest.mark.parametrize("sops", [False, True])
-def test_a_helmrelease_filled_in_is_the_one_the_dumper_writes(release: str, sops: bool) -> None:
+@pytest.mark.parametrize("source", ["overseer", "overseer-release-placeholder"])
+def test_a_helmrelease_filled_in_is_the_one_the_dumper_writes(
+    release: str, sops: bool, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from generator.chart_path import ChartPath
     from generator.delivery import engines
     from generator.delivery.config import Delivery
 
-    flux = Delivery.model_validate({"engine": "flux", "repoURL": "https://git.example.com/g"})
+    flux = Delivery.model_validate(
+        {"engine": "flux", "repoURL": "https://git.example.com/g", "flux": {"source": source}}
+    )
     path = ChartPath.of("team-a", release)
     files = engines.release_files(flux, path, b"sealed" if sops else None)
     assert files["helmrelease.yaml"] == engines.dump(engines._helm_release(flux, path, sops))
+    filled = release.startswith(("claude", "a-")) and source == "overseer"
+    again = engines.release_files(flux, path, b"sealed" if sops else None)
+    assert again == files
+    if filled:  # the second file of this namespace is filled in, with no dump at all
+        monkeypatch.setattr(engines, "dump", lambda doc: pytest.fail("dumped"))
+        engines.release_files(flux, ChartPath.of("team-a", "other-1"), b"s" if sops else None)
 
 
 def switch(cli: Cli, tmp_path: Path, age: str, cert: Path, engine: str) -> None:

@@ -35,12 +35,14 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     Without tokens the server refuses to listen on anything but a loopback address.
     """
     settings = Settings.from_env()
-    Context(settings).delivery  # noqa: B018 - a bad delivery file stops the start, not requests
-    if not _loopback(host) and not access.tokens_in_use(Context(settings)):
+    ctx = Context(settings)
+    ctx.delivery  # noqa: B018 - a bad delivery file stops the start, not each request
+    if not _loopback(host) and not access.tokens_in_use(ctx):
         raise UserError(
             f"refusing to listen on {host} without authentication: set OVERSEER_API_TOKEN or "
             "create a token (`overseer token create`), or listen on 127.0.0.1"
         )
+    ctx.close()
     import uvicorn
 
     from ..api import create_app

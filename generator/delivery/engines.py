@@ -96,12 +96,15 @@ def release_files(
 _PLAIN_RELEASE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)+")
 _PLACEHOLDER = "overseer-release-placeholder"
 _TEMPLATES: dict[tuple[str, str, bool], str] = {}
+# Where a HelmRelease names its release: metadata.name, releaseName and the chart's path, and
+# the values Secret's name when the chart's secrets travel with SOPS.
+_SLOTS = {False: 3, True: 4}
 
 
 def _helm_release_bytes(delivery: Delivery, path: ChartPath, sops: bool) -> bytes:
     # Dumped once per namespace and then filled in: a full render of 10,000 charts with Flux
     # dumps 10,000 HelmReleases, at 0.27 ms each through the dumper.
-    if not _PLAIN_RELEASE.fullmatch(path.release) or _PLACEHOLDER in delivery.digest + str(path):
+    if not _PLAIN_RELEASE.fullmatch(path.release):
         return dump(_helm_release(delivery, path, sops))
     key = (delivery.digest, path.namespace, sops)
     template = _TEMPLATES.get(key)
@@ -109,7 +112,12 @@ def _helm_release_bytes(delivery: Delivery, path: ChartPath, sops: bool) -> byte
         if len(_TEMPLATES) > 1024:
             _TEMPLATES.clear()
         placeholder = ChartPath.of(path.namespace, _PLACEHOLDER)
-        template = _TEMPLATES[key] = dump(_helm_release(delivery, placeholder, sops)).decode()
+        text = dump(_helm_release(delivery, placeholder, sops)).decode()
+        # The release stands in exactly these places; a setting that spells the placeholder
+        # too (a source of that name) would be replaced with it: such a file is dumped whole.
+        template = _TEMPLATES[key] = text if text.count(_PLACEHOLDER) == _SLOTS[sops] else ""
+    if not template:
+        return dump(_helm_release(delivery, path, sops))
     return template.replace(_PLACEHOLDER, path.release).encode()
 
 

@@ -101,16 +101,21 @@ def _encrypted(name: str, data: bytes, keys: list[str]) -> bool:
         doc.get("kind") == "SealedSecret"
         and isinstance(sealed, dict)
         and sorted(sealed) == keys
-        and all(isinstance(v, str) and _base64(v) for v in sealed.values())
+        and all(isinstance(v, str) and _sealed_value(v) for v in sealed.values())
     )
 
 
-def _base64(text: str) -> bool:
+# The shortest sealed value: the 2-byte length, an RSA-2048 block (the controller's keys are
+# 4096 bits by default) and the AES-GCM tag. Base64 of a plain value is shorter than this.
+_SEALED_MIN = 2 + 256 + 16
+
+
+def _sealed_value(text: str) -> bool:
     try:
-        base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except ValueError:
         return False
-    return True
+    return len(raw) >= _SEALED_MIN and int.from_bytes(raw[:2], "big") >= 256
 
 
 def secret_name(release: str) -> str:
