@@ -15,7 +15,7 @@ Four measurements on synthetic charts, each run in a fresh process per variant:
 pack per flush). pygit2 and dulwich each write one pack per commit, or a loose file per object.
 Moving the ref (`git update-ref`, one process per commit, every variant alike) is left out of
 the timed part. Figures are CPU time, the git processes a variant runs included (ObjectStore
-spills large batches into `git fast-import`; it reads objects through pygit2). They depend on
+writes large batches out in 32 MB packs; it reads objects through pygit2). They depend on
 the machine and on its load: compare variants within one run, not across runs or machines.
 Before timing, each variant's root tree is checked against `git add -A && git write-tree`, and
 every repository written is checked with `git fsck`.

@@ -542,6 +542,10 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
     env, repo = review_env, review_env["OVERSEER_FORGE_REPO"]
     first = create_in(pulled, env, "team-sealed", f"ANTHROPIC_API_KEY={SECRET}")
     second = create_in(pulled, env, "team-sops", f"ANTHROPIC_API_KEY={SECRET}")
+    # Another round with nothing new moves no branch: kept ciphertext, the same proposals.
+    heads = remote_heads(env["OVERSEER_GIT_REMOTE"])
+    assert pulled("render", env=env).exit_code == 0
+    assert remote_heads(env["OVERSEER_GIT_REMOTE"]) == heads
     pulls = {p["number"]: p for p in gitea.pulls(repo, "open")}
     titles = sorted(p["title"] for p in pulls.values())
     assert len(pulls) == 3 and "overseer: engine files" in titles, titles
@@ -579,8 +583,10 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
     [engine_files] = gitea.pulls(repo, "open")
     assert engine_files["title"] == "overseer: engine files"
     assert engine_files["head"]["ref"] == "overseer/engine-files"
+    heads = remote_heads(env["OVERSEER_GIT_REMOTE"])
     assert pulled("render", env=env).exit_code == 0  # proposed already: the same one, unmoved
     assert [p["number"] for p in gitea.pulls(repo, "open")] == [engine_files["number"]]
+    assert remote_heads(env["OVERSEER_GIT_REMOTE"]) == heads
     gitea.merge(repo, engine_files["number"])
     subprocess.run(["git", "-C", str(clone), "pull", "-q"], check=True)
     assert (clone / ".overseer/argocd/applicationset.yaml").is_file()
@@ -589,6 +595,12 @@ def test_review_mode_proposes_each_chart_with_its_engine_files(
     assert pulled("render", env=env).exit_code == 0
     assert gitea.pulls(repo, "open") == []
     assert "overseer/engine-files" not in gitea.branches(repo)
+
+
+def remote_heads(remote: str) -> str:
+    return subprocess.run(
+        ["git", "ls-remote", "--heads", remote], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def create_in(cli: Cli, env: dict[str, str], namespace: str, value: str) -> str:

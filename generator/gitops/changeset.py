@@ -5,11 +5,11 @@
         tx.remove("ns/other")
         commit = tx.commit(message)
 
-Its steps, each a place a crash can stop it: the objects are written (one pack, or a streamed
-pack for large changes), the journal records the commit, the ref moves (compare-and-swap), and
-the caller's database transaction commits. Before the ref moves nothing is visible, and what was
-written is unreferenced objects, which `git gc` prunes; after it, the journal tells the next
-writer which paths may lack their rows (see `journal`).
+Its steps, each a place a crash can stop it: the objects are written (one pack; a large change
+also writes its blobs in 32 MB packs as they come), the journal records the commit, the ref
+moves (compare-and-swap), and the caller's database transaction commits. Before the ref moves
+nothing is visible, and what was written is unreferenced objects, which `git gc` prunes; after
+it, the journal tells the next writer which paths may lack their rows (see `journal`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """One git command run to completion, its failure reported as git's own verdict.
 
-The long-lived git processes (`update-ref --stdin`, `fast-import`) keep their own pipes in
-`refs` and `objects`; everything else the package asks of git goes through `run`.
+The long-lived git process (`update-ref --stdin`) keeps its own pipe in `refs`; everything else the package asks of git goes through `run`.
 """
 
 from __future__ import annotations

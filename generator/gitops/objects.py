@@ -101,7 +101,7 @@ class ObjectStore:
     # 9 ms at zlib level 1, 0.4 ms at level 0), which the geometric repack later makes up for.
     _SPLICE_MIN = 512
     _SPLICED_KEPT = 8
-    # Past this many bytes of new blobs, a changeset streams them to disk rather than hold them.
+    # Past this many bytes of new blobs, a changeset writes them out as a pack, not hold them.
     SPILL_BYTES = 32 << 20
 
     def __init__(self, repo: git.Repo) -> None:

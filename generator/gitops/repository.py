@@ -62,7 +62,7 @@ class GitOpsRepo:
         self.repo = self._open_or_init(root)
         self.git_dir = Path(self.repo.git_dir)
         self.objects = ObjectStore(self.repo)
-        if spill_bytes is not None:  # past this many bytes of new blobs, stream them to disk
+        if spill_bytes is not None:  # past this many bytes of new blobs, write them out
             self.objects.spill_bytes = spill_bytes
         self.refs = RefUpdater(str(self.git_dir))
         self.journal = Journal(self.git_dir / "overseer-journal")

@@ -24,15 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import gitops
-from ..chart_path import ChartPath
 from ..charts import read_inputs
 from ..config import REVIEW
-from ..delivery.engines import release_dir
-from ..errors import MassDeletionRefused, Misconfigured, NotFound, UserError
+from ..errors import Misconfigured, NotFound, UserError
 from ..forge import CLOSED, MERGED, OPEN, PullRequest
 from ..gitops import Snapshot
 from ..ids import new_id
-from ..render import Chart, DeploymentInput, Renderer, from_record
+from ..render import from_record
 from ..status import Status
 from ..store import deployments as store
 from ..store import proposals
@@ -42,9 +40,8 @@ from ..store.proposals import ProposalRecord
 from . import diff, engine_proposal
 from . import proposal_text as text
 from .context import Context
-from .delivery import DeliveryFiles
-from .render import ChartChange, Plugins, RenderResult
-from .rows import render_input
+from .render import ChartChange, RenderResult
+from .review_compare import Wanted, compare, fingerprint
 
 log = logging.getLogger("overseer.review")
 BASE = "main"
@@ -100,19 +97,6 @@ def remember(
     )
 
 
-@dataclass
-class _Wanted:
-    """A chart whose branch must say something other than main: its new files, or None (removal)."""
-
-    path: str
-    record: DeploymentRecord
-    chart: Chart | None
-    plugin: str
-    # Its Flux files (`service.delivery`): directories, None when removed. The files no one
-    # chart owns have a pull request of their own (`engine_proposal`).
-    beside: tuple[tuple[str, Chart | None], ...] = ()
-
-
 def check(ctx: Context) -> None:
     """Raise Misconfigured unless review mode has what it needs: a remote and a forge."""
     if not ctx.settings.git_remote:
@@ -134,8 +118,8 @@ def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderRes
     main = gitops.fetch_main(repo, remote) or _first_commit(ctx, remote)
     repo.refs.update("HEAD", main, repo.head())  # the local main follows the remote's
     snap = repo.snapshot(main)
-    wanted, in_sync, engine_files = _compare(ctx, conn, snap, force=force)
     active = proposals.active(conn)
+    wanted, in_sync, engine_files = compare(ctx, conn, snap, active, force=force)
     result = RenderResult(unchanged=len(in_sync))
     # Branches first, then one push for all of them, then the forge's calls side by side: a
     # push to a forge costs the same for one branch as for fifty, and each call is a round trip.
@@ -196,55 +180,7 @@ def _first_commit(ctx: Context, remote: str) -> str:
     return commit
 
 
-def _compare(
-    ctx: Context, conn: Connection, snap: Snapshot, *, force: bool
-) -> tuple[list[_Wanted], list[str], engine_proposal.Changes]:
-    """Charts that differ from main, those that match, and the engine files main lacks."""
-    renderer, plugins = Renderer(), Plugins()
-    delivery = DeliveryFiles(ctx, conn)
-    changed: list[tuple[ChartPath, Chart, str, tuple[tuple[str, Chart | None], ...]]] = []
-    in_sync: list[str] = []
-    synced: list[tuple[DeploymentInput, bytes | None]] = []
-    live: set[str] = set()
-    for row in store.iter_live_for_render(conn):
-        plugin = plugins.get(row)
-        dep = render_input(row, plugin.manifest, ctx.delivery)
-        live.add(dep.chart_path)
-        inputs = renderer.inputs_record(dep, plugin)
-        before = read_inputs(snap, dep.chart_path)
-        if before == inputs:
-            in_sync.append(dep.chart_path)
-            synced.append((dep, before))
-            continue
-        chart = renderer.render(dep, plugin, inputs)
-        chart.update(delivery.ciphertext(dep, snap, before))
-        if snap.tree_of(dep.chart_path) is not None and snap.read_chart(dep.chart_path) == chart:
-            in_sync.append(dep.chart_path)
-            synced.append((dep, before))
-            continue
-        where, flux = delivery.release(dep, snap, before)
-        beside = ((where, flux),) if flux else ()
-        changed.append((dep.chart_path, chart, f"{plugin.name}@{plugin.version}", beside))
-    on_main = snap.chart_paths()
-    removed = sorted(on_main - live)
-    # The rows of both, in one query.
-    releases = [c[0].release for c in changed] + [ChartPath(p).release for p in removed]
-    rows = store.by_releases(conn, releases)
-    wanted = [
-        _Wanted(path, rows[path], chart, plugin, beside) for path, chart, plugin, beside in changed
-    ]
-    known = [p for p in removed if p in rows]
-    if len(known) * 2 > len(on_main) and len(known) > 1 and not force:
-        raise MassDeletionRefused(len(known), len(on_main))
-    for path in removed:
-        if path not in rows:
-            log.warning("%s is on main but no deployment knows it; remove it by hand", path)
-            continue
-        wanted.append(_Wanted(path, rows[path], None, "-", ((release_dir(path), None),)))
-    return wanted, in_sync, engine_proposal.changes(delivery, snap, synced)
-
-
-def _kind(want: _Wanted, snap: Snapshot, prop: ProposalRecord | None) -> str:
+def _kind(want: Wanted, snap: Snapshot, prop: ProposalRecord | None) -> str:
     if prop is not None:
         return prop.kind if prop.kind != "update" or want.chart is not None else "delete"
     if want.chart is None:  # not live: deleted, or its TTL ran out (gc may not have run yet)
@@ -262,7 +198,7 @@ def _kind(want: _Wanted, snap: Snapshot, prop: ProposalRecord | None) -> str:
 class _Draft:
     """A proposal's branch commit, made and not yet pushed, and its pull request's text."""
 
-    want: _Wanted
+    want: Wanted
     prop: ProposalRecord
     kind: str
     commit: str
@@ -276,12 +212,12 @@ def _draft(
     conn: Connection,
     snap: Snapshot,
     main: str,
-    want: _Wanted,
+    want: Wanted,
     prop: ProposalRecord | None,
 ) -> _Draft | None:
     """The branch commit one deployment's proposal needs; None when its branch says it already."""
     repo = ctx.repo
-    tree = repo.objects.directory(want.chart).hex() if want.chart is not None else ""
+    tree = fingerprint(repo.objects, want)
     if prop is not None and prop.state == "open" and prop.chart_tree == tree:
         if want.record.status != Status.PROPOSED:  # e.g. gc marked it EXPIRED meanwhile
             store.set_status(
