@@ -167,6 +167,18 @@ def no_plaintext_anywhere(repo: Path, *values: str) -> None:
         ({"secrets": {"default": {"method": "sealed-secrets"}}}, "needs `certificate`"),
         ({"secrets": {"default": {"method": "vault"}}}, "secrets.default.method"),
         ({"secret": {}}, "secret: Extra inputs are not permitted"),
+        (
+            {
+                "secrets": {
+                    "default": {
+                        "method": "external-secrets",
+                        "store": {"name": "v"},
+                        "key": "x/{release}/{team}",
+                    }
+                }
+            },
+            "only {namespace} and {release} may stand in braces",
+        ),
     ],
 )
 def test_a_bad_delivery_file_names_the_field(

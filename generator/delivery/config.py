@@ -90,6 +90,12 @@ class SecretMethod(_Strict):
             raise ValueError("method external-secrets needs `store`: the name of a SecretStore")
         if "{release}" not in self.key:
             raise ValueError("`key` must contain {release}: each release needs its own")
+        try:
+            self.key.format(namespace="n", release="r")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                f"`key` {self.key!r}: only {{namespace}} and {{release}} may stand in braces"
+            ) from None
         return self
 
     @property
