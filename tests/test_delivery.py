@@ -205,6 +205,32 @@ def test_a_bad_delivery_file_fails_the_command_with_nothing_written(
     assert cli("deploy", "list", "-o", "json").stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize(
+    ("secrets", "named"),
+    [
+        (
+            {"namespaces": {"team-sosp": {"method": "sops", "age": ["age1" + "q" * 58]}}},
+            "secrets.namespaces names team-sosp, which no deployment may use",
+        ),
+        (
+            {"default": {"method": "sealed-secrets", "certificate": "not a certificate"}},
+            "sealed-secrets certificate: not a PEM certificate",
+        ),
+    ],
+)
+def test_what_only_a_render_would_find_stops_the_command_at_once(
+    cli: Cli, claude_manifest: Path, tmp_path: Path, secrets: dict[str, object], named: str
+) -> None:
+    assert cli("plugin", "register", str(claude_manifest)).exit_code == 0
+    path = tmp_path / "delivery.yaml"
+    path.write_text(yaml.safe_dump({"secrets": secrets}))
+    result = cli("deploy", "create", "claude-environment", "--set", "ANTHROPIC_API_KEY=k",
+                 env={"OVERSEER_DELIVERY": str(path)})  # fmt: skip
+    assert result.exit_code == 1
+    assert named in result.stderr
+    assert cli("deploy", "list", "-o", "json").stdout.strip() == "[]"
+
+
 # --- engines -------------------------------------------------------------------------------
 
 

@@ -7,7 +7,8 @@ Everything lives under `.overseer/` (a name no namespace can take, so no chart i
   to namespaced resources;
 - `.overseer/flux/`: one GitRepository, and per chart `<namespace>/<release>/helmrelease.yaml`
   with `reconcileStrategy: Revision` (a chart's version never changes between renders, so only
-  a new commit may trigger an upgrade). Where the chart's secrets are SOPS-encrypted, the same
+  the commit can tell Flux to upgrade; it versions every chart by each new commit, which is why
+  the pod template carries no chart version). Where the chart's secrets are SOPS-encrypted, the same
   directory holds them as a Secret Flux decrypts, which the HelmRelease takes its values from.
 
 The files depend on the delivery settings and the chart paths only, so they are deterministic.

@@ -34,7 +34,7 @@ from ..chart_path import ChartPath
 from ..errors import Misconfigured
 from ..tools import sops
 from . import engines
-from .config import EXTERNAL, SEALED, SOPS, SecretMethod
+from .config import EXTERNAL, SEALED, SOPS, Delivery, SecretMethod
 
 SOPS_FILE = "secrets.enc.yaml"
 SEALED_FILE = "templates/sealedsecret.yaml"
@@ -123,6 +123,7 @@ def secret_name(release: str) -> str:
     return f"{release}-env"
 
 
+@lru_cache(maxsize=64)  # asked for every chart a render reads; settings are few and frozen
 def _method_digest(method: SecretMethod) -> str:
     data: dict[str, Any] = {"method": method.method}
     if method.method == SOPS:
@@ -253,6 +254,24 @@ def _certificate_pem(method: SecretMethod) -> bytes:
     # `load` reads a certificateFile once, into `certificate`.
     assert method.certificate is not None  # noqa: S101 - the config asks for one
     return method.certificate.encode()
+
+
+def check_settings(delivery: Delivery, namespaces: Sequence[str], where: str) -> None:
+    """Refuse, when the settings are read, what only a render would otherwise find.
+
+    A namespace no deployment may use (a misspelt one would silently take `default`), and a
+    certificate that is no RSA certificate.
+    """
+    unknown = sorted(set(delivery.secrets.namespaces) - set(namespaces))
+    if unknown:
+        raise Misconfigured(
+            f"{where}: secrets.namespaces names {', '.join(unknown)}, which no deployment may "
+            f"use (OVERSEER_ALLOWED_NAMESPACES: {', '.join(sorted(namespaces))}); correct the "
+            "name, or allow the namespace"
+        )
+    for method in [delivery.secrets.default, *delivery.secrets.namespaces.values()]:
+        if method.method == SEALED:
+            _public_key(method)
 
 
 def _public_key(method: SecretMethod) -> rsa.RSAPublicKey:

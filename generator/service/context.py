@@ -15,6 +15,7 @@ from ..charts import ChartSource, DirectoryCharts
 from ..config import Settings
 from ..delivery import Delivery
 from ..delivery import load as load_delivery
+from ..delivery.secrets import check_settings
 from ..errors import NotFound
 from ..forge import Forge
 from ..forge import from_settings as forge_from_settings
@@ -127,7 +128,10 @@ class Context:
     @cached_property
     def delivery(self) -> Delivery:
         """How the repository reaches clusters: engine files and secret methods (settings)."""
-        return load_delivery(self.settings.delivery_file)
+        delivery = load_delivery(self.settings.delivery_file)
+        where = f"OVERSEER_DELIVERY={self.settings.delivery_file}"
+        check_settings(delivery, self.settings.namespaces, where)
+        return delivery
 
     @cached_property
     def forge(self) -> Forge:

@@ -60,21 +60,20 @@ def render_input(
         if not v.secret and stored.get(v.name, v.default) is not None
     }
     declared = {v.name for v in manifest.variables()}
+    secret_keys = tuple(k for k in config.secret_keys if k in declared)
+    method = delivery.secrets.of(row["namespace"])
     secrets: dict[str, str] = {}
-    if any(v.secret for v in manifest.variables()):  # nothing to carry for a plugin without any
+    # Nothing to carry for `apply`, nor for a plugin that declares no secret variable.
+    if method.pulls and any(v.secret for v in manifest.variables()):
         secrets = record_part(
-            delivery.secrets.of(row["namespace"]),
-            row["namespace"],
-            row["deployment_id"],
-            row.get("secret_revision"),
-            [k for k in config.secret_keys if k in declared],
+            method, row["namespace"], row["deployment_id"], row.get("secret_revision"), secret_keys
         )
     return DeploymentInput(
         id=row["id"],
         release=row["deployment_id"],
         namespace=row["namespace"],
         env=tuple(sorted((k, str(v)) for k, v in env.items())),
-        secret_keys=tuple(k for k in config.secret_keys if k in declared),
+        secret_keys=secret_keys,
         tools=tuple(config.tools),
         requirement=config.requirement,
         secret_delivery=tuple(sorted(secrets.items())),
