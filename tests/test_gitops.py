@@ -18,11 +18,12 @@ from generator.gitops import (
     LAZY,
     GitOpsRepo,
     fetch_main,
+    pack,
     publish,
     push_branches,
     push_pending,
 )
-from generator.gitops.objects import object_id
+from generator.gitops.objects import FILE, encode_tree, object_id
 from generator.gitops.refs import RefUpdater
 from generator.service.context import Context
 
@@ -183,6 +184,49 @@ def test_ref_update_refuses_a_branch_that_moved(committed: tuple[GitOpsRepo, str
         updater.update("refs/heads/other", first, None)  # None: it must not exist yet
     updater.close()
     assert git(repo.root, "rev-parse", "HEAD") == first
+
+
+def test_ref_update_logs_the_move_as_git_would(committed: tuple[GitOpsRepo, str]) -> None:
+    repo, first = committed
+    second = commit(repo, {"ns/b": {"f": b"2\n"}}, "second")
+    assert second is not None
+    # Both reflogs, as `git update-ref HEAD` writes them: HEAD's and the branch's.
+    for ref in ("HEAD", "main"):
+        moves = git(repo.root, "reflog", "show", "--format=%H %gs %gn", ref).splitlines()
+        assert moves[0] == f"{second} overseer: render Overseer"
+        assert moves[1].startswith(first)
+    with pytest.raises(GitFailed, match="update-ref"):  # a commit the repository lacks
+        repo.refs.update("HEAD", "2" * 40, second)
+    assert git(repo.root, "rev-parse", "HEAD") == second
+
+
+def test_packs_are_the_ones_git_would_index(tmp_path: Path) -> None:
+    # Small objects, and one past zlib's 64 KB stored block and the size header's third byte.
+    objects = [
+        (object_id(kind, data), kind, data)
+        for kind, data in [
+            (b"blob", b""),
+            (b"blob", b"x" * 15),
+            (b"blob", b"chart: 1\n" * 20_000),
+            (b"tree", encode_tree({"f": (FILE, object_id(b"blob", b""))})),
+        ]
+    ]
+    pack_path, index_path = tmp_path / "p.pack", tmp_path / "p.idx"
+    with pack_path.open("wb") as pack_file, index_path.open("wb") as index_file:
+        pack_sha = pack.write(objects, pack_file, index_file)
+    # git indexes the same pack byte for byte as ours: the same fanout, order, CRCs, offsets.
+    theirs = tmp_path / "git.idx"
+    printed = subprocess.run(
+        ["git", "index-pack", "-o", str(theirs), str(pack_path)],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    assert printed == pack_sha.hex()
+    assert index_path.read_bytes() == theirs.read_bytes()
+    listed = subprocess.run(
+        ["git", "verify-pack", "-v", str(index_path)], check=True, capture_output=True, text=True
+    ).stdout
+    found = {line.split()[0]: line.split()[1:3] for line in listed.splitlines()[: len(objects)]}
+    assert found == {sha.hex(): [kind.decode(), str(len(data))] for sha, kind, data in objects}
 
 
 def test_a_changeset_on_a_moved_branch_fails_and_moves_nothing(

@@ -16,14 +16,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from io import BytesIO
 from pathlib import Path
 from typing import Union
 
 import git
 import pygit2
-from gitdb.base import OStream  # type: ignore[import-untyped]
-from gitdb.pack import PackEntity  # type: ignore[import-untyped]
+
+from . import pack
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Overseer",
@@ -294,31 +293,30 @@ class ObjectStore:
     def flush(self) -> None:
         """Make every queued object durable, as one pack.
 
-        PackEntity writes the pack before its index, and git only sees a pack through its index.
+        The pack is written before its index, and git only sees a pack through its index.
         """
         if self._pending:
-            self._write_pack(self._streams(self._pending))
+            self._write_pack(list(self._pending))
             if len(self._stored) >= 10 * self._CACHE_LIMIT:
                 self._stored.clear()  # a bound on memory; forgetting only costs a rewrite
             self._stored.update(self._pending)
         self._drop_pending()
 
-    def _write_pack(self, objects: list[OStream]) -> None:
-        # gitdb's own PackEntity.create names files after the sha's bytes repr and opens the new
-        # pack again; this writes the same format under git's names, index last: git only sees a
-        # pack through its index, so it never sees half of one.
+    def _write_pack(self, shas: Iterable[bytes]) -> None:
+        # Under git's names, index last: git only sees a pack through its index, so it never
+        # sees half of one.
         self.pack_dir.mkdir(parents=True, exist_ok=True)
         pack_fd, pack_tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=self.pack_dir)
         index_fd, index_tmp = tempfile.mkstemp(prefix="tmp_idx_", dir=self.pack_dir)
         try:
-            with open(pack_fd, "wb") as pack, open(index_fd, "wb") as index:
-                sha, _ = PackEntity.write_pack(
-                    objects, pack.write, index.write, len(objects), zlib_compression=0
-                )
+            for fd in (pack_fd, index_fd):
+                os.fchmod(fd, 0o444)  # as git leaves its packs
+            with open(pack_fd, "wb") as pack_file, open(index_fd, "wb") as index_file:
+                objects = [(sha, *self._pending[sha]) for sha in shas]
+                sha = pack.write(objects, pack_file, index_file)
             name = self.pack_dir / f"pack-{sha.hex()}"
-            for tmp, suffix in ((pack_tmp, ".pack"), (index_tmp, ".idx")):
-                os.chmod(tmp, 0o444)  # as git leaves its packs
-                os.rename(tmp, f"{name}{suffix}")
+            os.rename(pack_tmp, f"{name}.pack")
+            os.rename(index_tmp, f"{name}.idx")
         except BaseException:
             for tmp in (pack_tmp, index_tmp):
                 Path(tmp).unlink(missing_ok=True)
@@ -344,19 +342,12 @@ class ObjectStore:
         # changeset at most, and each chunk costs what a small changeset's pack does, so a full
         # render of 10,000 charts costs ten times one of 1,000 (docs/git-layer.md).
         blobs = [sha for sha, (kind, _) in self._pending.items() if kind == b"blob"]
-        self._write_pack(self._streams(blobs))
+        self._write_pack(blobs)
         self._spilled.update(blobs)
         self._stored.update(blobs)
         for sha in blobs:
             del self._pending[sha]
         self._pending_bytes = 0
-
-    def _streams(self, shas: Iterable[bytes]) -> list[OStream]:
-        return [
-            OStream(sha, kind, len(data), BytesIO(data))
-            for sha in shas
-            for kind, data in (self._pending[sha],)
-        ]
 
     def present(self, root: bytes) -> None:
         """Tree `root` and all below it are in the repository already: stop queuing them.

@@ -219,7 +219,9 @@ class GitOpsRepo:
             # versions (35 MB back to 15 MB after 70 rounds on 10,000 charts, 0.9 s of CPU).
             full = self._commits % (8 * _REPACK_EVERY) == 0
             self._repack = subprocess.Popen(
-                ["git", f"--git-dir={self.git_dir}", "repack", "-d", "-q"]
+                # A window of one: a namespace tree's versions sort next to each other, so the
+                # nearest object finds the delta, for a third of the CPU of the default ten.
+                ["git", f"--git-dir={self.git_dir}", "-c", "pack.window=1", "repack", "-d", "-q"]
                 # -k: a full repack keeps what no ref reaches yet, such as the pack of a commit
                 # whose ref is moving while it runs.
                 + (["-a", "-k"] if full else ["--geometric=2"]),

@@ -163,9 +163,11 @@ def create(
     if caller.idempotency is not None:
         return _create_once(ctx, request, caller, caller.idempotency)
     # Not rendered here (the server's rounds do it), the row is the one write, and the insert
-    # commits on its own: two round trips to PostgreSQL where a transaction takes four.
+    # commits on its own: two round trips to PostgreSQL where a transaction takes four. Nor
+    # need that commit wait for the disk: the server answers only after its round's durable
+    # commit and the `answered` mark (see `store.insert`).
     with ctx.writer() if render else ctx.statements() as conn:
-        record = _insert(ctx, conn, request, caller)
+        record = _insert(ctx, conn, request, caller, wait_for_disk=render)
         if ctx.settings.mode == REVIEW:
             review.remember(ctx, conn, record, "create", access.who(caller.principal))
         if not render:
@@ -213,7 +215,12 @@ def _dry_run(ctx: Context, change: Callable[[Connection], DeploymentRecord | Non
 
 
 def _insert(
-    ctx: Context, conn: Connection, request: DeploymentRequest, caller: Caller
+    ctx: Context,
+    conn: Connection,
+    request: DeploymentRequest,
+    caller: Caller,
+    *,
+    wait_for_disk: bool = True,
 ) -> DeploymentRecord:
     namespace = request.namespace or ctx.settings.namespace
     access.require_namespace(ctx.settings, namespace, caller.principal)
@@ -245,7 +252,9 @@ def _insert(
         "requested_by": access.who(caller.principal),
     }
     for _ in range(5):
-        record = store.insert(conn, {**row, "deployment_id": release_name(plugin.name)})
+        record = store.insert(
+            conn, {**row, "deployment_id": release_name(plugin.name)}, wait_for_disk=wait_for_disk
+        )
         if record is not None:
             return record
     raise UserError(  # pragma: no cover - five random 8-character suffixes all taken

@@ -58,17 +58,31 @@ class DeploymentRecord(BaseModel):
         return ChartPath.of(self.namespace, self.deployment_id)
 
 
-def insert(conn: Connection, row: dict[str, Any]) -> DeploymentRecord | None:
-    """Insert; None when the release name is taken (the caller picks another)."""
+def insert(
+    conn: Connection, row: dict[str, Any], *, wait_for_disk: bool = True
+) -> DeploymentRecord | None:
+    """Insert; None when the release name is taken (the caller picks another).
+
+    `wait_for_disk` false, for a statement that commits on its own: its commit does not wait
+    for the WAL to reach the disk. Only for a row whose request is answered after a later
+    durable commit (the server's round and its `answered` mark): PostgreSQL writes the WAL in
+    order, so that commit makes this one durable too, and a crash before it loses only a row
+    nobody was told of. The setting lives in the statement (set_config, local to the one
+    statement's transaction): no extra round trip.
+    """
+    source = (
+        "" if wait_for_disk else "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s"
+    )
     result = conn.execute(
         f"""INSERT INTO deployments AS d (id, deployment_id, environment_type, plugin_id, status,
                 config, namespace, secret_data, ttl_seconds, expires_at, answer_pending,
                 requested_by)
-            VALUES (%(id)s, %(deployment_id)s, %(environment_type)s, %(plugin_id)s, %(status)s,
+            SELECT %(id)s, %(deployment_id)s, %(environment_type)s, %(plugin_id)s, %(status)s,
                 %(config)s, %(namespace)s, %(secret_data)s, %(ttl_seconds)s,
                 CASE WHEN %(ttl_seconds)s::int IS NULL THEN NULL
                      ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END,
-                %(answer_pending)s, %(requested_by)s)
+                %(answer_pending)s, %(requested_by)s
+            {source}
             ON CONFLICT (deployment_id) DO NOTHING
             RETURNING {COLUMNS}""",
         row,
