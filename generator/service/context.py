@@ -21,6 +21,7 @@ from ..forge import Forge
 from ..forge import from_settings as forge_from_settings
 from ..gitops import CHECKOUT, GitOpsRepo, Snapshot
 from ..gitops.worktree import WorkTree
+from ..render import Renderer
 from ..store import db, migrate, render_state
 from ..store.secrets import SecretBox
 
@@ -137,6 +138,11 @@ class Context:
     def forge(self) -> Forge:
         """The forge review mode opens pull requests on (from the settings)."""
         return forge_from_settings(self.settings)
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        """The renderer of this process's renders, which hold the writer lock (one at a time)."""
+        return Renderer()
 
     @cached_property
     def repo(self) -> GitOpsRepo:

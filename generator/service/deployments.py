@@ -163,11 +163,9 @@ def create(
     if caller.idempotency is not None:
         return _create_once(ctx, request, caller, caller.idempotency)
     # Not rendered here (the server's rounds do it), the row is the one write, and the insert
-    # commits on its own: two round trips to PostgreSQL where a transaction takes four. Nor
-    # need that commit wait for the disk: the server answers only after its round's durable
-    # commit and the `answered` mark (see `store.insert`).
+    # commits on its own: two round trips to PostgreSQL where a transaction takes four.
     with ctx.writer() if render else ctx.statements() as conn:
-        record = _insert(ctx, conn, request, caller, wait_for_disk=render)
+        record = _insert(ctx, conn, request, caller)
         if ctx.settings.mode == REVIEW:
             review.remember(ctx, conn, record, "create", access.who(caller.principal))
         if not render:
@@ -215,12 +213,7 @@ def _dry_run(ctx: Context, change: Callable[[Connection], DeploymentRecord | Non
 
 
 def _insert(
-    ctx: Context,
-    conn: Connection,
-    request: DeploymentRequest,
-    caller: Caller,
-    *,
-    wait_for_disk: bool = True,
+    ctx: Context, conn: Connection, request: DeploymentRequest, caller: Caller
 ) -> DeploymentRecord:
     namespace = request.namespace or ctx.settings.namespace
     access.require_namespace(ctx.settings, namespace, caller.principal)
@@ -251,15 +244,12 @@ def _insert(
         "answer_pending": caller.server,
         "requested_by": access.who(caller.principal),
     }
+    durable = caller.server is None  # a server answers after a durable commit: store.insert
     for _ in range(5):
-        record = store.insert(
-            conn, {**row, "deployment_id": release_name(plugin.name)}, wait_for_disk=wait_for_disk
-        )
+        record = store.insert(conn, {**row, "deployment_id": release_name(plugin.name)}, durable)
         if record is not None:
             return record
-    raise UserError(  # pragma: no cover - five random 8-character suffixes all taken
-        "could not allocate a unique release name; retry"
-    )
+    raise UserError("could not allocate a unique release name; retry")  # pragma: no cover
 
 
 def update(

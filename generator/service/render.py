@@ -159,7 +159,12 @@ def render(
     server's writer, whose `Publisher` pushes beside the next rounds).
     """
     if conn is None:
-        with ctx.writer() as own:
+        if ctx.settings.mode == REVIEW:
+            with ctx.writer() as own:
+                return render(ctx, own, force=force)
+        # Not ctx.writer(): the database's lock is this render's first statement anyway, sent
+        # with the reads that follow it (a server's round makes five round trips, not nine).
+        with ctx.repo.lock(), ctx.transaction() as own:
             return render(ctx, own, force=force, full=full, progress=progress, push=push)
     repo = ctx.repo
     if ctx.settings.mode == REVIEW:
@@ -168,10 +173,13 @@ def render(
         with repo.lock():
             return review.propose(ctx, conn, force=force)
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
-        started = render_state.lock_writer(conn)  # one render at a time, whichever replica
-        previous = render_state.load(conn)
+        # One render at a time, whichever replica; then what the last one left, and what the
+        # rows are now (taken before any row is read).
+        started, previous, fingerprint = render_state.lock_and_load(conn)
         _catch_up(ctx, conn, previous)
-        result = _commit(ctx, conn, previous, force=force, full=full, progress=progress)
+        result = _commit(
+            ctx, conn, previous, fingerprint, force=force, full=full, progress=progress
+        )
         try:
             if push:
                 _publish(ctx, result)
@@ -181,13 +189,17 @@ def render(
             # the remote's main, and push that.
             log.warning("%s; rendering again on the remote's main", exc.message)
             gitops.reset_to_remote(repo)
-            result = _commit(ctx, conn, None, force=force, full=full, progress=progress)
+            fingerprint = render_state.fingerprint(conn)
+            result = _commit(
+                ctx, conn, None, fingerprint, force=force, full=full, progress=progress
+            )
             _publish(ctx, result, again=True)
         head = result.head = repo.head()
-        if result.state is not None and head is not None:
-            on_remote = not ctx.settings.git_remote or not gitops.push_pending(repo)
-            render_state.save(conn, head, result.state, pushed=on_remote, started=started)
-    _note_rendered(ctx, conn, result)
+        with conn.pipeline():  # the two writes go out together, with no answer awaited
+            if result.state is not None and head is not None:
+                on_remote = not ctx.settings.git_remote or not gitops.push_pending(repo)
+                render_state.save(conn, head, result.state, pushed=on_remote, started=started)
+            _note_rendered(ctx, conn, result)
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
 
@@ -243,6 +255,7 @@ def _commit(
     ctx: Context,
     conn: Connection,
     previous: dict[str, Any] | None,
+    fingerprint: render_state.Fingerprint,
     *,
     force: bool,
     full: bool,
@@ -255,10 +268,12 @@ def _commit(
             conn,
             tx,
             previous,
+            fingerprint,
             full=full,
             progress=progress,
             in_doubt=repo.in_doubt,
             delivery=DeliveryFiles(ctx, conn),
+            renderer=ctx.renderer,
         ).run(force=force)
         # Engine files can change with no chart (a delivery setting): they are committed too.
         if result.touched or tx.paths:
@@ -301,7 +316,7 @@ def _note_rendered(ctx: Context, conn: Connection, result: RenderResult) -> None
 
 
 def _state(
-    fingerprint: store.Fingerprint, generator: dict[str, str], delivery: DeliveryFiles
+    fingerprint: render_state.Fingerprint, generator: dict[str, str], delivery: DeliveryFiles
 ) -> dict[str, Any]:
     return {
         "schema": 2,
@@ -337,13 +352,16 @@ class _Pass:
         conn: Connection,
         tx: Changeset,
         previous: dict[str, Any] | None,
+        fingerprint: render_state.Fingerprint,
         *,
         full: bool,
         progress: Progress | None,
         in_doubt: set[str],
         delivery: DeliveryFiles,
+        renderer: Renderer,
     ) -> None:
         self.conn = conn
+        self.fingerprint = fingerprint
         self.delivery = delivery
         # The last render's state, trusted only for the commit it describes (see `_comparable`).
         self.previous = previous if previous and previous.get("commit") == tx.base else None
@@ -352,7 +370,7 @@ class _Pass:
         self.head = tx.snapshot
         self.full = full
         self.progress = progress
-        self.renderer = Renderer()
+        self.renderer = renderer
         self.plugins = Plugins()
         self.result = RenderResult()
 
@@ -367,7 +385,7 @@ class _Pass:
         (unless that is most of them).
         """
         conn, result = self.conn, self.result
-        state = _state(store.fingerprint(conn), Renderer.generator(), self.delivery)
+        state = _state(self.fingerprint, Renderer.generator(), self.delivery)
         previous = self.previous
         charts = self.head.chart_count()
         incremental = not self.full and previous is not None and _comparable(previous, state)

@@ -102,7 +102,6 @@ def open_pool(url: str) -> Pool:
         kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": 5},
         configure=_plan_each_time,
         check=_check_if_idle,
-        reset=_note_returned,
         open=True,
         name="overseer",
     )
@@ -124,10 +123,6 @@ def _plan_each_time(conn: Connection) -> None:
 _CHECK_AFTER_IDLE = 1.0
 
 
-def _note_returned(conn: Connection) -> None:
-    conn._overseer_returned = time.monotonic()  # type: ignore[attr-defined]
-
-
 def _check_if_idle(conn: Connection) -> None:
     returned = getattr(conn, "_overseer_returned", None)
     if returned is None or time.monotonic() - returned > _CHECK_AFTER_IDLE:
@@ -144,6 +139,9 @@ def pooled(pool: Pool) -> Iterator[Connection]:
     try:
         with pool.connection() as conn:
             yield conn
+            # Stamped here, not by the pool's `reset` callback: with one, the pool hands every
+            # returned connection to its worker thread, a queue hop per statement batch.
+            conn._overseer_returned = time.monotonic()  # type: ignore[attr-defined]
     except PoolTimeout:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {redact(str(pool.conninfo))}: no connection within 5 s; "

@@ -58,20 +58,17 @@ class DeploymentRecord(BaseModel):
         return ChartPath.of(self.namespace, self.deployment_id)
 
 
-def insert(
-    conn: Connection, row: dict[str, Any], *, wait_for_disk: bool = True
-) -> DeploymentRecord | None:
+def insert(conn: Connection, row: dict[str, Any], durable: bool = True) -> DeploymentRecord | None:
     """Insert; None when the release name is taken (the caller picks another).
 
-    `wait_for_disk` false, for a statement that commits on its own: its commit does not wait
-    for the WAL to reach the disk. Only for a row whose request is answered after a later
-    durable commit (the server's round and its `answered` mark): PostgreSQL writes the WAL in
-    order, so that commit makes this one durable too, and a crash before it loses only a row
-    nobody was told of. The setting lives in the statement (set_config, local to the one
-    statement's transaction): no extra round trip.
+    Not `durable`: the commit does not wait for the WAL to reach the disk. Only for a row whose
+    request is answered after a durable commit of its own (a server's `answered` mark):
+    PostgreSQL writes the WAL in order, so that commit makes this one durable too, and a crash
+    before it loses only a row nobody was told of. The setting lives in the statement
+    (set_config, local to its transaction): no extra round trip.
     """
     source = (
-        "" if wait_for_disk else "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s"
+        "" if durable else "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s"
     )
     result = conn.execute(
         f"""INSERT INTO deployments AS d (id, deployment_id, environment_type, plugin_id, status,
@@ -143,44 +140,6 @@ def list_all(
         f"SELECT {COLUMNS} FROM deployments d {condition} ORDER BY d.created_at, d.id{limit}", args
     ).fetchall()
     return [DeploymentRecord.model_validate(r) for r in rows]
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What a render's output depends on in the database, summarised."""
-
-    instance: str
-    generation: int
-    plugins: dict[str, str]  # plugin id -> "version md5(manifest)"
-    # Every row changed by a transaction older than this is visible now: the oldest one still
-    # running, or (when lower) just past the newest change, so that an idle database always
-    # gives the same value and two renders of the same rows commit the same state.
-    xmin: int
-
-
-def fingerprint(conn: Connection) -> Fingerprint:
-    """The database identity, the highest generation, a digest per plugin, and the snapshot's xmin.
-
-    One query; call it before reading the rows to render, so that what the xmin promises holds.
-    """
-    row = conn.execute(
-        """SELECT (SELECT id::text FROM overseer_instance ORDER BY created_at LIMIT 1) AS instance,
-                  coalesce(m.generation, 0) AS generation,
-                  (SELECT coalesce(json_object_agg(id, version || ' ' || md5(manifest)), '{}')
-                   FROM plugins) AS plugins,
-                  LEAST(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, m.changed + 1)
-                    AS xmin
-           FROM overseer_render_marks() m"""
-    ).fetchone()
-    assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
-    plugins = row["plugins"]
-    assert isinstance(plugins, dict)  # noqa: S101 - json_object_agg gives an object
-    return Fingerprint(
-        instance=str(row["instance"]),
-        generation=int(str(row["generation"])),
-        plugins={str(k): str(v) for k, v in plugins.items()},
-        xmin=int(str(row["xmin"])),
-    )
 
 
 def _release_args(paths: Sequence[str]) -> dict[str, list[str]]:

@@ -1,8 +1,9 @@
-"""SQL for `render_state`, and the lock that makes one render at a time per database."""
+"""SQL for `render_state`, the render lock (one render at a time per database), the fingerprint."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,47 @@ _WRITER_LOCK = (
 )
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a render's output depends on in the database, summarised."""
+
+    instance: str
+    generation: int
+    plugins: dict[str, str]  # plugin id -> "version md5(manifest)"
+    # Every row changed by a transaction older than this is visible now: the oldest one still
+    # running, or (when lower) just past the newest change, so that an idle database always
+    # gives the same value and two renders of the same rows commit the same state.
+    xmin: int
+
+
+_FINGERPRINT = """SELECT (SELECT id::text FROM overseer_instance ORDER BY created_at LIMIT 1) AS instance,
+           coalesce(m.generation, 0) AS generation,
+           (SELECT coalesce(json_object_agg(id, version || ' ' || md5(manifest)), '{}')
+            FROM plugins) AS plugins,
+           LEAST(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, m.changed + 1) AS xmin
+    FROM overseer_render_marks() m"""
+
+
+def fingerprint(conn: Connection) -> Fingerprint:
+    """The database identity, the highest generation, a digest per plugin, and the snapshot's xmin.
+
+    One query; call it before reading the rows to render, so that what the xmin promises holds.
+    """
+    return _fingerprint_of(conn.execute(_FINGERPRINT).fetchone())
+
+
+def _fingerprint_of(row: dict[str, Any] | None) -> Fingerprint:
+    assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
+    plugins = row["plugins"]
+    assert isinstance(plugins, dict)  # noqa: S101 - json_object_agg gives an object
+    return Fingerprint(
+        instance=str(row["instance"]),
+        generation=int(str(row["generation"])),
+        plugins={str(k): str(v) for k, v in plugins.items()},
+        xmin=int(str(row["xmin"])),
+    )
+
+
 def lock_writer(conn: Connection) -> datetime:
     """Wait for, and hold until `conn`'s transaction ends, the database's render lock.
 
@@ -27,12 +69,33 @@ def lock_writer(conn: Connection) -> datetime:
     return _moment(conn.execute(_WRITER_LOCK).fetchone(), "started")
 
 
+_LOAD = "SELECT commit_sha, state, pushed FROM render_state"
+
+
 def load(conn: Connection) -> dict[str, Any] | None:
     """The last render's state; its commit under "commit", on the remote or not under "pushed".
 
     None if there is none.
     """
-    row = conn.execute("SELECT commit_sha, state, pushed FROM render_state").fetchone()
+    return _state(conn.execute(_LOAD).fetchone())
+
+
+def lock_and_load(conn: Connection) -> tuple[datetime, dict[str, Any] | None, Fingerprint]:
+    """`lock_writer`, `load`, then `fingerprint`: one round trip, not three.
+
+    Statements sent as one string still run one after another, each with a snapshot of its own
+    taken when it starts: the state is read once the lock is held. A server's round starts
+    with this.
+    """
+    cursor = conn.execute(f"{_WRITER_LOCK}; {_LOAD}; {_FINGERPRINT}")
+    started = _moment(cursor.fetchone(), "started")
+    cursor.nextset()
+    state = _state(cursor.fetchone())
+    cursor.nextset()
+    return started, state, _fingerprint_of(cursor.fetchone())
+
+
+def _state(row: dict[str, Any] | None) -> dict[str, Any] | None:
     if row is None or not isinstance(row["state"], dict):
         return None
     return {**row["state"], "commit": str(row["commit_sha"]), "pushed": bool(row["pushed"])}
