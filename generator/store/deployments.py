@@ -67,9 +67,7 @@ def insert(conn: Connection, row: dict[str, Any], durable: bool = True) -> Deplo
     before it loses only a row nobody was told of. The setting lives in the statement
     (set_config, local to its transaction): no extra round trip.
     """
-    source = (
-        "" if durable else "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s"
-    )
+    source = "" if durable else "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s"
     result = conn.execute(
         f"""INSERT INTO deployments AS d (id, deployment_id, environment_type, plugin_id, status,
                 config, namespace, secret_data, ttl_seconds, expires_at, answer_pending,
