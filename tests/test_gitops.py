@@ -201,12 +201,14 @@ def test_ref_update_logs_the_move_as_git_would(committed: tuple[GitOpsRepo, str]
 
 
 def test_packs_are_the_ones_git_would_index(tmp_path: Path) -> None:
-    # Small objects, and one past zlib's 64 KB stored block and the size header's third byte.
+    # Small objects, and ones at and past a stored deflate block (65,535 bytes) and the size
+    # header's third byte.
     objects = [
         (object_id(kind, data), kind, data)
         for kind, data in [
             (b"blob", b""),
             (b"blob", b"x" * 15),
+            (b"blob", b"y" * 0xFFFF),
             (b"blob", b"chart: 1\n" * 20_000),
             (b"tree", encode_tree({"f": (FILE, object_id(b"blob", b""))})),
         ]

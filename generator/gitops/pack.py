@@ -2,8 +2,8 @@
 
 The format is git's (gitformat-pack(5)): a header, each object as a type-and-size header and a
 zlib stream, the SHA-1 of all that; then the index, which lists the objects by sha with their
-CRC-32 and offset. Objects are stored, not compressed (zlib level 0): a server round's pack is
-written while the request waits, and the repacks compress later.
+CRC-32 and offset. Objects are stored, not compressed (stored deflate blocks): a server round's
+pack is written while the request waits, and the repacks compress later.
 
 gitdb's writer did the same through a stream per object and a few hundred small writes per pack:
 2.4 ms of a 6 ms server round. Built here as a few byte strings and written with one call each,
@@ -21,6 +21,7 @@ from typing import IO
 # Object type numbers in a pack.
 _TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _LARGE_OFFSET = 0x80000000
+_BLOCK = 0xFFFF  # the most a stored deflate block holds
 
 
 def _header(kind: bytes, size: int) -> bytes:
@@ -50,7 +51,7 @@ def write(
     digest.update(head)
     offset = len(head)
     for sha, kind, data in objects:
-        packed = _header(kind, len(data)) + zlib.compress(data, 0)
+        packed = _header(kind, len(data)) + _stored(data)
         pack.write(packed)
         digest.update(packed)
         entries.append((sha, zlib.crc32(packed), offset))
@@ -59,6 +60,24 @@ def write(
     pack.write(pack_sha)
     index.write(_index(entries, pack_sha))
     return pack_sha
+
+
+def _stored(data: bytes) -> bytes:
+    """`data` as a zlib stream of stored (uncompressed) deflate blocks (RFC 1950, RFC 1951).
+
+    What zlib.compress(data, 0) gives, in a third of its time: zlib runs its deflate loop even
+    at level 0, 0.8 ms for a namespace tree of 9,000 charts that every round writes anew.
+    """
+    parts = [b"\x78\x01"]  # deflate, 32 KB window, no dictionary, check bits
+    if not data:
+        parts.append(b"\x01\x00\x00\xff\xff")  # one final, empty stored block
+    for at in range(0, len(data), _BLOCK):
+        block = data[at : at + _BLOCK]
+        final = at + _BLOCK >= len(data)
+        parts.append(struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF))
+        parts.append(block)
+    parts.append(struct.pack(">I", zlib.adler32(data)))
+    return b"".join(parts)
 
 
 def _index(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:
