@@ -327,3 +327,30 @@ def test_replay_guards_are_forgotten_once_no_replay_can_come(ctx: Context) -> No
         keys = [r[0] for r in conn.execute("SELECT key FROM idempotency_keys").fetchall()]
         deliveries = [r[0] for r in conn.execute("SELECT delivery FROM webhook_deliveries")]
     assert keys == ["new"] and deliveries == ["new"]
+
+
+def test_a_create_is_validated_against_the_plugin_as_stored_now(
+    ctx: Context, claude_manifest: Path
+) -> None:
+    manifest = yaml.safe_load(claude_manifest.read_text())
+
+    def elsewhere(version: str, optional: list[dict[str, str]]) -> None:
+        # Another process registers a version behind this one's back.
+        manifest["version"] = version
+        manifest["dependencies"]["env_vars"]["optional"] = optional
+        other = Context(ctx.settings)
+        plugins.register_bytes(other, yaml.safe_dump(manifest).encode(), version)
+        other.close()
+
+    deploy(ctx, render=False)  # 1.0.0 is remembered from this create
+    region = {"name": "REGION", "description": "where it runs", "default": "eu"}
+    elsewhere("1.1.0", [region])
+    # Each request below passes the version remembered, not the one stored: the insert must
+    # notice, and the create is validated again.
+    assert deploy(ctx, render=False).data["REGION"] == "eu"
+    elsewhere("1.2.0", [])
+    with pytest.raises(UserError, match="unknown variable"):
+        deploy(ctx, render=False, REGION="us")
+    sql(ctx, "UPDATE plugins SET is_active = false")  # deactivated by hand
+    with pytest.raises(NotFound, match="deactivated"):
+        deploy(ctx, render=False)

@@ -23,6 +23,7 @@ from ..gitops import CHECKOUT, GitOpsRepo, Snapshot
 from ..gitops.worktree import WorkTree
 from ..render import Renderer
 from ..store import db, migrate, render_state
+from ..store.plugins import PluginRecord
 from ..store.secrets import SecretBox
 
 
@@ -37,6 +38,8 @@ class Context:
         self._pool_lock = threading.Lock()
         # Who asks, named in a pull request's body (review mode); None: the CLI's user.
         self.actor: str | None = None
+        # Plugins creates were validated against, by name (`plugins.for_create`).
+        self.known_plugins: dict[str, PluginRecord] = {}
 
     @cached_property
     def database_url(self) -> str:

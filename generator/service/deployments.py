@@ -10,11 +10,9 @@ from typing import Any
 import psycopg
 
 from ..config import REVIEW
-from ..delivery import EXTERNAL
-from ..delivery.config import Store
-from ..errors import Conflict, MissingVariables, NotFound, UnknownVariables, UserError
+from ..errors import Conflict, NotFound, UnknownVariables, UserError
 from ..ids import new_id, short_id
-from ..manifest import Manifest, parse_stored
+from ..manifest import parse_stored
 from ..status import Status
 from ..store import deployments as store
 from ..store import plugins as plugin_store
@@ -22,9 +20,11 @@ from ..store import proposals, unanswered
 from ..store import tokens as token_store
 from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
-from . import access, review
+from ..store.plugins import PluginRecord
+from . import access, review, variables
 from . import apply as apply_service
 from . import diff as diff_service
+from . import plugins as plugins_service
 from . import render as render_service
 from .access import Principal
 from .context import Context
@@ -33,70 +33,6 @@ from .rows import DeploymentConfig, dump_config, load_config
 from .views import DeploymentRequest, DeploymentUpdate, DeploymentView, view
 
 MAX_RELEASE = 53
-MAX_VALUE_BYTES = 64 * 1024
-
-
-def resolve_variables(
-    manifest: Manifest, data: dict[str, str], store: Store | None = None
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Split supplied values into (plain, secret) with defaults applied; raise on bad names.
-
-    With `store` (the namespace's secrets come from External Secrets), secret values are
-    neither required nor accepted: the store holds them, and Overseer never sees one.
-    """
-    variables = {v.name: v for v in manifest.variables()}
-    unknown = sorted(set(data) - set(variables))
-    if unknown:
-        raise UnknownVariables(manifest.name, unknown, list(variables))
-    if store is not None:
-        given = sorted(n for n in data if variables[n].secret)
-        if given:
-            raise UserError(
-                f"variable {', '.join(given)}: secret values of this namespace come from the "
-                f"{store.kind} {store.name!r}, not from a request; put them there and leave "
-                "them out"
-            )
-    missing = [
-        v.name
-        for v in variables.values()
-        if v.required and v.name not in data and not (v.secret and store is not None)
-    ]
-    if missing:
-        raise MissingVariables(manifest.name, missing)
-    for name, value in data.items():
-        if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
-            raise UserError(
-                f"variable {name}: value is over {MAX_VALUE_BYTES} bytes; mount large data as a volume"
-            )
-        if "\x00" in value:
-            raise UserError(
-                f"variable {name}: value contains a NUL byte, which no environment can hold"
-            )
-    plain: dict[str, str] = {}
-    secret: dict[str, str] = {}
-    for var in variables.values():
-        chosen = data.get(var.name, var.default)
-        if chosen is not None:
-            (secret if var.secret else plain)[var.name] = chosen
-    return plain, secret
-
-
-def _reaches_cluster(ctx: Context, namespace: str, secret: dict[str, str]) -> None:
-    """Refuse secret values that nothing would install: `apply` while an engine installs."""
-    delivery = ctx.delivery
-    if secret and not delivery.installs and delivery.secrets.of(namespace).method == "apply":
-        raise UserError(
-            f"variable {', '.join(sorted(secret))}: {delivery.engine} installs namespace "
-            f"{namespace!r}, and its secret method is `apply`, so the value would reach no "
-            "cluster; give the namespace a method that travels with the chart (sops, "
-            "sealed-secrets, external-secrets) in the delivery file, or set `apply: true` there"
-        )
-
-
-def _store(ctx: Context, namespace: str) -> Store | None:
-    # The External Secrets store a namespace's secret values live in, when they live in one.
-    method = ctx.delivery.secrets.of(namespace)
-    return method.store if method.method == EXTERNAL else None
 
 
 def release_name(plugin: str) -> str:
@@ -217,13 +153,34 @@ def _insert(
 ) -> DeploymentRecord:
     namespace = request.namespace or ctx.settings.namespace
     access.require_namespace(ctx.settings, namespace, caller.principal)
-    plugin = plugin_store.get(conn, request.environment_type)
-    if plugin is None or not plugin.is_active:
-        state = "is deactivated" if plugin else "is not registered"
-        raise NotFound.plugin(request.environment_type, state)
+    durable = caller.server is None  # a server answers after a durable commit: store.insert
+    for _ in range(5):
+        # Remembered from an earlier create: the insert stores the row only if the plugin is
+        # still the one validated against, so a miss reads it again (or a new name is tried).
+        plugin, remembered = plugins_service.for_create(ctx, conn, request.environment_type)
+        try:
+            row = _row(ctx, request, plugin, namespace, caller)
+        except UserError:
+            if not remembered:
+                raise
+            plugins_service.forget(ctx, plugin.name)  # refused by what may be an old version
+            continue
+        row["deployment_id"] = release_name(plugin.name)
+        record = store.insert(conn, row, plugin, durable)
+        if record is not None:
+            return record
+        plugins_service.forget(ctx, plugin.name)
+    raise UserError("could not allocate a unique release name; retry")  # pragma: no cover
+
+
+def _row(
+    ctx: Context, request: DeploymentRequest, plugin: PluginRecord, namespace: str, caller: Caller
+) -> dict[str, Any]:
     manifest = parse_stored(plugin.manifest, plugin.name)
-    plain, secret = resolve_variables(manifest, request.data, _store(ctx, namespace))
-    _reaches_cluster(ctx, namespace, secret)
+    plain, secret = variables.resolve(
+        manifest, request.data, variables.secret_store(ctx, namespace)
+    )
+    variables.reaches_cluster(ctx, namespace, secret)
     config = DeploymentConfig(
         environment_type=request.environment_type,
         tools=request.tools,
@@ -232,7 +189,7 @@ def _insert(
         requirement=request.requirement,
         ttl_seconds=request.ttl_seconds,
     )
-    row = {
+    return {
         "id": new_id(),
         "environment_type": plugin.name,
         "plugin_id": plugin.id,
@@ -244,12 +201,6 @@ def _insert(
         "answer_pending": caller.server,
         "requested_by": access.who(caller.principal),
     }
-    durable = caller.server is None  # a server answers after a durable commit: store.insert
-    for _ in range(5):
-        record = store.insert(conn, {**row, "deployment_id": release_name(plugin.name)}, durable)
-        if record is not None:
-            return record
-    raise UserError("could not allocate a unique release name; retry")  # pragma: no cover
 
 
 def update(
@@ -341,13 +292,13 @@ def _change_row(
     config = load_config(record.config)
     sealed = store.secret_data(conn, record.id)
     old_secret = ctx.secrets.open(sealed)
-    store_of = _store(ctx, record.namespace)
+    store_of = variables.secret_store(ctx, record.namespace)
     kept = config.data if store_of is not None else {**config.data, **old_secret}
     values = {
         name: value for name, value in kept.items() if name in declared and name not in change.unset
     }
-    plain, secret = resolve_variables(manifest, {**values, **change.data}, store_of)
-    _reaches_cluster(ctx, record.namespace, secret)
+    plain, secret = variables.resolve(manifest, {**values, **change.data}, store_of)
+    variables.reaches_cluster(ctx, record.namespace, secret)
     given = {k: getattr(change, k) for k in ("tools", "requirement", "ttl_seconds")}
     updated = config.model_copy(
         update={

@@ -33,6 +33,29 @@ class Registered:
     warnings: tuple[str, ...] = ()  # see `manifest.advice`
 
 
+def for_create(ctx: Context, conn: Connection, name: str) -> tuple[PluginRecord, bool]:
+    """The active plugin `name` to validate a create against, and whether it was remembered.
+
+    Remembered from the last create: the insert stores its row only if the plugin is still this
+    one (`deployments.insert`), and a caller whose insert stored nothing, or whose request this
+    plugin refused, calls `forget` and asks again. A busy server so reads the plugin once, not
+    once per request. NotFound when there is no such active plugin.
+    """
+    known = ctx.known_plugins.get(name)
+    if known is not None:
+        return known, True
+    plugin = store.get(conn, name)
+    if plugin is None or not plugin.is_active:
+        raise NotFound.plugin(name, "is deactivated" if plugin else "is not registered")
+    ctx.known_plugins[name] = plugin
+    return plugin, False
+
+
+def forget(ctx: Context, name: str) -> None:
+    """Read plugin `name` again at the next create (it may have changed)."""
+    ctx.known_plugins.pop(name, None)
+
+
 def register_bytes(ctx: Context, data: bytes, source: str) -> Registered:
     """Validate and register one manifest."""
     manifest = parse_manifest(data, source)

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from ..chart_path import ChartPath
 from ..status import Status
 from .db import Connection
+from .plugins import PluginRecord
 
 # secret_data is deliberately absent: it is read only by `secret_data()`. Its revision, a short
 # sha256 of the ciphertext (see `secret_revision`), is what apply compares and what a pulled
@@ -58,8 +59,13 @@ class DeploymentRecord(BaseModel):
         return ChartPath.of(self.namespace, self.deployment_id)
 
 
-def insert(conn: Connection, row: dict[str, Any], durable: bool = True) -> DeploymentRecord | None:
-    """Insert; None when the release name is taken (the caller picks another).
+def insert(
+    conn: Connection, row: dict[str, Any], plugin: PluginRecord, durable: bool = True
+) -> DeploymentRecord | None:
+    """Insert a row validated against `plugin`; None when nothing was stored.
+
+    Nothing is stored when the release name is taken, or when the plugin is no longer that one
+    (changed, deactivated, removed): the caller reads it again and retries.
 
     Not `durable`: the commit does not wait for the WAL to reach the disk. Only for a row whose
     request is answered after a durable commit of its own (a server's `answered` mark):
@@ -78,9 +84,16 @@ def insert(conn: Connection, row: dict[str, Any], durable: bool = True) -> Deplo
                      ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END,
                 %(answer_pending)s, %(requested_by)s
             {source}
+            WHERE EXISTS (SELECT FROM plugins p WHERE p.id = %(plugin)s AND p.is_active
+                          AND p.version = %(version)s AND md5(p.manifest) = %(digest)s)
             ON CONFLICT (deployment_id) DO NOTHING
             RETURNING {COLUMNS}""",
-        row,
+        {
+            **row,
+            "plugin": plugin.id,
+            "version": plugin.version,
+            "digest": hashlib.md5(plugin.manifest.encode(), usedforsecurity=False).hexdigest(),
+        },
     ).fetchone()
     return DeploymentRecord.model_validate(result) if result else None
 
