@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from io import BytesIO
 from pathlib import Path
 from typing import Union
 
@@ -74,6 +75,14 @@ def object_id(kind: bytes, data: bytes) -> bytes:
     return hashlib.sha1(b"%s %d\0%s" % (kind, len(data), data), usedforsecurity=False).digest()
 
 
+def _create(path: Path, data: bytes) -> None:
+    """Write a new read-only file (as git leaves its packs), replacing one a crash left."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    with open(fd, "wb") as out:
+        out.write(data)
+
+
 def place(plan: Plan, path: str, leaf: Entry | None) -> None:
     """Add one edit (`path` gets `leaf`, or goes) to a nested plan."""
     *parents, name = path.split("/")
@@ -102,6 +111,7 @@ class ObjectStore:
     _SPLICED_KEPT = 8
     # Past this many bytes of new blobs, a changeset writes them out as a pack, not hold them.
     SPILL_BYTES = 32 << 20
+    _PACK_IN_MEMORY = 4 << 20  # a pack this small (and below a spill) is built in memory
 
     def __init__(self, repo: git.Repo) -> None:
         # Reads go through libgit2 in-process: 1.7 times quicker than a `git cat-file --batch`
@@ -121,6 +131,7 @@ class ObjectStore:
         self._spilled: set[bytes] = set()
         self._by_id: dict[int, tuple[bytes, bytes]] = {}  # id(data) -> (data, sha)
         self._spliced: dict[bytes, tuple[list[str], list[bytes]]] = {}  # sha -> (keys, parts)
+        self._pack_dir_made = False
 
     # Reading.
     def read(self, binsha: bytes) -> bytes:
@@ -305,14 +316,32 @@ class ObjectStore:
     def _write_pack(self, shas: Iterable[bytes]) -> None:
         # Under git's names, index last: git only sees a pack through its index, so it never
         # sees half of one.
-        self.pack_dir.mkdir(parents=True, exist_ok=True)
+        objects = [(sha, *self._pending[sha]) for sha in shas]
+        if not self._pack_dir_made:
+            self.pack_dir.mkdir(parents=True, exist_ok=True)
+            self._pack_dir_made = True
+        if sum(len(data) for _, _, data in objects) > min(self._PACK_IN_MEMORY, self.spill_bytes):
+            self._stream_pack(objects)
+            return
+        # A round's pack is built in memory and written under its own name at once: one file
+        # created instead of two and a rename (each 0.2-0.4 ms on this disk, per round).
+        pack_bytes, index_bytes = BytesIO(), BytesIO()
+        name = self.pack_dir / f"pack-{pack.write(objects, pack_bytes, index_bytes).hex()}"
+        if Path(f"{name}.idx").exists():
+            return  # the same objects, packed before (blobs spilled again after a discard)
+        _create(Path(f"{name}.pack"), pack_bytes.getvalue())  # no index yet: no reader sees it
+        staged = self.pack_dir / f"tmp_idx_{name.name}"
+        _create(staged, index_bytes.getvalue())
+        os.rename(staged, f"{name}.idx")
+
+    def _stream_pack(self, objects: list[tuple[bytes, bytes, bytes]]) -> None:
+        # A large pack (a chunk of spilled blobs) goes to disk as it is built: no second copy.
         pack_fd, pack_tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=self.pack_dir)
         index_fd, index_tmp = tempfile.mkstemp(prefix="tmp_idx_", dir=self.pack_dir)
         try:
             for fd in (pack_fd, index_fd):
                 os.fchmod(fd, 0o444)  # as git leaves its packs
             with open(pack_fd, "wb") as pack_file, open(index_fd, "wb") as index_file:
-                objects = [(sha, *self._pending[sha]) for sha in shas]
                 sha = pack.write(objects, pack_file, index_file)
             name = self.pack_dir / f"pack-{sha.hex()}"
             os.rename(pack_tmp, f"{name}.pack")
