@@ -16,24 +16,33 @@ from typing import Any
 
 
 class Journal:
-    """One append-only file in the git directory, kept open by the lock's holder."""
+    """One append-only file in the git directory.
+
+    Its descriptor stays open across lock holds: a server's round would otherwise open it,
+    read it, and close it again every time (files are slow to open on a busy disk). Appends go
+    to its end whoever truncated it meanwhile; a journal file removed by hand is opened anew.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
+    def _open(self) -> int:
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+            self.close()  # removed: write where the next reader looks
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        return self._fd
+
     def append(self, entry: dict[str, object]) -> None:
         """Record one entry; it reaches the kernel before this returns (a SIGKILL keeps it)."""
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.write(self._fd, json.dumps(entry, sort_keys=True).encode() + b"\n")
+        os.write(self._open(), json.dumps(entry, sort_keys=True).encode() + b"\n")
 
     def entries(self) -> list[dict[str, Any]]:
         """The complete entries recorded (a line cut short by a kill is ignored)."""
-        try:
-            text = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
+        fd = self._open()
+        size = os.fstat(fd).st_size
+        text = os.pread(fd, size, 0) if size else b""
         found = []
         for line in text.splitlines(keepends=True):
             if not line.endswith(b"\n"):
@@ -48,13 +57,10 @@ class Journal:
 
     def clear(self) -> None:
         """Empty the journal (truncating is cheaper than creating the file anew each time)."""
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-        elif self.path.exists():
-            os.truncate(self.path, 0)
+        os.ftruncate(self._open(), 0)
 
     def close(self) -> None:
-        """Let go of the file handle (the next lock holder may be another process)."""
+        """Let go of the file handle."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

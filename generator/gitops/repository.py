@@ -78,6 +78,7 @@ class GitOpsRepo:
         # flock excludes other processes; the thread lock excludes other threads of this one.
         self._thread_lock = threading.Lock()
         self._holder: int | None = None
+        self._lock_fd: int | None = None
         self._commits = 0
         self._repack: subprocess.Popen[bytes] | None = None
 
@@ -118,7 +119,11 @@ class GitOpsRepo:
             yield
             return
         with self._thread_lock:
-            fd = os.open(self.git_dir / "overseer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            if self._lock_fd is None:  # kept open: a round would otherwise open it each time
+                self._lock_fd = os.open(
+                    self.git_dir / "overseer.lock", os.O_RDWR | os.O_CREAT, 0o644
+                )
+            fd = self._lock_fd
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._holder = threading.get_ident()
@@ -126,10 +131,8 @@ class GitOpsRepo:
                 yield
                 self._release()
             finally:
-                self.journal.close()  # the next holder may be another process
                 self._holder = None
                 fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
 
     def _recover(self) -> None:
         self.committed_since_lock = False
@@ -233,6 +236,9 @@ class GitOpsRepo:
         """End the helper processes (the ref updater, a repack still running)."""
         self.journal.close()
         self.refs.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         if self._repack is not None:
             self._repack.wait()
             self._repack = None
