@@ -106,7 +106,7 @@ class ObjectStore:
     # one chart writes it anew. Trees this large keep their sorted, encoded entries, so the next
     # version is a few list splices and a join (about 0.5 ms) instead of a sort and an encode of
     # every entry (8 ms); and their packs are stored rather than compressed (a 540 KB tree takes
-    # 9 ms at zlib level 1, 0.4 ms at level 0), which the geometric repack later makes up for.
+    # 9 ms at zlib level 1, 0.3 ms as stored blocks: `pack`), which the repacks make up for.
     _SPLICE_MIN = 512
     _SPLICED_KEPT = 8
     # Past this many bytes of new blobs, a changeset writes them out as a pack, not hold them.

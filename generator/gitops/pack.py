@@ -5,9 +5,8 @@ zlib stream, the SHA-1 of all that; then the index, which lists the objects by s
 CRC-32 and offset. Objects are stored, not compressed (stored deflate blocks): a server round's
 pack is written while the request waits, and the repacks compress later.
 
-gitdb's writer did the same through a stream per object and a few hundred small writes per pack:
-2.4 ms of a 6 ms server round. Built here as a few byte strings and written with one call each,
-the same pack takes 0.3 ms (docs/git-layer.md).
+gitdb's writer, used before, did the same through a stream per object and a few hundred small
+writes per pack: 0.49 ms of CPU for a round's 53 objects, against 0.18 here (docs/git-layer.md).
 """
 
 from __future__ import annotations
