@@ -99,7 +99,7 @@ def cpu_seconds(pid: int) -> tuple[float, float, float]:
     """CPU time so far (user plus system) of the server, of its writer process, and of git.
 
     git's share counts the processes that ended (their parent waited for them) and those still
-    running, such as the long-lived `update-ref --stdin` and a repack.
+    running, such as a repack.
     """
     tick = os.sysconf("SC_CLK_TCK")
     own = _stat(pid)

@@ -3,6 +3,7 @@ compare-and-swap, leave the files to the work-tree policy, and recover from a ki
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from generator.gitops import (
     push_branches,
     push_pending,
 )
+from generator.gitops.journal import Journal
 from generator.gitops.objects import FILE, encode_tree, object_id
 from generator.gitops.refs import RefUpdater
 from generator.service.context import Context
@@ -553,3 +555,33 @@ def test_a_discarded_changeset_forgets_what_it_spilled(tmp_path: Path) -> None:
     git(repo.root, "fsck", "--strict")  # the blob was written again: nothing is missing
     assert git(repo.root, "cat-file", "-p", "HEAD:ns/a/f") == "spilled"
     repo.close()
+
+
+def test_the_lock_follows_a_lock_file_replaced_between_holds(tmp_path: Path) -> None:
+    repo = GitOpsRepo(tmp_path / "gitops")
+    path = repo.git_dir / "overseer.lock"
+    with repo.lock():  # its file stays open from now on
+        pass
+    # Replaced (a restored backup, a hand): another process locks the file now at the path.
+    fresh = path.with_name("overseer.lock.new")
+    fresh.write_bytes(b"")
+    os.replace(fresh, path)
+    with repo.lock():
+        held = os.fstat(repo._lock_fd).st_ino  # type: ignore[arg-type]
+        assert held == os.stat(path).st_ino
+    repo.close()
+
+
+def test_the_journal_kept_open_sees_what_another_process_did(tmp_path: Path) -> None:
+    path = tmp_path / "overseer-journal"
+    ours, theirs = Journal(path), Journal(path)
+    ours.append({"n": 1})
+    theirs.clear()  # another writer emptied it between our holds
+    assert ours.entries() == []
+    theirs.append({"n": 2})
+    assert ours.entries() == [{"n": 2}]
+    path.unlink()  # removed by hand: what comes next goes to the file at the path
+    ours.append({"n": 3})
+    assert Journal(path).entries() == [{"n": 3}]
+    ours.close()
+    theirs.close()

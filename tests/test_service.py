@@ -5,6 +5,7 @@ The CLI's tests keep to parsing, exit codes and output; these check what lies be
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import subprocess
@@ -15,12 +16,19 @@ import psycopg
 import pytest
 import yaml
 
-from generator.errors import Conflict, MassDeletionRefused, NotFound, UserError
+from generator.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    MassDeletionRefused,
+    NotFound,
+    UserError,
+)
 from generator.service import check as check_service
 from generator.service import deployments, plugins
 from generator.service import render as render_service
+from generator.service.batch import RenderBatcher
 from generator.service.context import Context
-from generator.service.views import DeploymentUpdate
+from generator.service.views import DeploymentRequest, DeploymentUpdate
 from generator.status import Status
 from generator.validate import validate
 from tests.conftest import commit_count, deploy, expire, git_log, sql
@@ -354,3 +362,28 @@ def test_a_create_is_validated_against_the_plugin_as_stored_now(
     sql(ctx, "UPDATE plugins SET is_active = false")  # deactivated by hand
     with pytest.raises(NotFound, match="deactivated"):
         deploy(ctx, render=False)
+
+
+def test_a_create_whose_row_was_lost_before_its_round_is_not_told_it_stands(ctx: Context) -> None:
+    # A server's insert does not wait for the disk; a crash of PostgreSQL before the round would
+    # lose the row. The round's `answered` mark finds it missing, and its request gets a 503.
+    batcher = RenderBatcher(ctx)
+    batcher.start()
+    try:
+        request = DeploymentRequest(
+            environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
+        )
+        caller = deployments.Caller(server="a-server")
+        kept = deployments.create(ctx, request, render=False, caller=caller).deployment
+        lost = deployments.create(ctx, request, render=False, caller=caller).deployment
+        sql(ctx, "DELETE FROM deployments WHERE id = %s", lost.id)
+
+        async def both() -> list[object]:
+            waits = (batcher.render_async(answering=d.id) for d in (kept, lost))
+            return await asyncio.gather(*waits, return_exceptions=True)
+
+        stood, gone = asyncio.run(both())
+        assert isinstance(stood, str)  # the commit that holds its chart
+        assert isinstance(gone, DatabaseUnavailable) and "gone" in gone.message
+    finally:
+        batcher.stop()

@@ -1,6 +1,7 @@
 """One git command run to completion, its failure reported as git's own verdict.
 
-The long-lived git process (`update-ref --stdin`) keeps its own pipe in `refs`; everything else the package asks of git goes through `run`.
+Refs move in-process (`refs`) and objects are read and written in-process (`objects`);
+everything else the package asks of git goes through `run`.
 """
 
 from __future__ import annotations

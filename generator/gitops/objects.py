@@ -323,16 +323,21 @@ class ObjectStore:
         if sum(len(data) for _, _, data in objects) > min(self._PACK_IN_MEMORY, self.spill_bytes):
             self._stream_pack(objects)
             return
-        # A round's pack is built in memory and written under its own name at once: one file
-        # created instead of two and a rename (each 0.2-0.4 ms on this disk, per round).
+        # A round's pack is built in memory and written under its own name at once: no
+        # temporary name for it and one rename fewer per round (each 0.2-0.4 ms on a busy disk).
         pack_bytes, index_bytes = BytesIO(), BytesIO()
         name = self.pack_dir / f"pack-{pack.write(objects, pack_bytes, index_bytes).hex()}"
         if Path(f"{name}.idx").exists():
             return  # the same objects, packed before (blobs spilled again after a discard)
-        _create(Path(f"{name}.pack"), pack_bytes.getvalue())  # no index yet: no reader sees it
         staged = self.pack_dir / f"tmp_idx_{name.name}"
-        _create(staged, index_bytes.getvalue())
-        os.rename(staged, f"{name}.idx")
+        try:
+            _create(Path(f"{name}.pack"), pack_bytes.getvalue())  # no index yet: unseen
+            _create(staged, index_bytes.getvalue())
+            os.rename(staged, f"{name}.idx")
+        except BaseException:  # a full disk: nothing half-written stays behind
+            for path in (Path(f"{name}.pack"), staged):
+                path.unlink(missing_ok=True)
+            raise
 
     def _stream_pack(self, objects: list[tuple[bytes, bytes, bytes]]) -> None:
         # A large pack (a chunk of spilled blobs) goes to disk as it is built: no second copy.

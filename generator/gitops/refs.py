@@ -30,9 +30,9 @@ class RefUpdater:
         `HEAD` moves the branch it names, which logs the move in both reflogs.
         """
         repository = self._open()
-        name = self._direct(repository, ref)
-        message = "overseer: render"
+        name, message = ref, "overseer: render"
         try:
+            name = self._direct(repository, ref)
             if old is None:
                 repository.create_reference_direct(
                     name, pygit2.Oid(hex=new), False, message=message

@@ -119,13 +119,8 @@ class GitOpsRepo:
             yield
             return
         with self._thread_lock:
-            if self._lock_fd is None:  # kept open: a round would otherwise open it each time
-                self._lock_fd = os.open(
-                    self.git_dir / "overseer.lock", os.O_RDWR | os.O_CREAT, 0o644
-                )
-            fd = self._lock_fd
+            fd = self._flock()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
                 self._holder = threading.get_ident()
                 self._recover()
                 yield
@@ -133,6 +128,23 @@ class GitOpsRepo:
             finally:
                 self._holder = None
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _flock(self) -> int:
+        # The lock file stays open between holds (a round would otherwise open it each time).
+        # Locked, it must still be the file at its path: one removed or replaced meanwhile would
+        # leave this process and another each holding a lock of their own.
+        path = self.git_dir / "overseer.lock"
+        while True:
+            if self._lock_fd is None:
+                self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(path).st_ino == os.fstat(self._lock_fd).st_ino:
+                    return self._lock_fd
+            except FileNotFoundError:
+                pass
+            os.close(self._lock_fd)  # closing lets go of its lock too
+            self._lock_fd = None
 
     def _recover(self) -> None:
         self.committed_since_lock = False
@@ -236,9 +248,10 @@ class GitOpsRepo:
         """End the helper processes (the ref updater, a repack still running)."""
         self.journal.close()
         self.refs.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        with self._thread_lock:  # not while a holder is inside
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
         if self._repack is not None:
             self._repack.wait()
             self._repack = None

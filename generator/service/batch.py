@@ -43,23 +43,35 @@ class _Round:
     done: threading.Event
     commit: str | None = None
     error: BaseException | None = None
-    # Callers waiting on an event loop rather than a thread: (loop, future) to resolve.
-    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[str | None]]] = field(
+    # Callers waiting on an event loop rather than a thread: (loop, future, the create it
+    # answers or "") to resolve.
+    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[str | None], str]] = field(
         default_factory=list
     )
     # Creates this round answers: their rows stand once it is committed (see `answers`).
     answering: list[str] = field(default_factory=list)
+    # Of those, rows the database no longer had when they were marked answered.
+    lost: set[str] = field(default_factory=set)
 
     def finish(self) -> None:
         self.done.set()
-        for loop, future in self.futures:
-            loop.call_soon_threadsafe(self._resolve, future)
+        for loop, future, answering in self.futures:
+            loop.call_soon_threadsafe(self._resolve, future, answering)
 
-    def _resolve(self, future: asyncio.Future[str | None]) -> None:
+    def _resolve(self, future: asyncio.Future[str | None], answering: str) -> None:
         if future.done():  # its caller gave up (a timeout, a closed connection)
             return
         if self.error is not None:
             future.set_exception(self.error)
+        elif answering in self.lost:
+            # Its insert, which did not wait for the disk, went with a crash of PostgreSQL
+            # before the round: nothing was rendered for it, and it must not be told 201.
+            future.set_exception(
+                DatabaseUnavailable(
+                    "the deployment's row is gone from the database (PostgreSQL restarted?); "
+                    "nothing was deployed; retry"
+                )
+            )
         else:
             future.set_result(self.commit)
 
@@ -222,7 +234,7 @@ class RenderBatcher:
                 self._next = _Round(threading.Event())
             round_ = self._next
             if loop is not None and future is not None:
-                round_.futures.append((loop, future))
+                round_.futures.append((loop, future, answering))
             if answering:
                 round_.answering.append(answering)
         self._wake.set()
@@ -259,7 +271,8 @@ class RenderBatcher:
     def _answer(self, round_: _Round) -> None:
         try:
             with self.ctx.statements() as conn:
-                unanswered.answered(conn, round_.answering)
+                stood = unanswered.answered(conn, round_.answering)
+            round_.lost = set(round_.answering) - stood
         except BaseException as exc:  # committed, but not said to stand: the callers get a 503
             round_.error = exc
         round_.finish()

@@ -99,9 +99,11 @@ def create(
     if caller.idempotency is not None:
         return _create_once(ctx, request, caller, caller.idempotency)
     # Not rendered here (the server's rounds do it), the row is the one write, and the insert
-    # commits on its own: two round trips to PostgreSQL where a transaction takes four.
+    # commits on its own: two round trips to PostgreSQL where a transaction takes four. Nor
+    # need that commit wait for the disk when a server holds the request: it answers only after
+    # its round's durable commit and the `answered` mark, which finds the row (`store.insert`).
     with ctx.writer() if render else ctx.statements() as conn:
-        record = _insert(ctx, conn, request, caller)
+        record = _insert(ctx, conn, request, caller, durable=caller.server is None)
         if ctx.settings.mode == REVIEW:
             review.remember(ctx, conn, record, "create", access.who(caller.principal))
         if not render:
@@ -149,11 +151,15 @@ def _dry_run(ctx: Context, change: Callable[[Connection], DeploymentRecord | Non
 
 
 def _insert(
-    ctx: Context, conn: Connection, request: DeploymentRequest, caller: Caller
+    ctx: Context,
+    conn: Connection,
+    request: DeploymentRequest,
+    caller: Caller,
+    *,
+    durable: bool = True,
 ) -> DeploymentRecord:
     namespace = request.namespace or ctx.settings.namespace
     access.require_namespace(ctx.settings, namespace, caller.principal)
-    durable = caller.server is None  # a server answers after a durable commit: store.insert
     for _ in range(5):
         # Remembered from an earlier create: the insert stores the row only if the plugin is
         # still the one validated against, so a miss reads it again (or a new name is tried).
@@ -169,8 +175,11 @@ def _insert(
         record = store.insert(conn, row, plugin, durable)
         if record is not None:
             return record
-        plugins_service.forget(ctx, plugin.name)
-    raise UserError("could not allocate a unique release name; retry")  # pragma: no cover
+        plugins_service.forget(ctx, plugin.name)  # a name taken, or the plugin changed meanwhile
+    raise UserError(  # pragma: no cover - five tries, each a new name and the plugin read anew
+        "could not store the deployment: its release names were taken, or its plugin kept "
+        "changing meanwhile; retry"
+    )
 
 
 def _row(

@@ -59,6 +59,7 @@ def forget(ctx: Context, name: str) -> None:
 def register_bytes(ctx: Context, data: bytes, source: str) -> Registered:
     """Validate and register one manifest."""
     manifest = parse_manifest(data, source)
+    forget(ctx, manifest.name)  # this process's next create reads the version stored now
     with ctx.transaction() as conn:
         return _register(conn, manifest, data.decode("utf-8").removeprefix("\ufeff"))
 
@@ -163,6 +164,7 @@ def show(ctx: Context, name: str) -> PluginRecord:
 
 def set_active(ctx: Context, name: str, active: bool) -> PluginRecord:
     """Activate or deactivate a plugin; a deactivated one accepts no new deployments."""
+    forget(ctx, name)
     with ctx.transaction() as conn:
         plugin = store.set_active(conn, name, active)
     if plugin is None:

@@ -195,7 +195,7 @@ def render(
             )
             _publish(ctx, result, again=True)
         head = result.head = repo.head()
-        with conn.pipeline():  # the two writes go out together, with no answer awaited
+        with conn.pipeline():  # the two writes go out together: one round trip for both
             if result.state is not None and head is not None:
                 on_remote = not ctx.settings.git_remote or not gitops.push_pending(repo)
                 render_state.save(conn, head, result.state, pushed=on_remote, started=started)

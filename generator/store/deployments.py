@@ -68,10 +68,11 @@ def insert(
     (changed, deactivated, removed): the caller reads it again and retries.
 
     Not `durable`: the commit does not wait for the WAL to reach the disk. Only for a row whose
-    request is answered after a durable commit of its own (a server's `answered` mark):
-    PostgreSQL writes the WAL in order, so that commit makes this one durable too, and a crash
-    before it loses only a row nobody was told of. The setting lives in the statement
-    (set_config, local to its transaction): no extra round trip.
+    request is answered after a durable commit that finds it (a server's `answered` mark, which
+    returns the rows it marked): PostgreSQL writes the WAL in order, so that commit makes this
+    one durable too, and a row lost with a crash before it is found missing there, its request
+    answered 503. The setting lives in the statement (set_config, local to its transaction): no
+    extra round trip.
     """
     source = "" if durable else "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s"
     result = conn.execute(
@@ -85,14 +86,14 @@ def insert(
                 %(answer_pending)s, %(requested_by)s
             {source}
             WHERE EXISTS (SELECT FROM plugins p WHERE p.id = %(plugin)s AND p.is_active
-                          AND p.version = %(version)s AND md5(p.manifest) = %(digest)s)
+                          AND p.version = %(version)s AND p.updated_at = %(updated)s)
             ON CONFLICT (deployment_id) DO NOTHING
             RETURNING {COLUMNS}""",
         {
             **row,
             "plugin": plugin.id,
             "version": plugin.version,
-            "digest": hashlib.md5(plugin.manifest.encode(), usedforsecurity=False).hexdigest(),
+            "updated": plugin.updated_at,  # every change of a plugin sets it
         },
     ).fetchone()
     return DeploymentRecord.model_validate(result) if result else None

@@ -72,14 +72,6 @@ def lock_writer(conn: Connection) -> datetime:
 _LOAD = "SELECT commit_sha, state, pushed FROM render_state"
 
 
-def load(conn: Connection) -> dict[str, Any] | None:
-    """The last render's state; its commit under "commit", on the remote or not under "pushed".
-
-    None if there is none.
-    """
-    return _state(conn.execute(_LOAD).fetchone())
-
-
 def lock_and_load(conn: Connection) -> tuple[datetime, dict[str, Any] | None, Fingerprint]:
     """`lock_writer`, `load`, then `fingerprint`: one round trip, not three.
 

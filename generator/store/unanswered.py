@@ -5,9 +5,16 @@ from __future__ import annotations
 from .db import Connection
 
 
-def answered(conn: Connection, dep_ids: list[str]) -> None:
-    """Their requests are answered: the rows stay, whatever happens to the server that stored them."""
-    conn.execute("UPDATE deployments SET answer_pending = NULL WHERE id = ANY(%s)", (dep_ids,))
+def answered(conn: Connection, dep_ids: list[str]) -> set[str]:
+    """Their requests are answered: the rows stay, whatever happens to the server that stored them.
+
+    Returns the ids marked: a row missing from them is gone, and its request must not be told
+    it stands.
+    """
+    rows = conn.execute(
+        "UPDATE deployments SET answer_pending = NULL WHERE id = ANY(%s) RETURNING id", (dep_ids,)
+    ).fetchall()
+    return {str(r["id"]) for r in rows}
 
 
 def of_server(conn: Connection, server: str) -> list[str]:
