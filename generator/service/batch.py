@@ -48,10 +48,13 @@ class _Round:
     futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[str | None], str]] = field(
         default_factory=list
     )
-    # Creates this round answers: their rows stand once it is committed (see `answers`).
-    answering: list[str] = field(default_factory=list)
-    # Of those, rows the database no longer had when they were marked answered.
+    # Of the creates this round answers, rows the database no longer had when marked answered.
     lost: set[str] = field(default_factory=set)
+
+    @property
+    def answering(self) -> list[str]:
+        """Creates this round answers: their rows stand once it is committed (see `answers`)."""
+        return [answering for _, _, answering in self.futures if answering]
 
     def finish(self) -> None:
         self.done.set()
@@ -235,8 +238,6 @@ class RenderBatcher:
             round_ = self._next
             if loop is not None and future is not None:
                 round_.futures.append((loop, future, answering))
-            if answering:
-                round_.answering.append(answering)
         self._wake.set()
         return round_
 
@@ -271,8 +272,9 @@ class RenderBatcher:
     def _answer(self, round_: _Round) -> None:
         try:
             with self.ctx.statements() as conn:
-                stood = unanswered.answered(conn, round_.answering)
-            round_.lost = set(round_.answering) - stood
+                answering = round_.answering
+                stood = unanswered.answered(conn, answering)
+            round_.lost = set(answering) - stood
         except BaseException as exc:  # committed, but not said to stand: the callers get a 503
             round_.error = exc
         round_.finish()

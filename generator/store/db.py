@@ -108,10 +108,10 @@ def open_pool(url: str) -> Pool:
 
 
 def _plan_each_time(conn: Connection) -> None:
-    # psycopg prepares a statement on its fifth run, and PostgreSQL soon keeps one generic plan
-    # for it. Made while the deployments table was a page, that plan is a sequential scan, kept
-    # as the table grows: recording a round's commit on 9,000 rows cost eight inserts' time, and
-    # every round more. A custom plan each time still skips the parsing.
+    # psycopg prepares a statement on its fifth run, and PostgreSQL then may keep one generic
+    # plan for it, made while the deployments table was a few rows and kept as it grows:
+    # recording a round's commit took 2.4 ms at 10,000 rows, against 0.8 ms planned each time
+    # (tests/test_store.py -k smaller_table). A custom plan each time still skips the parsing.
     conn.execute("SET plan_cache_mode = force_custom_plan")
 
 

@@ -73,11 +73,14 @@ _LOAD = "SELECT commit_sha, state, pushed FROM render_state"
 
 
 def lock_and_load(conn: Connection) -> tuple[datetime, dict[str, Any] | None, Fingerprint]:
-    """`lock_writer`, `load`, then `fingerprint`: one round trip, not three.
+    """The render lock (as `lock_writer`), the last render's state, then `fingerprint`.
+
+    One round trip, not three.
 
     Statements sent as one string still run one after another, each with a snapshot of its own
-    taken when it starts: the state is read once the lock is held. A server's round starts
-    with this.
+    taken when it starts: the state is read once the lock is held. The state carries its
+    commit under "commit", and under "pushed" whether the remote has it; None when there is
+    none. A server's round starts with this.
     """
     cursor = conn.execute(f"{_WRITER_LOCK}; {_LOAD}; {_FINGERPRINT}")
     started = _moment(cursor.fetchone(), "started")
