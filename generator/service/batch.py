@@ -86,26 +86,30 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
     shared = bool(settings.git_remote) and settings.mode != REVIEW
     publisher = Publisher(ctx) if shared else None
 
-    def one_round() -> str | None:
-        result = render_service.render(ctx, push=publisher is None)
+    def one_round(answering: list[str]) -> tuple[str | None, list[str] | None]:
+        """The round's commit, and which of `answering` it marked answered (None: none)."""
+        result = render_service.render(ctx, push=publisher is None, answering=answering)
         if publisher is not None and result.head is not None:
             publisher.wake(result.head)  # committed in the database too, by now
-        return result.commit
+        marked = sorted(result.answered) if result.answered is not None else None
+        return result.commit, marked
 
-    leadership = Leadership(ctx, one_round) if shared else None
+    leadership = Leadership(ctx, lambda: one_round([])[0]) if shared else None
     if publisher is not None:
         publisher.start()
     try:
         while True:
             try:
-                channel.recv()
+                answering = channel.recv()
             except EOFError:  # the server is gone
                 return
             try:
-                commit = None
+                followed = None
                 if leadership is not None and not leadership.leading():
-                    commit = leadership.follow()  # the leader's round took our rows
-                channel.send(("ok", commit if commit is not None else one_round()))
+                    followed = leadership.follow()  # the leader's round took our rows
+                # A follower marks nothing: the server marks its creates answered itself.
+                commit, marked = (followed, None) if followed is not None else one_round(answering)
+                channel.send(("ok", commit, marked))
             except UserError as exc:
                 channel.send(("error", type(exc), exc.message, dict(vars(exc))))
             except psycopg.OperationalError as exc:  # the database went away mid-round: a 503
@@ -133,19 +137,23 @@ class _Writer:
         self._process: Any = None
         self._channel: Connection | None = None
 
-    def render(self) -> str | None:
-        """One render in the writer process; its commit, or its error raised here."""
+    def render(self, answering: list[str]) -> tuple[str | None, set[str] | None]:
+        """One render in the writer process, or its error raised here.
+
+        Returns its commit, and the creates of `answering` it marked answered (None: none).
+        """
         if self._channel is None or not self._process.is_alive():
             self._start()
         assert self._channel is not None  # noqa: S101 - started just above
         try:
-            self._channel.send("render")
+            self._channel.send(answering)
             answer = self._channel.recv()
         except (EOFError, OSError):
             self._channel = None  # it died (the OOM killer?): the next round starts another
             raise RenderFailed("the writer process died during a render; retry") from None
         if answer[0] == "ok":
-            return str(answer[1]) if answer[1] is not None else None
+            _, commit, marked = answer
+            return commit, set(marked) if marked is not None else None
         _, kind, message, state = answer
         if kind is None:
             raise RenderFailed(message)
@@ -257,16 +265,21 @@ class RenderBatcher:
                 if self._stopping:
                     return
                 continue
+            answering = round_.answering
+            marked: set[str] | None = None
             try:
-                round_.commit = self._writer.render()
+                round_.commit, marked = self._writer.render(answering)
             except BaseException as exc:  # handed to every waiter of this round
                 round_.error = exc
-            if round_.error is None and round_.answering:
-                # Marked answered on a thread of its own: the next round starts in the writer
+            if round_.error is None and answering and marked is None:
+                # A round that did not mark them (a follower's: the leader's round took the
+                # rows) leaves it to a thread of its own: the next round starts in the writer
                 # meanwhile, instead of waiting a round trip to the database (and this
                 # process's busy interpreter lock) between every two rounds.
                 self._answers.submit(self._answer, round_)
             else:
+                if marked is not None:
+                    round_.lost = set(answering) - marked
                 round_.finish()
 
     def _answer(self, round_: _Round) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..gitops import Changeset
 from ..manifest import parse_stored
 from ..render import PluginInput, Renderer, from_record
 from ..store import deployments as store
-from ..store import render_state
+from ..store import render_state, unanswered
 from ..store.db import Connection
 from .context import Context
 from .delivery import DeliveryFiles
@@ -63,6 +63,9 @@ class RenderResult:
     # What the next render may take for granted about HEAD (see `store.render_state`).
     state: dict[str, Any] | None = None
     head: str | None = None  # HEAD when this render let go of the lock (what to push)
+    # Of the creates it was asked to answer (`answering`), those marked answered in its own
+    # transaction; None when it was asked none.
+    answered: set[str] | None = None
 
     @property
     def touched_changes(self) -> list[ChartChange]:
@@ -150,6 +153,7 @@ def render(
     full: bool = False,
     progress: Progress | None = None,
     push: bool = True,
+    answering: Sequence[str] = (),
 ) -> RenderResult:
     """Render and commit what changed, push it, record it; `conn` may hold the caller's changes.
 
@@ -165,7 +169,9 @@ def render(
         # Not ctx.writer(): the database's lock is this render's first statement anyway, sent
         # with the reads that follow it (a server's round makes five round trips, not nine).
         with ctx.repo.lock(), ctx.transaction() as own:
-            return render(ctx, own, force=force, full=full, progress=progress, push=push)
+            return render(
+                ctx, own, force=force, full=full, progress=progress, push=push, answering=answering
+            )
     repo = ctx.repo
     if ctx.settings.mode == REVIEW:
         from . import review  # it builds on this module
@@ -200,6 +206,10 @@ def render(
                 on_remote = not ctx.settings.git_remote or not gitops.push_pending(repo)
                 render_state.save(conn, head, result.state, pushed=on_remote, started=started)
             _note_rendered(ctx, conn, result)
+            if answering:
+                # The server's creates this round answers, marked in its own durable commit
+                # rather than in one more after it (`batch`): a row missing here is gone.
+                result.answered = unanswered.answered(conn, list(answering))
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
 
