@@ -178,7 +178,7 @@ def test_a_changeset_that_changes_nothing_commits_nothing(
 
 def test_ref_update_refuses_a_branch_that_moved(committed: tuple[GitOpsRepo, str]) -> None:
     repo, first = committed
-    updater = RefUpdater(str(repo.git_dir))
+    updater = RefUpdater(str(repo.git_dir), repo.objects.holds)
     with pytest.raises(GitFailed, match="update-ref"):
         updater.update("HEAD", first, "1" * 40)  # HEAD is not where the caller thinks
     updater.update("refs/heads/other", first, None)  # the updater lives on after a refusal

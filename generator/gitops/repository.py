@@ -64,7 +64,7 @@ class GitOpsRepo:
         self.objects = ObjectStore(self.repo)
         if spill_bytes is not None:  # past this many bytes of new blobs, write them out
             self.objects.spill_bytes = spill_bytes
-        self.refs = RefUpdater(str(self.git_dir))
+        self.refs = RefUpdater(str(self.git_dir), self.objects.holds)
         self.journal = Journal(self.git_dir / "overseer-journal")
         self.worktree = WorkTree(root, self.git_dir, self.objects, self.tree_of)
         if created or worktree == LAZY:  # never a clone a reader merely opened
