@@ -585,3 +585,35 @@ def test_the_journal_kept_open_sees_what_another_process_did(tmp_path: Path) -> 
     assert Journal(path).entries() == [{"n": 3}]
     ours.close()
     theirs.close()
+
+
+def _deleted_packs_held() -> list[str]:
+    fds = Path("/proc/self/fd")
+    held = []
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if "/objects/pack/" in target and target.endswith("(deleted)"):
+            held.append(target)
+    return held
+
+
+def test_a_repack_leaves_libgit2_no_deleted_pack_to_try(tmp_path: Path) -> None:
+    """libgit2 keeps every pack it has seen, and tries the gone ones on every lookup miss."""
+    repo = GitOpsRepo(tmp_path / "gitops", worktree=LAZY)
+    trees = []
+    for n in range(5):
+        sha = commit(repo, {f"ns/app-{n}": {"f": b"%d\n" % n}}, "c\n")
+        tree = repo.tree_of(sha)
+        assert tree is not None
+        trees.append(tree)
+    contents = [repo.objects.read(tree) for tree in trees]
+    git(repo.root, "repack", "-a", "-d", "-q")  # the five packs are replaced by one
+    assert [repo.objects.read(tree) for tree in trees] == contents
+    assert _deleted_packs_held()  # what libgit2 does without help
+    repo.objects.forget_packs()
+    assert [repo.objects.read(tree) for tree in trees] == contents
+    assert not _deleted_packs_held()
+    repo.close()

@@ -228,6 +228,7 @@ class GitOpsRepo:
         self._commits += 1
         if self._repack is not None and self._repack.poll() is not None:
             self._repack = None
+            self.objects.forget_packs()  # the packs it folded together are gone
         if self._repack is None and self._commits % _REPACK_EVERY == 0:
             # Geometric repacks keep the objects as written, stored uncompressed (see objects);
             # every eighth is a full one, which finds the deltas between a namespace tree's
