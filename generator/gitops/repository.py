@@ -38,6 +38,7 @@ _TUNING = (
     ("splitIndex", "sharedIndexExpire", "1.hour.ago"),
 )
 _REPACK_EVERY = 32  # commits written as packs between two geometric repacks
+_GEOMETRIC_REPACK = ("-c", "pack.window=1", "repack", "-d", "-q", "--geometric=2")
 CHECKOUT, LAZY = "checkout", "lazy"
 
 
@@ -230,18 +231,15 @@ class GitOpsRepo:
             self._repack = None
             self.objects.forget_packs()  # the packs it folded together are gone
         if self._repack is None and self._commits % _REPACK_EVERY == 0:
-            # Geometric repacks keep the objects as written, stored uncompressed (see objects);
-            # every eighth is a full one, which finds the deltas between a namespace tree's
-            # versions (52 MB back to 15 MB after 70 rounds on 10,000 charts, 0.6 s of CPU).
-            full = self._commits % (8 * _REPACK_EVERY) == 0
+            # Geometric repacks keep the objects as written, stored uncompressed (see objects),
+            # and find the deltas between a namespace tree's versions among the packs they fold.
+            # No full repack: it walks every commit's trees (0.9 s of CPU at 10,000 charts) to
+            # save a tenth of the disk (docs/git-layer.md).
             self._repack = subprocess.Popen(
                 # A window of one: a namespace tree's versions sort next to each other, so the
-                # nearest object finds the delta: the same 15 MB as git's default of ten, for a
-                # third (geometric) to a half (full) of the CPU.
-                ["git", f"--git-dir={self.git_dir}", "-c", "pack.window=1", "repack", "-d", "-q"]
-                # -k: a full repack keeps what no ref reaches yet, such as the pack of a commit
-                # whose ref is moving while it runs.
-                + (["-a", "-k"] if full else ["--geometric=2"]),
+                # nearest object finds the delta: the same size as git's default of ten, for a
+                # third of the CPU.
+                ["git", f"--git-dir={self.git_dir}", *_GEOMETRIC_REPACK],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
