@@ -30,6 +30,7 @@ from generator.service.batch import RenderBatcher
 from generator.service.context import Context
 from generator.service.views import DeploymentRequest, DeploymentUpdate
 from generator.status import Status
+from generator.store import deployments as store
 from generator.validate import validate
 from tests.conftest import commit_count, deploy, expire, git_log, sql
 
@@ -241,6 +242,36 @@ def test_incremental_render_sees_every_kind_of_change(ctx: Context, claude_manif
     set_height("555", "444")
     assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
     assert check_service.check(ctx, ctx.charts()) == []
+
+
+def test_a_round_reads_the_changed_rows_with_its_lock(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing in doubt, the rows changed since the last render come with the lock."""
+    first = deploy(ctx)
+    asked: list[list[str]] = []
+    real = store.changed_since
+
+    def counted(conn: Any, since: int, paths: Any = ()) -> Any:
+        asked.append(list(paths))
+        return real(conn, since, paths)
+
+    monkeypatch.setattr(store, "changed_since", counted)
+    second = deploy(ctx, render=False)
+    height = "UPDATE deployments SET config = replace(config, %s, %s) WHERE id = %s"
+    sql(ctx, height, '"768"', '"999"', first.id)
+    assert summary(render_service.render(ctx)) == (1, 1, 0, 0)
+    assert asked == []  # no query of its own
+    repo = ctx.settings.repo
+    assert 'HEIGHT: "999"' in (repo / first.chart / "values.yaml").read_text()
+    assert (repo / second.chart / "Chart.yaml").exists()
+    # A path in doubt after a crash (a journal entry its writer never cleared) is asked for by
+    # name, in a query of its own.
+    head = ctx.repo.head()
+    ctx.repo.journal.append({"ref": "HEAD", "old": head, "new": head, "paths": [str(first.chart)]})
+    sql(ctx, height, '"999"', '"555"', first.id)
+    assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
+    assert asked == [[str(first.chart)]]
 
 
 def test_a_plugin_upgrade_keeps_deployments_renderable(

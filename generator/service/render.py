@@ -181,10 +181,21 @@ def render(
     with repo.lock():  # re-entrant: callers inside ctx.writer() already hold it
         # One render at a time, whichever replica; then what the last one left, and what the
         # rows are now (taken before any row is read).
-        started, previous, fingerprint = render_state.lock_and_load(conn)
+        # With nothing in doubt, the rows changed since the last render come in the same round
+        # trip, read by the xmin it recorded; used only if the render is incremental.
+        candidates = None if repo.in_doubt or full else store.CHANGED_SINCE_RECORDED
+        started, previous, fingerprint, rows = render_state.lock_and_load(conn, candidates)
         _catch_up(ctx, conn, previous)
+        prefetched = store.changes_of(rows) if rows is not None else None
         result = _commit(
-            ctx, conn, previous, fingerprint, force=force, full=full, progress=progress
+            ctx,
+            conn,
+            previous,
+            fingerprint,
+            force=force,
+            full=full,
+            progress=progress,
+            prefetched=prefetched,
         )
         try:
             if push:
@@ -270,8 +281,12 @@ def _commit(
     force: bool,
     full: bool,
     progress: Progress | None,
+    prefetched: store.Changes | None = None,
 ) -> RenderResult:
-    """Put every chart that changed into one changeset on HEAD and commit it."""
+    """Put every chart that changed into one changeset on HEAD and commit it.
+
+    `prefetched`: the rows changed since the recorded state's xmin, when already read.
+    """
     repo = ctx.repo
     with repo.changes() as tx:
         result = _Pass(
@@ -284,6 +299,7 @@ def _commit(
             in_doubt=repo.in_doubt,
             delivery=DeliveryFiles(ctx, conn),
             renderer=ctx.renderer,
+            prefetched=prefetched,
         ).run(force=force)
         # Engine files can change with no chart (a delivery setting): they are committed too.
         if result.touched or tx.paths:
@@ -369,6 +385,7 @@ class _Pass:
         in_doubt: set[str],
         delivery: DeliveryFiles,
         renderer: Renderer,
+        prefetched: store.Changes | None = None,
     ) -> None:
         self.conn = conn
         self.fingerprint = fingerprint
@@ -376,6 +393,7 @@ class _Pass:
         # The last render's state, trusted only for the commit it describes (see `_comparable`).
         self.previous = previous if previous and previous.get("commit") == tx.base else None
         self.in_doubt = in_doubt
+        self.prefetched = prefetched
         self.tx = tx
         self.head = tx.snapshot
         self.full = full
@@ -400,7 +418,11 @@ class _Pass:
         charts = self.head.chart_count()
         incremental = not self.full and previous is not None and _comparable(previous, state)
         if incremental and previous is not None:
-            changes = store.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
+            changes = (
+                self.prefetched
+                if self.prefetched is not None and not self.in_doubt
+                else store.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
+            )
             upgraded = sorted(
                 p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
             )

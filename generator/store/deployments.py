@@ -212,16 +212,34 @@ def changed_since(conn: Connection, since: int, paths: Sequence[str] = ()) -> Ch
     run yet changes no row, so those are looked up by their expiry.
     """
     rows = conn.execute(
-        f"""SELECT {_RENDER_COLUMNS}, ({LIVE}) AS live
-            FROM overseer_render_candidates(%(since)s::text::xid8, %(releases)s, %(paths)s) c(id)
-            JOIN deployments d ON d.id = c.id LEFT JOIN plugins p ON p.id = d.plugin_id
-            ORDER BY d.namespace, d.deployment_id""",
+        _CHANGED.format(since="%(since)s::text::xid8", releases="%(releases)s", paths="%(paths)s"),
         {"since": str(since), **_release_args(paths)},
         # Never a prepared statement: its plan, made once while the table was small, would
         # scan the whole table every round ever after (a hash join); planned each time, the
         # join follows the primary key.
         prepare=False,
     ).fetchall()
+    return changes_of(rows, paths)
+
+
+_CHANGED = f"""SELECT {_RENDER_COLUMNS}, ({LIVE}) AS live
+    FROM overseer_render_candidates({{since}}, {{releases}}, {{paths}}) c(id)
+    JOIN deployments d ON d.id = c.id LEFT JOIN plugins p ON p.id = d.plugin_id
+    ORDER BY d.namespace, d.deployment_id"""
+
+# `changed_since` the xmin the last render recorded, with no path in doubt: a statement without
+# parameters, which `render_state.lock_and_load` sends with its own (one round trip fewer a round).
+# A state without an integer xmin matches nothing but expired rows, and is not used anyway.
+CHANGED_SINCE_RECORDED = _CHANGED.format(
+    since="""(SELECT CASE WHEN jsonb_typeof(state->'xmin') = 'number'
+                          THEN (state->>'xmin')::xid8 END FROM render_state)""",
+    releases="'{}'::text[]",
+    paths="'{}'::text[]",
+)
+
+
+def changes_of(rows: list[dict[str, Any]], paths: Sequence[str] = ()) -> Changes:
+    """The `Changes` of candidate rows (`changed_since`'s query); `paths` were asked for too."""
     live = [r for r in rows if r["live"] and r["plugin_id"] is not None]
     found = {f"{r['namespace']}/{r['deployment_id']}" for r in rows}
     gone = {f"{r['namespace']}/{r['deployment_id']}" for r in rows if not r["live"]}

@@ -72,22 +72,30 @@ def lock_writer(conn: Connection) -> datetime:
 _LOAD = "SELECT commit_sha, state, pushed FROM render_state"
 
 
-def lock_and_load(conn: Connection) -> tuple[datetime, dict[str, Any] | None, Fingerprint]:
+def lock_and_load(
+    conn: Connection, also: str | None = None
+) -> tuple[datetime, dict[str, Any] | None, Fingerprint, list[dict[str, Any]] | None]:
     """The render lock (as `lock_writer`), the last render's state, then `fingerprint`.
 
-    One round trip, not three.
+    One round trip, not three; `also`, a statement without parameters, goes in it too, and its
+    rows come last (None without one).
 
     Statements sent as one string still run one after another, each with a snapshot of its own
-    taken when it starts: the state is read once the lock is held. The state carries its
-    commit under "commit", and under "pushed" whether the remote has it; None when there is
-    none. A server's round starts with this.
+    taken when it starts: the state is read once the lock is held, and `also` runs after the
+    fingerprint. The state carries its commit under "commit", and under "pushed" whether the
+    remote has it; None when there is none. A server's round starts with this.
     """
-    cursor = conn.execute(f"{_WRITER_LOCK}; {_LOAD}; {_FINGERPRINT}")
+    statements = [_WRITER_LOCK, _LOAD, _FINGERPRINT, *([also] if also else [])]
+    cursor = conn.execute("; ".join(statements))
     started = _moment(cursor.fetchone(), "started")
     cursor.nextset()
     state = _state(cursor.fetchone())
     cursor.nextset()
-    return started, state, _fingerprint_of(cursor.fetchone())
+    fingerprint = _fingerprint_of(cursor.fetchone())
+    if not also:
+        return started, state, fingerprint, None
+    cursor.nextset()
+    return started, state, fingerprint, cursor.fetchall()
 
 
 def _state(row: dict[str, Any] | None) -> dict[str, Any] | None:
