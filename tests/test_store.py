@@ -374,7 +374,7 @@ def test_a_pooled_connection_never_keeps_a_plan_made_for_a_smaller_table(ctx: Co
                 store.set_rendered(conn, charts, "1" * 40)
             plans = conn.execute(
                 "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                "WHERE statement LIKE 'UPDATE deployments SET rendered_commit%%'"
+                "WHERE statement LIKE 'UPDATE deployments AS d%%SET rendered_commit%%'"
             ).fetchone()
         assert plans is not None, "the statement was never prepared"
         assert plans["generic_plans"] == 0 and plans["custom_plans"] > 0

@@ -212,15 +212,13 @@ def render(
             )
             _publish(ctx, result, again=True)
         head = result.head = repo.head()
-        with conn.pipeline():  # the two writes go out together: one round trip for both
+        with conn.pipeline():  # the writes go out together: one round trip for all
             if result.state is not None and head is not None:
                 on_remote = not ctx.settings.git_remote or not gitops.push_pending(repo)
                 render_state.save(conn, head, result.state, pushed=on_remote, started=started)
-            _note_rendered(ctx, conn, result)
-            if answering:
-                # The server's creates this round answers, marked in its own durable commit
-                # rather than in one more after it (`batch`): a row missing here is gone.
-                result.answered = unanswered.answered(conn, list(answering))
+            # The server's creates this round answers are marked in its own durable commit,
+            # rather than in one more after it (`batch`): a row missing here is gone.
+            _note_rendered(ctx, conn, result, answering)
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
 
@@ -330,9 +328,16 @@ def _publish(ctx: Context, result: RenderResult, *, again: bool = False) -> None
             result.commit = ctx.repo.head()  # a replay onto the remote gives it a new sha
 
 
-def _note_rendered(ctx: Context, conn: Connection, result: RenderResult) -> None:
+def _note_rendered(
+    ctx: Context, conn: Connection, result: RenderResult, answering: Sequence[str] = ()
+) -> None:
+    marked = None
     if result.commit is not None:
-        store.set_rendered(conn, [c.path for c in (*result.added, *result.changed)], result.commit)
+        paths = [c.path for c in (*result.added, *result.changed)]
+        marked = store.set_rendered(conn, paths, result.commit, answering)
+    elif answering:
+        marked = unanswered.answered(conn, list(answering))
+    result.answered = marked if answering else None
     # A row whose chart is committed but that never learnt so (the process died after the branch
     # moved, before the database committed) would never be applied: it points at HEAD now.
     if result.unrecorded:

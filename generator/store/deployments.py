@@ -297,14 +297,29 @@ def update(
     return DeploymentRecord.model_validate(row) if row else None
 
 
-def set_rendered(conn: Connection, release_paths: list[str], commit: str) -> None:
-    """Record the commit that last changed these charts."""
-    conn.execute(
-        """UPDATE deployments SET rendered_commit = %(commit)s
-           WHERE deployment_id = ANY(%(releases)s)
-             AND namespace || '/' || deployment_id = ANY(%(paths)s)""",
-        {"commit": commit, **_release_args(release_paths)},
+def set_rendered(
+    conn: Connection, release_paths: list[str], commit: str, answering: Sequence[str] = ()
+) -> set[str]:
+    """Record the commit that last changed these charts; mark the creates `answering` answered.
+
+    Both in one statement (`unanswered.answered` alone does the second): a server's round
+    renders the rows it answers, and each then gets one new version, with one insertion into
+    each of the table's nine indexes, not two. Returns the ids of `answering` marked.
+    """
+    rendered = (
+        "d.deployment_id = ANY(%(releases)s)"
+        " AND d.namespace || '/' || d.deployment_id = ANY(%(paths)s)"
     )
+    rows = conn.execute(
+        f"""UPDATE deployments AS d
+            SET rendered_commit = CASE WHEN {rendered} THEN %(commit)s ELSE d.rendered_commit END,
+                answer_pending = CASE WHEN d.id = ANY(%(answering)s) THEN NULL
+                                      ELSE d.answer_pending END
+            WHERE ({rendered}) OR d.id = ANY(%(answering)s)
+            RETURNING d.id""",
+        {"commit": commit, "answering": list(answering), **_release_args(release_paths)},
+    ).fetchall()
+    return {str(r["id"]) for r in rows} & set(answering)
 
 
 def secret_revision(sealed: bytes | None) -> str | None:
