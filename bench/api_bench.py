@@ -299,6 +299,11 @@ def main() -> None:
             text=True,
         ).stdout.strip()
         print(f"{'deployments; commits':<36}  {total}; {commits}")
+        packs = list((base / "gitops" / ".git" / "objects" / "pack").glob("*.pack"))
+        size = sum(p.stat().st_size for p in packs) / 1e6
+        print(
+            f"{'repository: packs':<36}  {size:.1f} MB in {len(packs)} packs (repacks as they stand)"
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)

@@ -31,6 +31,7 @@ from generator.service.context import Context
 from generator.service.views import DeploymentRequest, DeploymentUpdate
 from generator.status import Status
 from generator.store import deployments as store
+from generator.store import render_state as state_store
 from generator.validate import validate
 from tests.conftest import commit_count, deploy, expire, git_log, sql
 
@@ -272,6 +273,17 @@ def test_a_round_reads_the_changed_rows_with_its_lock(
     sql(ctx, height, '"999"', '"555"', first.id)
     assert summary(render_service.render(ctx))[:3] == (0, 1, 0)
     assert asked == [[str(first.chart)]]
+    # State recorded for another commit reads no changed row: a full comparison follows, and a
+    # fresh clone on a large table fetched every row for nothing.
+    sql(ctx, height, '"555"', '"777"', first.id)
+    with ctx.transaction() as conn:
+        head = ctx.repo.head() or ""
+        ours = state_store.lock_and_load(conn, store.changed_since_recorded(head))
+        other = state_store.lock_and_load(conn, store.changed_since_recorded("0" * 40))
+    assert [r["id"] for r in ours[3] or []] == [first.id]
+    assert other[3] == []
+    with pytest.raises(ValueError, match="not a commit"):
+        store.changed_since_recorded("HEAD'; DROP TABLE deployments; --")
 
 
 def test_a_plugin_upgrade_keeps_deployments_renderable(

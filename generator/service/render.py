@@ -182,11 +182,17 @@ def render(
         # One render at a time, whichever replica; then what the last one left, and what the
         # rows are now (taken before any row is read).
         # With nothing in doubt, the rows changed since the last render come in the same round
-        # trip, read by the xmin it recorded; used only if the render is incremental.
-        candidates = None if repo.in_doubt or full else store.CHANGED_SINCE_RECORDED
+        # trip, read by the xmin it recorded for our HEAD; used only if the render is
+        # incremental from that HEAD.
+        head = repo.head()
+        candidates = None
+        if head is not None and not repo.in_doubt and not full:
+            candidates = store.changed_since_recorded(head)
         started, previous, fingerprint, rows = render_state.lock_and_load(conn, candidates)
         _catch_up(ctx, conn, previous)
-        prefetched = store.changes_of(rows) if rows is not None else None
+        prefetched = None
+        if rows is not None and previous is not None and previous["commit"] == head == repo.head():
+            prefetched = store.changes_of(rows)
         result = _commit(
             ctx,
             conn,

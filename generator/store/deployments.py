@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -227,15 +228,24 @@ _CHANGED = f"""SELECT {_RENDER_COLUMNS}, ({LIVE}) AS live
     JOIN deployments d ON d.id = c.id LEFT JOIN plugins p ON p.id = d.plugin_id
     ORDER BY d.namespace, d.deployment_id"""
 
-# `changed_since` the xmin the last render recorded, with no path in doubt: a statement without
-# parameters, which `render_state.lock_and_load` sends with its own (one round trip fewer a round).
-# A state without an integer xmin matches nothing but expired rows, and is not used anyway.
-CHANGED_SINCE_RECORDED = _CHANGED.format(
-    since="""(SELECT CASE WHEN jsonb_typeof(state->'xmin') = 'number'
-                          THEN (state->>'xmin')::xid8 END FROM render_state)""",
-    releases="'{}'::text[]",
-    paths="'{}'::text[]",
-)
+
+def changed_since_recorded(head: str) -> str:
+    """`changed_since` the xmin the last render recorded, if it recorded `head`, as a statement.
+
+    Without parameters, so that `render_state.lock_and_load` can send it with its own (one round
+    trip fewer a round), and without paths in doubt. State recorded for another commit, or
+    without an integer xmin, matches no changed row (a full comparison follows anyway, and a
+    render that then follows the remote's main asks again).
+    """
+    if not re.fullmatch(r"[0-9a-f]{40}", head):
+        raise ValueError(f"not a commit sha: {head!r}")
+    return _CHANGED.format(
+        since=f"""(SELECT CASE WHEN jsonb_typeof(state->'xmin') = 'number'
+                              THEN (state->>'xmin')::xid8 END
+                   FROM render_state WHERE commit_sha = '{head}')""",
+        releases="'{}'::text[]",
+        paths="'{}'::text[]",
+    )
 
 
 def changes_of(rows: list[dict[str, Any]], paths: Sequence[str] = ()) -> Changes:
@@ -303,8 +313,8 @@ def set_rendered(
     """Record the commit that last changed these charts; mark the creates `answering` answered.
 
     Both in one statement (`unanswered.answered` alone does the second): a server's round
-    renders the rows it answers, and each then gets one new version, with one insertion into
-    each of the table's nine indexes, not two. Returns the ids of `answering` marked.
+    renders the rows it answers, and each then gets one new row version, not two (and its
+    trigger runs once). Returns the ids of `answering` marked.
     """
     rendered = (
         "d.deployment_id = ANY(%(releases)s)"
