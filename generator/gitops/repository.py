@@ -233,8 +233,9 @@ class GitOpsRepo:
         if self._repack is None and self._commits % _REPACK_EVERY == 0:
             # Geometric repacks keep the objects as written, stored uncompressed (see objects),
             # and find the deltas between a namespace tree's versions among the packs they fold.
-            # No full repack: it walks every commit's trees (0.9 s of CPU at 10,000 charts) to
-            # save a tenth of the disk (docs/git-layer.md).
+            # No full repack: it walks every commit's trees, so its cost grows with the history
+            # (1.7 s of CPU after 2,048 commits on 10,000 charts), for about 5 KB less disk a
+            # commit (docs/git-layer.md, `bench/repack_bench.py`).
             self._repack = subprocess.Popen(
                 # A window of one: a namespace tree's versions sort next to each other, so the
                 # nearest object finds the delta: the same size as git's default of ten, for a
