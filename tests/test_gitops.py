@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -587,15 +588,14 @@ def test_the_journal_kept_open_sees_what_another_process_did(tmp_path: Path) -> 
     theirs.close()
 
 
-def _deleted_packs_held() -> list[str]:
-    fds = Path("/proc/self/fd")
+def _deleted_packs_held(repo: GitOpsRepo) -> list[str]:
     held = []
-    for fd in fds.iterdir():
+    for fd in Path("/proc/self/fd").iterdir():
         try:
             target = os.readlink(fd)
         except OSError:  # closed meanwhile
             continue
-        if "/objects/pack/" in target and target.endswith("(deleted)"):
+        if target.startswith(f"{repo.git_dir}/objects/pack/") and target.endswith("(deleted)"):
             held.append(target)
     return held
 
@@ -603,17 +603,39 @@ def _deleted_packs_held() -> list[str]:
 def test_a_repack_leaves_libgit2_no_deleted_pack_to_try(tmp_path: Path) -> None:
     """libgit2 keeps every pack it has seen, and tries the gone ones on every lookup miss."""
     repo = GitOpsRepo(tmp_path / "gitops", worktree=LAZY)
-    trees = []
-    for n in range(5):
-        sha = commit(repo, {f"ns/app-{n}": {"f": b"%d\n" % n}}, "c\n")
-        tree = repo.tree_of(sha)
-        assert tree is not None
-        trees.append(tree)
-    contents = [repo.objects.read(tree) for tree in trees]
-    git(repo.root, "repack", "-a", "-d", "-q")  # the five packs are replaced by one
-    assert [repo.objects.read(tree) for tree in trees] == contents
-    assert _deleted_packs_held()  # what libgit2 does without help
-    repo.objects.forget_packs()
-    assert [repo.objects.read(tree) for tree in trees] == contents
-    assert not _deleted_packs_held()
-    repo.close()
+    try:
+        trees = []
+        for n in range(5):
+            sha = commit(repo, {f"ns/app-{n}": {"f": b"%d\n" % n}}, "c\n")
+            tree = repo.tree_of(sha)
+            assert tree is not None
+            trees.append(tree)
+        contents = [repo.objects.read(tree) for tree in trees]
+        git(repo.root, "repack", "-a", "-d", "-q")  # the five packs are replaced by one
+        repo.objects._packs_checked = time.monotonic()  # as if it had just looked
+        assert [repo.objects.read(tree) for tree in trees] == contents
+        assert _deleted_packs_held(repo)  # what libgit2 does without help
+        repo.objects.forget_packs()
+        assert [repo.objects.read(tree) for tree in trees] == contents
+        assert not _deleted_packs_held(repo)
+        # A process that only reads (the server beside its writer) notices by itself, within
+        # a second, that a repack removed packs it knew.
+        commit(repo, {"ns/app-5": {"f": b"5\n"}}, "c\n")
+        repo.objects.forget_packs()
+        assert [repo.objects.read(tree) for tree in trees] == contents
+        git(repo.root, "repack", "-a", "-d", "-q")
+        repo.objects._packs_checked = 0.0  # its second is up
+        assert [repo.objects.read(tree) for tree in trees] == contents
+        assert not _deleted_packs_held(repo)
+    finally:
+        repo.close()
+
+
+def test_a_ref_never_names_a_commit_the_repository_lacks(
+    committed: tuple[GitOpsRepo, str],
+) -> None:
+    repo, first = committed
+    with pytest.raises(GitFailed, match="not in the repository"):
+        repo.refs.update("refs/heads/other", "2" * 40, None)
+    assert git(repo.root, "for-each-ref", "--format=%(refname)") == "refs/heads/main"
+    repo.refs.update("refs/heads/other", first, None)  # one it has is fine

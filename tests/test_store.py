@@ -17,7 +17,7 @@ from generator.service import plugins as plugins_service
 from generator.service.context import Context
 from generator.service.views import DeploymentRequest, DeploymentUpdate, DeploymentView
 from generator.status import Status
-from generator.store import db, migrate
+from generator.store import db, migrate, render_rows
 from generator.store import deployments as store
 from generator.tools import helm
 from tests.conftest import ROOT, TEST_KEY, PgServer, deploy
@@ -371,7 +371,7 @@ def test_a_pooled_connection_never_keeps_a_plan_made_for_a_smaller_table(ctx: Co
                     (round_ * 4, round_ * 4 + 3, dep.id),
                 )
                 charts = [f"{dep.namespace}/grown-{round_ * 4 + i}" for i in range(4)]
-                store.set_rendered(conn, charts, "1" * 40)
+                render_rows.set_rendered(conn, charts, "1" * 40)
             plans = conn.execute(
                 "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
                 "WHERE statement LIKE 'UPDATE deployments AS d%%SET rendered_commit%%'"

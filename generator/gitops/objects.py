@@ -134,9 +134,13 @@ class ObjectStore:
         self._spliced: dict[bytes, tuple[list[str], list[bytes]]] = {}  # sha -> (keys, parts)
         # The last commits written here, which the next round reads first (its base's tree).
         # libgit2 looks for an object it does not know by scanning the pack directory again,
-        # and then every pack's index: 1 to 2 ms with the 40 to 70 packs a busy server keeps.
+        # and then every pack's index: 1 to 2 ms with the 40 or so packs of a busy server (and
+        # the deleted ones it still listed, see `forget_packs`).
         self._commits: dict[bytes, bytes] = {}
         self._pack_dir_made = False
+        # The packs there were when this process last looked, and when that was (`_prune`).
+        self._packs_seen: set[str] = set()
+        self._packs_checked = 0.0
 
     # Reading.
     def read(self, binsha: bytes) -> bytes:
@@ -144,6 +148,7 @@ class ObjectStore:
         written = self._commits.get(binsha)
         if written is not None:
             return written
+        self._prune()
         with self._read_lock:  # one libgit2 object database, shared by the reading threads
             try:
                 _, data = self._odb.read(pygit2.Oid(raw=binsha))
@@ -169,14 +174,20 @@ class ObjectStore:
         Refs are read from disk each time, so a ref another process moved is seen.
         """
         with self._read_lock:
-            if ref == "HEAD" or ref.startswith("refs/"):
-                # Only the ref files are read: Overseer's refs name commits, and a commit just
-                # written need not be looked for in the packs (see `_commits`).
+            if ref == "HEAD" or ref.startswith("refs/heads/"):
+                # Only the ref files are read when the ref names a commit written here: it need
+                # not be looked for in the packs (see `_commits`). Anything else is peeled.
                 try:
                     found_ref = self._repository.references.get(ref)
-                    return str(found_ref.resolve().target) if found_ref is not None else None
+                    if found_ref is None:
+                        return None
+                    target = found_ref.resolve().target
                 except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
                     return None
+                if isinstance(target, pygit2.Oid) and (
+                    target.raw in self._commits or target.raw in self._stored
+                ):
+                    return str(target)
             try:
                 found = self._repository.revparse_single(ref).peel(pygit2.Commit)
             except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
@@ -338,13 +349,35 @@ class ObjectStore:
         """Open libgit2's repository anew, once a repack has replaced packs.
 
         libgit2 keeps every pack it has seen in its list, also one a repack deleted, and tries
-        to open each again whenever it looks for an object it does not know: 30 to 60 failed
-        opens per lookup after a few repacks, growing with every repack.
+        to open each again whenever it looks for an object it does not know (30 to 60 failed
+        opens per lookup after a few repacks, growing with every repack); and it keeps the
+        deleted ones mapped, so their disk space is never freed while the process lives.
         """
         with self._read_lock:
             stale, self._repository = self._repository, pygit2.Repository(self._git_dir)
             self._odb = self._repository.odb
+            self._packs_seen = self._pack_names()
+            self._packs_checked = time.monotonic()
         stale.free()
+
+    def _prune(self) -> None:
+        # A process that only reads (the server beside its writer, the apply worker) never runs
+        # a repack itself: once a second at most, it looks whether one removed packs it knew.
+        now = time.monotonic()
+        if now - self._packs_checked < 1.0:
+            return
+        self._packs_checked = now
+        names = self._pack_names()
+        if self._packs_seen - names:
+            self.forget_packs()
+        else:
+            self._packs_seen |= names
+
+    def _pack_names(self) -> set[str]:
+        try:
+            return {n for n in os.listdir(self.pack_dir) if n.endswith(".pack")}
+        except FileNotFoundError:  # an empty repository
+            return set()
 
     def holds(self, commit: str) -> bool:
         """Whether `commit` is in the repository (written here, or found in its packs)."""

@@ -17,6 +17,14 @@ from ..errors import GitFailed
 from .objects import IDENTITY
 
 _RETRY = "something else moved the branch meanwhile; run the command again"
+_MISSING = "a bug: the commit was not written first; report it with the log"
+
+# libgit2 checks that a ref's new target exists by looking for it, in a pack directory it
+# scans again for an object it has not seen and then in every pack's index: 1 to 2 ms a round
+# with the packs a busy server keeps. The refs here move only through `RefUpdater`, which asks
+# the object store instead (it knows the commits it has just written), and nothing else in the
+# package creates objects through libgit2: the check is off for the process.
+pygit2.settings.enable_strict_object_creation(False)
 
 
 class RefUpdater:
@@ -24,12 +32,9 @@ class RefUpdater:
 
     def __init__(self, git_dir: str, holds: Callable[[str], bool]) -> None:
         self._git_dir = git_dir
-        # Whether the repository has a commit: asked before a ref may name it. libgit2 would
-        # look for it itself, in a pack directory it scans again for an object it has not
-        # seen, and then in every pack's index (1 to 2 ms a round with the packs a busy
-        # server keeps); the object store knows the commits it has just written.
+        # Whether the repository has a commit: asked before a ref may name it, instead of
+        # libgit2's own check (see below).
         self._holds = holds
-        pygit2.settings.enable_strict_object_creation(False)  # process-wide: nothing else
         self._repository: pygit2.Repository | None = None
 
     def update(self, ref: str, new: str, old: str | None) -> None:
@@ -40,7 +45,7 @@ class RefUpdater:
         repository = self._open()
         name, message = ref, "overseer: render"
         if not self._holds(new):
-            raise GitFailed("update-ref", f"{ref}: {new} is not in the repository", _RETRY)
+            raise GitFailed("update-ref", f"{ref}: {new} is not in the repository", _MISSING)
         try:
             name = self._direct(repository, ref)
             if old is None:

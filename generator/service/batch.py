@@ -223,8 +223,9 @@ class RenderBatcher:
     async def render_async(self, timeout: float = 120, *, answering: str = "") -> str | None:
         """`render` for a caller on an event loop: it waits without holding a thread.
 
-        `answering` names a created deployment whose request the round answers: once the
-        round is committed, one statement for all of them says so, just before they are told.
+        `answering` names a created deployment whose request the round answers: the round's
+        own commit says so for all of them (or, for a follower's round, one statement of the
+        server's right after it), before they are told.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str | None] = loop.create_future()

@@ -14,7 +14,7 @@ from ..charts import ChartSource
 from ..delivery.secrets import carry_ciphertext
 from ..errors import UserError
 from ..render import INPUTS_FILE, Chart, Renderer, from_record
-from ..store import deployments as store
+from ..store import render_rows
 from .context import Context
 from .render import Plugins
 from .rows import render_input
@@ -91,7 +91,7 @@ def fresh_charts(ctx: Context, only: Collection[str] | None = None) -> Iterator[
     """Every live deployment's chart path and files (of `only`, when given), rendered now."""
     renderer, plugins = Renderer(), Plugins()
     with ctx.transaction() as conn:
-        for row in store.iter_live_for_render(conn):
+        for row in render_rows.iter_live_for_render(conn):
             plugin = plugins.get(row)
             dep = render_input(row, plugin.manifest, ctx.delivery)
             if only is None or dep.chart_path in only:  # the selection alone is rendered

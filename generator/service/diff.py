@@ -22,6 +22,7 @@ from ..delivery.secrets import carry_ciphertext
 from ..errors import UserError
 from ..render import INPUTS_FILE, Chart, Renderer
 from ..store import deployments as store
+from ..store import render_rows
 from ..store.db import Connection
 from ..tools import helm
 from ..validate import placeholder_values
@@ -163,7 +164,7 @@ def preview(ctx: Context, conn: Connection, dep_id: str) -> list[ChartDiff]:
     assert record is not None  # noqa: S101 - the caller's row
     path = record.chart_path
     old = base.read_chart(path) if base and base.tree_of(path) is not None else None
-    rows = list(store.iter_live_for_render(conn, ids=[dep_id]))
+    rows = list(render_rows.iter_live_for_render(conn, ids=[dep_id]))
     new = None
     if rows:
         plugin = Plugins().get(rows[0])

@@ -12,7 +12,6 @@ import dataclasses
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from .. import gitops
@@ -25,57 +24,15 @@ from ..gitops import Changeset
 from ..manifest import parse_stored
 from ..render import PluginInput, Renderer, from_record
 from ..store import deployments as store
-from ..store import render_state, unanswered
+from ..store import render_rows, render_state, unanswered
 from ..store.db import Connection
 from .context import Context
 from .delivery import DeliveryFiles
+from .render_result import ChartChange, RenderResult, commit_message
 from .rows import render_input
 
 Progress = Callable[[int, int], None]
 log = logging.getLogger("overseer.render")
-
-
-@dataclass(frozen=True)
-class ChartChange:
-    """One chart added, changed or removed by a render."""
-
-    path: str
-    deployment_id: str
-    plugin: str  # name@version
-    requested_by: str | None = None  # the token that asked, when a named one did
-
-
-@dataclass
-class RenderResult:
-    """What a render did."""
-
-    added: list[ChartChange] = field(default_factory=list)
-    changed: list[ChartChange] = field(default_factory=list)
-    removed: list[ChartChange] = field(default_factory=list)
-    unchanged: int = 0
-    commit: str | None = None
-    pushed: str | None = None  # the remote ref pushed, when a remote is configured
-    push_error: str | None = None  # why that push failed; the commit stands
-    # Charts already on the branch, unchanged, whose rows name no commit (see `_note_rendered`).
-    unrecorded: list[str] = field(default_factory=list)
-    # Review mode: the pull requests opened or updated, one line each.
-    proposals: list[str] = field(default_factory=list)
-    # What the next render may take for granted about HEAD (see `store.render_state`).
-    state: dict[str, Any] | None = None
-    head: str | None = None  # HEAD when this render let go of the lock (what to push)
-    # Of the creates it was asked to answer (`answering`), those marked answered in its own
-    # transaction; None when it was asked none.
-    answered: set[str] | None = None
-
-    @property
-    def touched_changes(self) -> list[ChartChange]:
-        """Charts written or removed."""
-        return [*self.added, *self.changed, *self.removed]
-
-    @property
-    def touched(self) -> list[str]:
-        """Chart paths written or removed."""
-        return [c.path for c in self.touched_changes]
 
 
 class Plugins:
@@ -116,33 +73,6 @@ def _removed_change(tree: ChartSource, path: str) -> ChartChange:
         else:
             return ChartChange(path, dep.id, f"{plugin.name}@{plugin.version}")
     return ChartChange(path, "unknown", "unknown")
-
-
-def commit_message(result: RenderResult) -> str:
-    """Subject, one section per kind of change, and a trailer per deployment."""
-    counts = (
-        f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed"
-    )
-    if not result.touched:
-        counts = "engine files"  # only what Argo CD or Flux reads changed (docs/delivery.md)
-    lines = [f"overseer: render ({counts})", ""]
-    trailers = []
-    for title, changes in (
-        ("Added", result.added),
-        ("Changed", result.changed),
-        ("Removed", result.removed),
-    ):
-        if not changes:
-            continue
-        lines.append(f"{title}:")
-        for c in changes:
-            lines.append(f"  {c.path} ({c.plugin})")
-            trailers.append(f"Overseer-Deployment: {c.deployment_id} {c.path} {c.plugin}")
-        lines.append("")
-    # Who asked, once each: named tokens of the API (the CLI's users are the commit's author).
-    askers = sorted({c.requested_by for c in result.touched_changes if c.requested_by})
-    trailers += [f"Overseer-Requested-By: {who}" for who in askers]
-    return "\n".join(lines + trailers) + "\n"
 
 
 def render(
@@ -187,12 +117,12 @@ def render(
         head = repo.head()
         candidates = None
         if head is not None and not repo.in_doubt and not full:
-            candidates = store.changed_since_recorded(head)
+            candidates = render_rows.changed_since_recorded(head)
         started, previous, fingerprint, rows = render_state.lock_and_load(conn, candidates)
         _catch_up(ctx, conn, previous)
         prefetched = None
         if rows is not None and previous is not None and previous["commit"] == head == repo.head():
-            prefetched = store.changes_of(rows)
+            prefetched = render_rows.changes_of(rows)
         result = _commit(
             ctx,
             conn,
@@ -224,7 +154,8 @@ def render(
                 render_state.save(conn, head, result.state, pushed=on_remote, started=started)
             # The server's creates this round answers are marked in its own durable commit,
             # rather than in one more after it (`batch`): a row missing here is gone.
-            _note_rendered(ctx, conn, result, answering)
+            marked = _note_rendered(ctx, conn, result, answering)
+        result.answered = marked() if answering else None
     repo.reconciled = True  # the journal's paths are settled once this transaction commits
     return result
 
@@ -285,7 +216,7 @@ def _commit(
     force: bool,
     full: bool,
     progress: Progress | None,
-    prefetched: store.Changes | None = None,
+    prefetched: render_rows.Changes | None = None,
 ) -> RenderResult:
     """Put every chart that changed into one changeset on HEAD and commit it.
 
@@ -336,20 +267,26 @@ def _publish(ctx: Context, result: RenderResult, *, again: bool = False) -> None
 
 def _note_rendered(
     ctx: Context, conn: Connection, result: RenderResult, answering: Sequence[str] = ()
-) -> None:
-    marked = None
+) -> Callable[[], set[str]]:
+    """Record the commit in the rows; what tells which of `answering` it marked answered.
+
+    Call that once the pipeline these statements go in is over: reading it inside would cost a
+    round trip of its own.
+    """
+    marked: Callable[[], set[str]] = set
     if result.commit is not None:
         paths = [c.path for c in (*result.added, *result.changed)]
-        marked = store.set_rendered(conn, paths, result.commit, answering)
-    elif answering:
-        marked = unanswered.answered(conn, list(answering))
-    result.answered = marked if answering else None
+        marked = render_rows.set_rendered(conn, paths, result.commit, answering)
+    elif answering:  # nothing committed: the creates' charts were on the branch already
+        found = unanswered.answered(conn, list(answering))
+        marked = lambda: found  # noqa: E731 - read already
     # A row whose chart is committed but that never learnt so (the process died after the branch
     # moved, before the database committed) would never be applied: it points at HEAD now.
     if result.unrecorded:
         head = ctx.repo.head()
         if head is not None:
-            store.set_rendered(conn, result.unrecorded, head)
+            render_rows.set_rendered(conn, result.unrecorded, head)
+    return marked
 
 
 def _state(
@@ -396,7 +333,7 @@ class _Pass:
         in_doubt: set[str],
         delivery: DeliveryFiles,
         renderer: Renderer,
-        prefetched: store.Changes | None = None,
+        prefetched: render_rows.Changes | None = None,
     ) -> None:
         self.conn = conn
         self.fingerprint = fingerprint
@@ -432,7 +369,7 @@ class _Pass:
             changes = (
                 self.prefetched
                 if self.prefetched is not None and not self.in_doubt
-                else store.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
+                else render_rows.changed_since(conn, int(previous["xmin"]), sorted(self.in_doubt))
             )
             upgraded = sorted(
                 p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
@@ -441,7 +378,7 @@ class _Pass:
             if upgraded:  # a plugin's new version: every deployment of it renders again
                 rows = itertools.chain(
                     (r for r in rows if r["plugin_id"] not in upgraded),
-                    store.iter_live_for_render(conn, plugin_ids=upgraded),
+                    render_rows.iter_live_for_render(conn, plugin_ids=upgraded),
                 )
             removed = sorted(p for p in changes.gone if self.head.tree_of(p) is not None)
             total = charts
@@ -451,11 +388,13 @@ class _Pass:
             removed = sorted(existing - live)
             # Charts of a changeset whose rows never committed (journaled) are known to be ours.
             unknown = (
-                set(removed) - store.gone_release_paths(conn) - self.in_doubt if removed else set()
+                set(removed) - render_rows.gone_release_paths(conn) - self.in_doubt
+                if removed
+                else set()
             )
             if unknown and len(unknown) * 2 > len(existing) and not force:
                 raise MassDeletionRefused(len(removed), len(existing))
-            rows = store.iter_live_for_render(conn)
+            rows = render_rows.iter_live_for_render(conn)
             total = len(live)
         done = 0
         for done, row in enumerate(rows, start=1):

@@ -33,14 +33,14 @@ from ..ids import new_id
 from ..render import from_record
 from ..status import Status
 from ..store import deployments as store
-from ..store import proposals
+from ..store import proposals, render_rows
 from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
 from ..store.proposals import ProposalRecord
 from . import diff, engine_proposal
 from . import proposal_text as text
 from .context import Context
-from .render import ChartChange, RenderResult
+from .render_result import ChartChange, RenderResult
 from .review_compare import Wanted, compare, fingerprint
 
 log = logging.getLogger("overseer.review")
@@ -149,7 +149,7 @@ def propose(ctx: Context, conn: Connection, *, force: bool = False) -> RenderRes
         store.set_status(
             conn, want.record.id, Status.PROPOSED, f"pull request #{pull.number}: {pull.url}"
         )
-        store.set_rendered(conn, [want.path], draft.commit)
+        render_rows.set_rendered(conn, [want.path], draft.commit)
         log.info("proposed %s as pull request #%d (%s)", want.path, pull.number, draft.kind)
         result.proposals.append(f"{want.path}: pull request #{pull.number} {pull.url}")
         change = ChartChange(want.path, want.record.id, want.plugin)

@@ -20,6 +20,7 @@ from ..gitops import Snapshot
 from ..gitops.objects import ObjectStore
 from ..render import Chart, DeploymentInput, Renderer
 from ..store import deployments as store
+from ..store import render_rows
 from ..store.db import Connection
 from ..store.deployments import DeploymentRecord
 from ..store.proposals import ProposalRecord
@@ -60,7 +61,7 @@ def compare(
     in_sync: list[str] = []
     synced: list[tuple[DeploymentInput, bytes | None]] = []
     live: set[str] = set()
-    for row in store.iter_live_for_render(conn):
+    for row in render_rows.iter_live_for_render(conn):
         plugin = plugins.get(row)
         dep = render_input(row, plugin.manifest, ctx.delivery)
         live.add(dep.chart_path)

@@ -46,7 +46,7 @@ def load_config(text: str) -> DeploymentConfig:
 def render_input(
     row: dict[str, Any], manifest: Manifest, delivery: Delivery = NONE
 ) -> DeploymentInput:
-    """Build a render input from a row of `store.iter_live_for_render` and its plugin's manifest.
+    """Build a render input from a row of `render_rows.iter_live_for_render` and its plugin's manifest.
 
     The stored values are matched against the manifest the chart is rendered from, which may be a
     newer version than the one the deployment was created with: variables it no longer declares
