@@ -15,10 +15,9 @@ class _BufferedSystemRandom(random.SystemRandom):
     """The operating system's randomness, read 4 KB at a time rather than 7 bytes per call.
 
     CUID2 draws one float per character of an id, and `SystemRandom` makes a `getrandom` call
-    for each, which lets go of the interpreter lock and must take it back: under load, each of
-    the 75 or so calls of a create waited for the request threads in turn (a create's insert
-    took 14 ms at its median at 16 clients). The bytes are the same kernel's; they are only
-    fetched in bulk.
+    for each: 75 or so per create, each a system call that lets go of the interpreter lock and
+    takes it back while the request threads want it. The bytes are the same kernel's; they are
+    only fetched in bulk.
     """
 
     _BLOCK = _DRAW * 585  # 4,095 bytes

@@ -77,8 +77,12 @@ def object_id(kind: bytes, data: bytes) -> bytes:
 
 def _create(path: Path, data: bytes) -> None:
     """Write a new read-only file (as git leaves its packs), replacing one a crash left."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o444)
+    except FileExistsError:  # rare: no unlink on the way of every round
+        path.unlink()
+        fd = os.open(path, flags, 0o444)
     with open(fd, "wb") as out:
         out.write(data)
 
@@ -184,9 +188,7 @@ class ObjectStore:
                     target = found_ref.resolve().target
                 except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
                     return None
-                if isinstance(target, pygit2.Oid) and (
-                    target.raw in self._commits or target.raw in self._stored
-                ):
+                if isinstance(target, pygit2.Oid) and self._written(target.raw):
                     return str(target)
             try:
                 found = self._repository.revparse_single(ref).peel(pygit2.Commit)
@@ -373,6 +375,10 @@ class ObjectStore:
         else:
             self._packs_seen |= names
 
+    def _written(self, binsha: bytes) -> bool:
+        # Known to be in the repository without asking libgit2 (see `_commits`).
+        return binsha in self._commits or binsha in self._stored
+
     def _pack_names(self) -> set[str]:
         try:
             return {n for n in os.listdir(self.pack_dir) if n.endswith(".pack")}
@@ -382,7 +388,7 @@ class ObjectStore:
     def holds(self, commit: str) -> bool:
         """Whether `commit` is in the repository (written here, or found in its packs)."""
         binsha = bytes.fromhex(commit)
-        if binsha in self._commits or binsha in self._stored:
+        if self._written(binsha):
             return True
         with self._read_lock:
             return pygit2.Oid(raw=binsha) in self._odb

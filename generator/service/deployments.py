@@ -101,7 +101,7 @@ def create(
     # Not rendered here (the server's rounds do it), the row is the one write, and the insert
     # commits on its own: two round trips to PostgreSQL where a transaction takes four. Nor
     # need that commit wait for the disk when a server holds the request: it answers only after
-    # its round's durable commit and the `answered` mark, which finds the row (`store.insert`).
+    # its round's durable commit, whose `answered` mark finds the row (`store.insert`).
     with ctx.writer() if render else ctx.statements() as conn:
         record = _insert(ctx, conn, request, caller, durable=caller.server is None)
         if ctx.settings.mode == REVIEW:

@@ -121,7 +121,8 @@ def render(
         started, previous, fingerprint, rows = render_state.lock_and_load(conn, candidates)
         _catch_up(ctx, conn, previous)
         prefetched = None
-        if rows is not None and previous is not None and previous["commit"] == head == repo.head():
+        # (With the state recorded for our HEAD, `_catch_up` has not moved it.)
+        if rows is not None and previous is not None and previous["commit"] == head:
             prefetched = render_rows.changes_of(rows)
         result = _commit(
             ctx,
