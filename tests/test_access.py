@@ -326,9 +326,12 @@ def test_creates_a_killed_server_never_answered_are_not_deployed(
     server = Server(env, "--no-worker").start()
     answered: list[str] = []
 
-    def create(_: int) -> None:
+    def create(number: int) -> None:
+        # Half the requests store their row before their round and wait (an Idempotency-Key's
+        # way); the others have the round store it, so they leave no row until it commits.
+        headers = {"Idempotency-Key": f"key-{number}"} if number % 2 else {}
         try:
-            answer = httpx.post(f"{server.url}/deployments", json=BODY, timeout=30)
+            answer = httpx.post(f"{server.url}/deployments", json=BODY, headers=headers, timeout=30)
         except httpx.TransportError:
             return
         if answer.status_code == 201:
@@ -343,9 +346,9 @@ def test_creates_a_killed_server_never_answered_are_not_deployed(
         with ThreadPoolExecutor(16) as pool:
             futures = [pool.submit(create, i) for i in range(300)]
             burst_until(lambda: len(answered) >= 40)
-            # The writer stops where it is (maybe mid-round): from now on every request stores
-            # its row and waits. A second later every answer that was on its way is out, and the
-            # server is killed with the rest in flight.
+            # The writer stops where it is (maybe mid-round): from now on every request with a
+            # key stores its row and waits. A second later every answer that was on its way is
+            # out, and the server is killed with the rest in flight.
             writers = _children(server.proc.pid)
             assert len(writers) == 1, writers
             os.kill(writers[0], signal.SIGSTOP)

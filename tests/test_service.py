@@ -414,6 +414,56 @@ def test_a_create_is_validated_against_the_plugin_as_stored_now(
         deploy(ctx, render=False)
 
 
+def test_a_round_stores_the_creates_it_renders_in_its_own_commit(ctx: Context) -> None:
+    # A server's create, validated against the plugin its process remembers, is inserted by
+    # the round that renders it: row and chart in one transaction, nothing left to answer, and
+    # nothing the next round takes for changed.
+    batcher = RenderBatcher(ctx)
+    batcher.start()
+    try:
+        request = DeploymentRequest(
+            environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
+        )
+        caller = deployments.Caller(server="a-server")
+        assert deployments.prepare(ctx, request, caller) is None  # no plugin remembered yet
+        deployments.create(ctx, request, render=False, caller=caller)  # now there is
+        creates = [deployments.prepare(ctx, request, caller) for _ in range(3)]
+
+        async def all_of(args: list[dict[str, Any]]) -> list[Any]:
+            return await asyncio.gather(*(batcher.create_async(a) for a in args))
+
+        answers = asyncio.run(all_of([a for a in creates if a is not None]))
+        assert len(answers) == 3
+        with psycopg.connect(ctx.database_url) as conn:
+            for args, (stored, commit) in zip(creates, answers, strict=True):
+                assert args is not None and stored is not None and stored["id"] == args["id"]
+                found = deployments.get(ctx, args["id"])
+                assert found.rendered_commit == commit
+                assert found.status == Status.CREATING
+                chart = f"{found.namespace}/{found.deployment_id}"
+                assert ctx.repo.snapshot(commit).tree_of(chart) is not None
+            pending = conn.execute(
+                "SELECT count(*) FROM deployments WHERE answer_pending = 'a-server'"
+            )
+            assert pending.fetchone() == (1,)  # only the create that stored its row itself
+            xmin = conn.execute("SELECT (state->>'xmin')::bigint FROM render_state").fetchone()
+            assert xmin is not None
+            conn.row_factory = psycopg.rows.dict_row
+            assert render_rows.changed_since(conn, xmin[0]).live == []
+        # A plugin changed since the process remembered it: the round stores nothing of that
+        # create (the caller then creates it as usual), and commits nothing for it.
+        stale = deployments.prepare(ctx, request, caller)
+        assert stale is not None
+        sql(ctx, "UPDATE plugins SET updated_at = updated_at + interval '1 second'")
+        stored, _ = asyncio.run(all_of([stale]))[0]
+        assert stored is None
+        with pytest.raises(NotFound):
+            deployments.get(ctx, stale["id"])
+        assert ctx.repo.snapshot().tree_of(f"{stale['namespace']}/{stale['deployment_id']}") is None
+    finally:
+        batcher.stop()
+
+
 def test_a_create_whose_row_was_lost_before_its_round_is_not_told_it_stands(ctx: Context) -> None:
     # A server's insert does not wait for the disk; a crash of PostgreSQL before the round would
     # lose the row. The round's `answered` mark finds it missing, and its request gets a 503.

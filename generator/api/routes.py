@@ -205,8 +205,18 @@ async def create_deployment(
             lambda: deployments_service.create(server.ctx, request, dry_run=True, caller=who)
         )
         return _dry_run_answer(change)
-    # The database work takes a thread; the wait for the round takes none, so a thread is
-    # never parked while its request waits to be committed.
+    # Validated here, with the plugin this process remembers, and then stored by the round that
+    # renders it, in its own transaction: no thread and no database work of the request's own.
+    args = deployments_service.prepare(server.ctx, request, who)
+    if args is not None:
+        # A round that failed stored no row, or stored it with its chart (it died once its
+        # transaction was committed): nothing to take back, unlike below.
+        stored, commit = await server.batcher.create_async(args)
+        if stored is not None:
+            server.worker.wake()
+            return deployments_service.stored_view(stored, commit)
+    # Otherwise the database work takes a thread; the wait for the round takes none, so a
+    # thread is never parked while its request waits to be committed.
     created = await run_in_threadpool(
         lambda: deployments_service.create(server.ctx, request, render=False, caller=who)
     )

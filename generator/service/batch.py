@@ -15,6 +15,7 @@ other core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import threading
@@ -28,14 +29,18 @@ import psycopg
 
 from ..config import REVIEW, Settings
 from ..errors import DatabaseUnavailable, RenderFailed, UserError
+from ..store import deployments as deployments_store
 from ..store import unanswered
 from ..store.db import first_line
+from . import deployments as deployments_service
 from . import render as render_service
 from .context import Context
 from .leader import Leadership
 from .publisher import Publisher
 
 log = logging.getLogger("overseer.render")
+# A round's answer: its commit, the creates it marked answered (None: none), the rows it stored.
+_Answer = tuple[str | None, list[str] | None, dict[str, dict[str, Any]]]
 
 
 @dataclass
@@ -50,11 +55,17 @@ class _Round:
     )
     # Of the creates this round answers, rows the database no longer had when marked answered.
     lost: set[str] = field(default_factory=set)
+    # Creates the round inserts itself (`deployments.prepare`), by id; and those it stored.
+    creates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def answering(self) -> list[str]:
-        """Creates this round answers: their rows stand once it is committed (see `answers`)."""
-        return [answering for _, _, answering in self.futures if answering]
+        """Creates this round answers: their rows stand once it is committed (see `answers`).
+
+        Not those it inserts itself (`creates`), which its own commit stores answered.
+        """
+        return [a for _, _, a in self.futures if a and a not in self.creates]
 
     def finish(self) -> None:
         self.done.set()
@@ -86,30 +97,64 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
     shared = bool(settings.git_remote) and settings.mode != REVIEW
     publisher = Publisher(ctx) if shared else None
 
-    def one_round(answering: list[str]) -> tuple[str | None, list[str] | None]:
-        """The round's commit, and which of `answering` it marked answered (None: none)."""
-        result = render_service.render(ctx, push=publisher is None, answering=answering)
+    def one_round(answering: list[str], creates: list[dict[str, Any]]) -> _Answer:
+        """The round's commit, the creates it marked answered (None: none), and those stored.
+
+        `creates` are rows it inserts itself (`deployments.prepare`); `answering`, rows stored
+        before it.
+        """
+        result = render_service.render(
+            ctx, push=publisher is None, answering=answering, creates=creates
+        )
         if publisher is not None and result.head is not None:
             publisher.wake(result.head)  # committed in the database too, by now
         marked = sorted(result.answered) if result.answered is not None else None
-        return result.commit, marked
+        return result.commit, marked, result.created
 
-    leadership = Leadership(ctx, lambda: one_round([])[0]) if shared else None
+    def insert_own(creates: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # As the server stores a create itself, its own to answer (`answers`): for the leading
+        # replica's round, which renders what the database holds.
+        with ctx.statements() as conn:
+            inserted = [
+                deployments_store.insert_with(conn, args, durable=False) for args in creates
+            ]
+        return {r.id: r.model_dump() for r in inserted if r is not None}
+
+    def follow(answering: list[str], creates: list[dict[str, Any]]) -> _Answer:
+        """The leader's round, which took our rows; or our own, if we lead by then."""
+        assert leadership is not None  # noqa: S101 - only a replica follows
+        own = insert_own(creates)
+        try:
+            followed = leadership.follow()
+            if followed is not None:
+                # A follower marks nothing: the server marks its creates answered itself.
+                return followed, None, own
+            # Leading now: this round marks them, as the server's own creates.
+            commit, marked, _ = one_round([*answering, *own], [])
+        except BaseException:
+            # Their requests fail: their rows go, unless a round committed their charts (as
+            # the server does for the creates it stored itself).
+            for dep_id in own:
+                with contextlib.suppress(Exception):
+                    deployments_service.discard(ctx, dep_id)
+            raise
+        return commit, marked, {i: r for i, r in own.items() if marked is None or i in marked}
+
+    leadership = Leadership(ctx, lambda: one_round([], [])[0]) if shared else None
     if publisher is not None:
         publisher.start()
     try:
         while True:
             try:
-                answering = channel.recv()
+                answering, creates = channel.recv()
             except EOFError:  # the server is gone
                 return
             try:
-                followed = None
                 if leadership is not None and not leadership.leading():
-                    followed = leadership.follow()  # the leader's round took our rows
-                # A follower marks nothing: the server marks its creates answered itself.
-                commit, marked = (followed, None) if followed is not None else one_round(answering)
-                channel.send(("ok", commit, marked))
+                    answer = follow(answering, creates)
+                else:
+                    answer = one_round(answering, creates)
+                channel.send(("ok", *answer))
             except UserError as exc:
                 channel.send(("error", type(exc), exc.message, dict(vars(exc))))
             except psycopg.OperationalError as exc:  # the database went away mid-round: a 503
@@ -137,23 +182,26 @@ class _Writer:
         self._process: Any = None
         self._channel: Connection | None = None
 
-    def render(self, answering: list[str]) -> tuple[str | None, set[str] | None]:
+    def render(
+        self, answering: list[str], creates: list[dict[str, Any]]
+    ) -> tuple[str | None, set[str] | None, dict[str, dict[str, Any]]]:
         """One render in the writer process, or its error raised here.
 
-        Returns its commit, and the creates of `answering` it marked answered (None: none).
+        Returns its commit, the creates of `answering` it marked answered (None: none), and the
+        rows of `creates` it stored.
         """
         if self._channel is None or not self._process.is_alive():
             self._start()
         assert self._channel is not None  # noqa: S101 - started just above
         try:
-            self._channel.send(answering)
+            self._channel.send((answering, creates))
             answer = self._channel.recv()
         except (EOFError, OSError):
             self._channel = None  # it died (the OOM killer?): the next round starts another
             raise RenderFailed("the writer process died during a render; retry") from None
         if answer[0] == "ok":
-            _, commit, marked = answer
-            return commit, set(marked) if marked is not None else None
+            _, commit, marked, stored = answer
+            return commit, set(marked) if marked is not None else None, stored
         _, kind, message, state = answer
         if kind is None:
             raise RenderFailed(message)
@@ -235,11 +283,29 @@ class RenderBatcher:
         except TimeoutError:
             raise TimeoutError("the render did not finish in time") from None
 
+    async def create_async(
+        self, args: dict[str, Any], timeout: float = 120
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Have the next round insert a create's row (`deployments.prepare`) and render it.
+
+        Returns the row as stored and the round's commit; no row when the round stored none (a
+        release name taken meanwhile, the plugin changed): the caller creates it as usual.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str | None] = loop.create_future()
+        round_ = self._join(loop, future, args["id"], args)
+        try:
+            commit = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise TimeoutError("the render did not finish in time") from None
+        return round_.stored.get(args["id"]), commit
+
     def _join(
         self,
         loop: asyncio.AbstractEventLoop | None = None,
         future: asyncio.Future[str | None] | None = None,
         answering: str = "",
+        create: dict[str, Any] | None = None,
     ) -> _Round:
         with self._lock:
             if self._next is None:
@@ -247,6 +313,8 @@ class RenderBatcher:
             round_ = self._next
             if loop is not None and future is not None:
                 round_.futures.append((loop, future, answering))
+            if create is not None:
+                round_.creates[answering] = create
         self._wake.set()
         return round_
 
@@ -269,10 +337,12 @@ class RenderBatcher:
             answering = round_.answering
             marked: set[str] | None = None
             try:
-                round_.commit, marked = self._writer.render(answering)
+                round_.commit, marked, round_.stored = self._writer.render(
+                    answering, list(round_.creates.values())
+                )
             except BaseException as exc:  # handed to every waiter of this round
                 round_.error = exc
-            if round_.error is None and answering and marked is None:
+            if round_.error is None and (answering or round_.stored) and marked is None:
                 # A round that did not mark them (a follower's: the leader's round took the
                 # rows) leaves it to a thread of its own: the next round starts in the writer
                 # meanwhile, instead of waiting a round trip to the database (and this
@@ -286,7 +356,7 @@ class RenderBatcher:
     def _answer(self, round_: _Round) -> None:
         try:
             with self.ctx.statements() as conn:
-                answering = round_.answering
+                answering = [*round_.answering, *round_.stored]  # a follower stored those
                 stood = unanswered.answered(conn, answering)
             round_.lost = set(answering) - stood
         except BaseException as exc:  # committed, but not said to stand: the callers get a 503

@@ -112,6 +112,36 @@ def create(
         return Change(_current(conn, record.id), commit)
 
 
+def prepare(ctx: Context, request: DeploymentRequest, caller: Caller) -> dict[str, Any] | None:
+    """A create's row, validated and named, for a server's round to insert and render at once.
+
+    Its `store.insert_args`, or None when this process has no plugin to validate it against
+    without the database (or when it must go through `create`: review mode, an Idempotency-Key).
+    None too when the request fails validation: `create` then reads the plugin anew and says
+    why. No database and no file here: it runs on the server's event loop.
+    """
+    if ctx.settings.mode == REVIEW or caller.idempotency is not None:
+        return None
+    namespace = request.namespace or ctx.settings.namespace
+    access.require_namespace(ctx.settings, namespace, caller.principal)
+    plugin = ctx.known_plugins.get(request.environment_type)
+    if plugin is None:
+        return None
+    try:
+        row = _row(ctx, request, plugin, namespace, caller)
+    except UserError:
+        plugins_service.forget(ctx, plugin.name)  # perhaps an old version's refusal
+        return None
+    row["deployment_id"] = release_name(plugin.name)
+    return store.insert_args(row, plugin)
+
+
+def stored_view(stored: dict[str, Any], commit: str | None) -> DeploymentView:
+    """The answer to a create a round stored (`prepare`), with the commit that rendered it."""
+    record = DeploymentRecord.model_validate(stored)
+    return view(record).model_copy(update={"rendered_commit": commit})
+
+
 def _create_once(
     ctx: Context, request: DeploymentRequest, caller: Caller, once: Idempotency
 ) -> Change:

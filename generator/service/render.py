@@ -84,6 +84,7 @@ def render(
     progress: Progress | None = None,
     push: bool = True,
     answering: Sequence[str] = (),
+    creates: Sequence[dict[str, Any]] = (),
 ) -> RenderResult:
     """Render and commit what changed, push it, record it; `conn` may hold the caller's changes.
 
@@ -91,6 +92,10 @@ def render(
     through one changeset, push it when a remote is set, and record the commit in the database.
     With `push` false the commit is left for the caller to push after the database commit (the
     server's writer, whose `Publisher` pushes beside the next rounds).
+
+    `creates`: rows (their `store.insert_args`) that the render inserts in its own
+    transaction, after its lock, and renders: a server's creates, stored and committed at once
+    (`RenderResult.created` has those stored).
     """
     if conn is None:
         if ctx.settings.mode == REVIEW:
@@ -100,7 +105,14 @@ def render(
         # with the reads that follow it (a server's round makes five round trips, not nine).
         with ctx.repo.lock(), ctx.transaction() as own:
             return render(
-                ctx, own, force=force, full=full, progress=progress, push=push, answering=answering
+                ctx,
+                own,
+                force=force,
+                full=full,
+                progress=progress,
+                push=push,
+                answering=answering,
+                creates=creates,
             )
     repo = ctx.repo
     if ctx.settings.mode == REVIEW:
@@ -118,7 +130,10 @@ def render(
         candidates = None
         if head is not None and not repo.in_doubt and not full:
             candidates = render_rows.changed_since_recorded(head)
-        started, previous, fingerprint, rows = render_state.lock_and_load(conn, candidates)
+        with conn.pipeline():  # the creates' inserts go in the lock's round trip
+            stored = store.insert_rendered(conn, creates) if creates else dict
+            started, previous, fingerprint, rows = render_state.lock_and_load(conn, candidates)
+        created = stored()
         _catch_up(ctx, conn, previous)
         prefetched = None
         # (With the state recorded for our HEAD, `_catch_up` has not moved it.)
@@ -133,7 +148,9 @@ def render(
             full=full,
             progress=progress,
             prefetched=prefetched,
+            created=list(created.values()),
         )
+        result.created = created
         try:
             if push:
                 _publish(ctx, result)
@@ -218,10 +235,12 @@ def _commit(
     full: bool,
     progress: Progress | None,
     prefetched: render_rows.Changes | None = None,
+    created: Sequence[dict[str, Any]] = (),
 ) -> RenderResult:
     """Put every chart that changed into one changeset on HEAD and commit it.
 
-    `prefetched`: the rows changed since the recorded state's xmin, when already read.
+    `prefetched`: the rows changed since the recorded state's xmin, when already read;
+    `created`: rows this transaction inserted (which that read may not have seen).
     """
     repo = ctx.repo
     with repo.changes() as tx:
@@ -236,6 +255,7 @@ def _commit(
             delivery=DeliveryFiles(ctx, conn),
             renderer=ctx.renderer,
             prefetched=prefetched,
+            created=created,
         ).run(force=force)
         # Engine files can change with no chart (a delivery setting): they are committed too.
         if result.touched or tx.paths:
@@ -335,6 +355,7 @@ class _Pass:
         delivery: DeliveryFiles,
         renderer: Renderer,
         prefetched: render_rows.Changes | None = None,
+        created: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.conn = conn
         self.fingerprint = fingerprint
@@ -343,6 +364,7 @@ class _Pass:
         self.previous = previous if previous and previous.get("commit") == tx.base else None
         self.in_doubt = in_doubt
         self.prefetched = prefetched
+        self.created = created
         self.tx = tx
         self.head = tx.snapshot
         self.full = full
@@ -375,7 +397,9 @@ class _Pass:
             upgraded = sorted(
                 p for p, d in state["plugins"].items() if previous["plugins"].get(p) != d
             )
-            rows: Iterable[dict[str, Any]] = changes.live
+            # Rows this transaction inserted are new too, though no read of changed rows finds
+            # them (`store.insert_rendered`).
+            rows: Iterable[dict[str, Any]] = [*self.created, *changes.live]
             if upgraded:  # a plugin's new version: every deployment of it renders again
                 rows = itertools.chain(
                     (r for r in rows if r["plugin_id"] not in upgraded),

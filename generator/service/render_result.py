@@ -37,6 +37,8 @@ class RenderResult:
     # Of the creates it was asked to answer (`answering`), those marked answered in its own
     # transaction; None when it was asked none.
     answered: set[str] | None = None
+    # The rows of `creates` it stored, by id (see `render`).
+    created: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def touched_changes(self) -> list[ChartChange]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,29 +74,78 @@ def insert(
     answered 503. The setting lives in the statement (set_config, local to its transaction): no
     extra round trip.
     """
+    return insert_with(conn, insert_args(row, plugin), durable)
+
+
+def insert_with(
+    conn: Connection, args: dict[str, Any], durable: bool = True
+) -> DeploymentRecord | None:
+    """`insert`, given its `insert_args`."""
     source = "" if durable else "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s"
-    result = conn.execute(
-        f"""INSERT INTO deployments AS d (id, deployment_id, environment_type, plugin_id, status,
-                config, namespace, secret_data, ttl_seconds, expires_at, answer_pending,
-                requested_by)
-            SELECT %(id)s, %(deployment_id)s, %(environment_type)s, %(plugin_id)s, %(status)s,
-                %(config)s, %(namespace)s, %(secret_data)s, %(ttl_seconds)s,
-                CASE WHEN %(ttl_seconds)s::int IS NULL THEN NULL
-                     ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END,
-                %(answer_pending)s, %(requested_by)s
-            {source}
-            WHERE EXISTS (SELECT FROM plugins p WHERE p.id = %(plugin)s AND p.is_active
-                          AND p.version = %(version)s AND p.updated_at = %(updated)s)
-            ON CONFLICT (deployment_id) DO NOTHING
-            RETURNING {COLUMNS}""",
-        {
-            **row,
-            "plugin": plugin.id,
-            "version": plugin.version,
-            "updated": plugin.updated_at,  # every change of a plugin sets it
-        },
-    ).fetchone()
+    result = conn.execute(_INSERT.format(source=source, returning=COLUMNS), args).fetchone()
     return DeploymentRecord.model_validate(result) if result else None
+
+
+def insert_rendered(
+    conn: Connection, rows: Sequence[dict[str, Any]]
+) -> Callable[[], dict[str, dict[str, Any]]]:
+    """Insert rows (their `insert_args`) that the render in this transaction renders.
+
+    The statements are only queued: sent with the render's next ones, in the pipeline `conn`
+    is in (one round trip for all). Returns what reads the stored rows, by id, once sent. Each
+    carries its plugin's name, version and manifest besides COLUMNS, as a render reads them,
+    and none is left to answer. A row is left out as `insert` leaves it out.
+
+    Their change is stamped with no transaction, not this one: the render that records this
+    transaction's state covers them, and the next render must not take them for changed since
+    (the render's own read of changed rows leaves them out too).
+    """
+    statement = f"""WITH d AS ({_INSERT.format(source="", returning="d.*")})
+        SELECT {COLUMNS}, p.name AS plugin_name, p.version AS plugin_version, p.manifest,
+               ({LIVE}) AS live
+        FROM d JOIN plugins p ON p.id = d.plugin_id"""
+    params = [{**args, "answer_pending": None, "changed": _COVERED} for args in rows]
+    cur = conn.cursor()
+    cur.executemany(statement, params, returning=True)
+
+    def stored() -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        while True:
+            row = cur.fetchone()
+            if row is not None:
+                found[str(row["id"])] = row
+            if not cur.nextset():
+                return found
+
+    return stored
+
+
+_COVERED = "0"  # no transaction: below every xmin a render records
+_INSERT = """INSERT INTO deployments AS d (id, deployment_id, environment_type, plugin_id, status,
+        config, namespace, secret_data, ttl_seconds, expires_at, answer_pending, requested_by,
+        changed_xid)
+    SELECT %(id)s, %(deployment_id)s, %(environment_type)s, %(plugin_id)s, %(status)s,
+        %(config)s, %(namespace)s, %(secret_data)s, %(ttl_seconds)s,
+        CASE WHEN %(ttl_seconds)s::int IS NULL THEN NULL
+             ELSE CURRENT_TIMESTAMP + make_interval(secs => %(ttl_seconds)s::int) END,
+        %(answer_pending)s, %(requested_by)s,
+        coalesce(%(changed)s::text::xid8, pg_current_xact_id())
+    {source}
+    WHERE EXISTS (SELECT FROM plugins p WHERE p.id = %(plugin)s AND p.is_active
+                  AND p.version = %(version)s AND p.updated_at = %(updated)s)
+    ON CONFLICT (deployment_id) DO NOTHING
+    RETURNING {returning}"""
+
+
+def insert_args(row: dict[str, Any], plugin: PluginRecord) -> dict[str, Any]:
+    """A row's parameters for the insert: its columns, and the plugin it was validated against."""
+    return {
+        **row,
+        "plugin": plugin.id,
+        "version": plugin.version,
+        "updated": plugin.updated_at,  # every change of a plugin sets it
+        "changed": None,  # the transaction's own id, as the column's default
+    }
 
 
 def get(conn: Connection, ident: str, *, for_update: bool = False) -> DeploymentRecord | None:

@@ -77,25 +77,20 @@ def lock_and_load(
 ) -> tuple[datetime, dict[str, Any] | None, Fingerprint, list[dict[str, Any]] | None]:
     """The render lock (as `lock_writer`), the last render's state, then `fingerprint`.
 
-    One round trip, not three; `also`, a statement without parameters, goes in it too, and its
-    rows come last (None without one).
+    One round trip, not three (a pipeline); `also`, a statement without parameters, goes in it
+    too, and its rows come last (None without one).
 
-    Statements sent as one string still run one after another, each with a snapshot of its own
-    taken when it starts: the state is read once the lock is held, and `also` runs after the
-    fingerprint. The state carries its commit under "commit", and under "pushed" whether the
+    The statements run one after another, each with a snapshot of its own taken when it starts:
+    the state is read once the lock is held, and `also` runs after the fingerprint. The state carries its commit under "commit", and under "pushed" whether the
     remote has it; None when there is none. A server's round starts with this.
     """
     statements = [_WRITER_LOCK, _LOAD, _FINGERPRINT, *([also] if also else [])]
-    cursor = conn.execute("; ".join(statements))
-    started = _moment(cursor.fetchone(), "started")
-    cursor.nextset()
-    state = _state(cursor.fetchone())
-    cursor.nextset()
-    fingerprint = _fingerprint_of(cursor.fetchone())
-    if not also:
-        return started, state, fingerprint, None
-    cursor.nextset()
-    return started, state, fingerprint, cursor.fetchall()
+    with conn.pipeline():  # with what the caller queued before, if it is in a pipeline
+        cursors = [conn.execute(statement) for statement in statements]
+    started = _moment(cursors[0].fetchone(), "started")
+    state = _state(cursors[1].fetchone())
+    fingerprint = _fingerprint_of(cursors[2].fetchone())
+    return started, state, fingerprint, cursors[3].fetchall() if also else None
 
 
 def _state(row: dict[str, Any] | None) -> dict[str, Any] | None:
