@@ -28,6 +28,7 @@ from generator.gitops import (
 from generator.gitops.journal import Journal
 from generator.gitops.objects import FILE, encode_tree, object_id
 from generator.gitops.refs import RefUpdater
+from generator.gitops.repack import Repack, fold_count
 from generator.service.context import Context
 
 # What a changeset sets at a path: a file's bytes, a directory holding exactly these files, or
@@ -261,6 +262,39 @@ def test_many_commits_stay_readable_as_packs_are_folded(tmp_path: Path) -> None:
     assert not list((repo.root / ".git" / "objects").glob("??/*"))  # no loose object at all
     subprocess.run(["git", "-C", str(repo.root), "fsck", "--strict"], check=True)
     assert len(git(repo.root, "ls-tree", "--name-only", "HEAD", "ns/").splitlines()) == 70
+
+
+def test_repacks_fold_the_small_packs_into_a_geometric_progression(tmp_path: Path) -> None:
+    assert fold_count([]) == fold_count([5]) == 0
+    assert fold_count([1, 4, 9, 40]) == 0  # each holds twice all below it already
+    assert fold_count([7] * 32 + [40_000]) == 32
+    assert fold_count([7] * 32 + [224, 40_000]) == 33  # the 224 joins: 224 < 2 * 224
+    assert fold_count([7, 7, 7]) == 3
+    # A real fold: every object is still there, in fewer packs, and git finds nothing wrong.
+    root = tmp_path / "gitops"
+    repo = GitOpsRepo(root)
+    for number in range(8):  # fewer than start a repack of the writer's own
+        commit(repo, {f"ns/app-{number}": {"Chart.yaml": b"n: %d\n" % number}}, "c\n")
+    pack_dir = root / ".git" / "objects" / "pack"
+
+    def objects() -> set[str]:
+        return {
+            line.split()[1]
+            for index in pack_dir.glob("*.idx")
+            for line in subprocess.run(
+                ["git", "show-index"], input=index.read_bytes(), capture_output=True, check=True
+            ).stdout.splitlines()
+        }
+
+    before, packs = objects(), len(list(pack_dir.glob("*.pack")))
+    running = Repack.start(root / ".git")
+    assert running is not None
+    running.finish()
+    assert objects() == before
+    assert len(list(pack_dir.glob("*.pack"))) < packs
+    subprocess.run(["git", "-C", str(root), "fsck", "--strict"], check=True)
+    assert Repack.start(root / ".git") is None  # nothing left to fold
+    repo.close()
 
 
 def test_a_checkout_overwrites_hand_edits_only_where_the_commit_changes(tmp_path: Path) -> None:

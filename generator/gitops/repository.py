@@ -11,7 +11,6 @@ import fcntl
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from .changeset import Changeset, crash_point
 from .journal import Journal
 from .objects import ObjectStore
 from .refs import RefUpdater
+from .repack import Repack
 from .snapshot import Snapshot
 from .worktree import WorkTree
 
@@ -38,7 +38,6 @@ _TUNING = (
     ("splitIndex", "sharedIndexExpire", "1.hour.ago"),
 )
 _REPACK_EVERY = 32  # commits written as packs between two geometric repacks
-_GEOMETRIC_REPACK = ("-c", "pack.window=1", "repack", "-d", "-q", "--geometric=2")
 CHECKOUT, LAZY = "checkout", "lazy"
 
 
@@ -81,7 +80,7 @@ class GitOpsRepo:
         self._holder: int | None = None
         self._lock_fd: int | None = None
         self._commits = 0
-        self._repack: subprocess.Popen[bytes] | None = None
+        self._repack: Repack | None = None
 
     @staticmethod
     def _open_or_init(root: Path) -> git.Repo:
@@ -225,28 +224,29 @@ class GitOpsRepo:
     def _maintain(self) -> None:
         # Each commit adds a small pack, and lookups slow down as packs pile up. A geometric
         # repack folds the small ones together without rewriting the big one; it runs beside the
-        # next commits (git allows that) and is only reaped here.
+        # next commits and is only reaped here.
         self._commits += 1
-        if self._repack is not None and self._repack.poll() is not None:
-            self._repack = None
-            try:
-                self.objects.forget_packs()  # the packs it folded together are gone
-            except Exception as exc:  # a committed round must not fail for it
-                log.warning("could not reopen the repository after a repack: %s", exc)
+        if self._repack is not None and self._repack.done():
+            self._end_repack()
         if self._repack is None and self._commits % _REPACK_EVERY == 0:
-            # Geometric repacks keep the objects as written, stored uncompressed (see objects),
-            # and find the deltas between a namespace tree's versions among the packs they fold.
-            # No full repack: it walks every commit's trees, so its cost grows with the history
-            # (1.7 s of CPU after 2,048 commits, 26,000 charts), for about 5 KB less disk a
-            # commit (docs/git-layer.md, `bench/repack_bench.py`).
-            self._repack = subprocess.Popen(
-                # A window of one: a namespace tree's versions sort next to each other, so the
-                # nearest object finds the delta: the same size as git's default of ten, for a
-                # third of the CPU.
-                ["git", f"--git-dir={self.git_dir}", *_GEOMETRIC_REPACK],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            # Geometric repacks compress the objects written stored (see objects), and find the
+            # deltas between a namespace tree's versions among the packs they fold. No full
+            # repack: it walks every commit's trees, so its cost grows with the history (1.7 s
+            # of CPU after 2,048 commits, 26,000 charts), for about 5 KB less disk a commit
+            # (docs/git-layer.md, `bench/repack_bench.py`).
+            try:
+                self._repack = Repack.start(self.git_dir)
+            except OSError as exc:  # a committed round must not fail for it
+                log.warning("could not start a repack: %s", exc)
+
+    def _end_repack(self) -> None:
+        assert self._repack is not None  # noqa: S101 - only with one running
+        try:
+            self._repack.finish()
+            self.objects.forget_packs()  # the packs it folded together are gone
+        except Exception as exc:  # a committed round must not fail for it
+            log.warning("could not finish a repack: %s", exc)
+        self._repack = None
 
     def close(self) -> None:
         """Let go of the lock file, the journal and libgit2, and wait for a running repack."""
@@ -257,6 +257,5 @@ class GitOpsRepo:
                 os.close(self._lock_fd)
                 self._lock_fd = None
         if self._repack is not None:
-            self._repack.wait()
-            self._repack = None
+            self._end_repack()
         self.repo.close()
