@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -414,76 +415,74 @@ def test_a_create_is_validated_against_the_plugin_as_stored_now(
         deploy(ctx, render=False)
 
 
-def test_a_round_stores_the_creates_it_renders_in_its_own_commit(ctx: Context) -> None:
+REQUEST = DeploymentRequest(environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"})
+
+
+@pytest.fixture
+def batcher(ctx: Context) -> Iterator[RenderBatcher]:
+    """A server's batcher, its writer process started."""
+    started = RenderBatcher(ctx)
+    started.start()
+    yield started
+    started.stop()
+
+
+def test_a_round_stores_the_creates_it_renders_in_its_own_commit(
+    ctx: Context, batcher: RenderBatcher
+) -> None:
     # A server's create, validated against the plugin its process remembers, is inserted by
     # the round that renders it: row and chart in one transaction, nothing left to answer, and
     # nothing the next round takes for changed.
-    batcher = RenderBatcher(ctx)
-    batcher.start()
-    try:
-        request = DeploymentRequest(
-            environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
-        )
-        caller = deployments.Caller(server="a-server")
-        assert deployments.prepare(ctx, request, caller) is None  # no plugin remembered yet
-        deployments.create(ctx, request, render=False, caller=caller)  # now there is
-        creates = [deployments.prepare(ctx, request, caller) for _ in range(3)]
+    caller = deployments.Caller(server="a-server")
+    assert deployments.prepare(ctx, REQUEST, caller) is None  # no plugin remembered yet
+    deployments.create(ctx, REQUEST, render=False, caller=caller)  # now there is
+    creates = [deployments.prepare(ctx, REQUEST, caller) for _ in range(3)]
 
-        async def all_of(args: list[dict[str, Any]]) -> list[Any]:
-            return await asyncio.gather(*(batcher.create_async(a) for a in args))
+    async def all_of(args: list[dict[str, Any]]) -> list[Any]:
+        return await asyncio.gather(*(batcher.create_async(a) for a in args))
 
-        answers = asyncio.run(all_of([a for a in creates if a is not None]))
-        assert len(answers) == 3
-        with psycopg.connect(ctx.database_url) as conn:
-            for args, (stored, commit) in zip(creates, answers, strict=True):
-                assert args is not None and stored is not None and stored["id"] == args["id"]
-                found = deployments.get(ctx, args["id"])
-                assert found.rendered_commit == commit
-                assert found.status == Status.CREATING
-                chart = f"{found.namespace}/{found.deployment_id}"
-                assert ctx.repo.snapshot(commit).tree_of(chart) is not None
-            pending = conn.execute(
-                "SELECT count(*) FROM deployments WHERE answer_pending = 'a-server'"
-            )
-            assert pending.fetchone() == (1,)  # only the create that stored its row itself
-            xmin = conn.execute("SELECT (state->>'xmin')::bigint FROM render_state").fetchone()
-            assert xmin is not None
-            conn.row_factory = psycopg.rows.dict_row
-            assert render_rows.changed_since(conn, xmin[0]).live == []
-        # A plugin changed since the process remembered it: the round stores nothing of that
-        # create (the caller then creates it as usual), and commits nothing for it.
-        stale = deployments.prepare(ctx, request, caller)
-        assert stale is not None
-        sql(ctx, "UPDATE plugins SET updated_at = updated_at + interval '1 second'")
-        stored, _ = asyncio.run(all_of([stale]))[0]
-        assert stored is None
-        with pytest.raises(NotFound):
-            deployments.get(ctx, stale["id"])
-        assert ctx.repo.snapshot().tree_of(f"{stale['namespace']}/{stale['deployment_id']}") is None
-    finally:
-        batcher.stop()
+    answers = asyncio.run(all_of([a for a in creates if a is not None]))
+    assert len(answers) == 3
+    with psycopg.connect(ctx.database_url) as conn:
+        for args, (stored, commit) in zip(creates, answers, strict=True):
+            assert args is not None and stored is not None and stored["id"] == args["id"]
+            found = deployments.get(ctx, args["id"])
+            assert found.rendered_commit == commit
+            assert found.status == Status.CREATING
+            chart = f"{found.namespace}/{found.deployment_id}"
+            assert ctx.repo.snapshot(commit).tree_of(chart) is not None
+        pending = conn.execute("SELECT count(*) FROM deployments WHERE answer_pending = 'a-server'")
+        assert pending.fetchone() == (1,)  # only the create that stored its row itself
+        xmin = conn.execute("SELECT (state->>'xmin')::bigint FROM render_state").fetchone()
+        assert xmin is not None
+        conn.row_factory = psycopg.rows.dict_row
+        assert render_rows.changed_since(conn, xmin[0]).live == []
+    # A plugin changed since the process remembered it: the round stores nothing of that
+    # create (the caller then creates it as usual), and commits nothing for it.
+    stale = deployments.prepare(ctx, REQUEST, caller)
+    assert stale is not None
+    sql(ctx, "UPDATE plugins SET updated_at = updated_at + interval '1 second'")
+    stored, _ = asyncio.run(all_of([stale]))[0]
+    assert stored is None
+    with pytest.raises(NotFound):
+        deployments.get(ctx, stale["id"])
+    assert ctx.repo.snapshot().tree_of(f"{stale['namespace']}/{stale['deployment_id']}") is None
 
 
-def test_a_create_whose_row_was_lost_before_its_round_is_not_told_it_stands(ctx: Context) -> None:
+def test_a_create_whose_row_was_lost_before_its_round_is_not_told_it_stands(
+    ctx: Context, batcher: RenderBatcher
+) -> None:
     # A server's insert does not wait for the disk; a crash of PostgreSQL before the round would
     # lose the row. The round's `answered` mark finds it missing, and its request gets a 503.
-    batcher = RenderBatcher(ctx)
-    batcher.start()
-    try:
-        request = DeploymentRequest(
-            environment_type="claude-environment", data={"ANTHROPIC_API_KEY": "k"}
-        )
-        caller = deployments.Caller(server="a-server")
-        kept = deployments.create(ctx, request, render=False, caller=caller).deployment
-        lost = deployments.create(ctx, request, render=False, caller=caller).deployment
-        sql(ctx, "DELETE FROM deployments WHERE id = %s", lost.id)
+    caller = deployments.Caller(server="a-server")
+    kept = deployments.create(ctx, REQUEST, render=False, caller=caller).deployment
+    lost = deployments.create(ctx, REQUEST, render=False, caller=caller).deployment
+    sql(ctx, "DELETE FROM deployments WHERE id = %s", lost.id)
 
-        async def both() -> list[object]:
-            waits = (batcher.render_async(answering=d.id) for d in (kept, lost))
-            return await asyncio.gather(*waits, return_exceptions=True)
+    async def both() -> list[object]:
+        waits = (batcher.render_async(answering=d.id) for d in (kept, lost))
+        return await asyncio.gather(*waits, return_exceptions=True)
 
-        stood, gone = asyncio.run(both())
-        assert isinstance(stood, str)  # the commit that holds its chart
-        assert isinstance(gone, DatabaseUnavailable) and "gone" in gone.message
-    finally:
-        batcher.stop()
+    stood, gone = asyncio.run(both())
+    assert isinstance(stood, str)  # the commit that holds its chart
+    assert isinstance(gone, DatabaseUnavailable) and "gone" in gone.message
