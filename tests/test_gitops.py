@@ -266,7 +266,7 @@ def test_many_commits_stay_readable_as_packs_are_folded(tmp_path: Path) -> None:
 
 def test_repacks_fold_the_small_packs_into_a_geometric_progression(tmp_path: Path) -> None:
     assert fold_count([]) == fold_count([5]) == 0
-    assert fold_count([1, 4, 9, 40]) == 0  # each holds twice all below it already
+    assert fold_count([1, 4, 9, 40]) == 0  # each holds at least twice the one below it
     assert fold_count([7] * 32 + [40_000]) == 32
     assert fold_count([7] * 32 + [224, 40_000]) == 33  # the 224 joins: 224 < 2 * 224
     assert fold_count([7, 7, 7]) == 3

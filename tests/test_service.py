@@ -24,8 +24,8 @@ from generator.errors import (
     NotFound,
     UserError,
 )
+from generator.service import batch, deployments, plugins
 from generator.service import check as check_service
-from generator.service import deployments, plugins
 from generator.service import render as render_service
 from generator.service.batch import RenderBatcher
 from generator.service.context import Context
@@ -467,6 +467,55 @@ def test_a_round_stores_the_creates_it_renders_in_its_own_commit(
     with pytest.raises(NotFound):
         deployments.get(ctx, stale["id"])
     assert ctx.repo.snapshot().tree_of(f"{stale['namespace']}/{stale['deployment_id']}") is None
+
+
+def test_a_round_refused_a_row_goes_again_without_its_creates(
+    ctx: Context, batcher: RenderBatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One row the database refuses would fail every request of the round: the round goes again
+    # without the creates it was to store, and their requests store them themselves.
+    caller = deployments.Caller(server="a-server")
+    deployments.create(ctx, REQUEST, render=False, caller=caller)  # the plugin, remembered
+    good, bad = (deployments.prepare(ctx, REQUEST, caller) for _ in range(2))
+    assert good is not None and bad is not None
+    bad["status"] = "NOT-A-STATUS"  # the table's check refuses it
+
+    # Nor does a round that marks nothing ask the server to mark its creates.
+    def never(*_: object) -> set[str]:
+        raise AssertionError("a leader's round left marks to the server")
+
+    monkeypatch.setattr(batch.unanswered, "answered", never)
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(batcher.create_async(good), batcher.create_async(bad))
+
+    answers = asyncio.run(both())
+    assert [stored for stored, _ in answers] == [None, None]
+    for args in (good, bad):
+        with pytest.raises(NotFound):
+            deployments.get(ctx, args["id"])
+    good = deployments.prepare(ctx, REQUEST, caller)
+    assert good is not None
+    stored, commit = asyncio.run(batcher.create_async(good))
+    assert stored is not None and commit is not None
+
+
+def test_a_create_given_up_before_its_round_is_not_stored(ctx: Context) -> None:
+    caller = deployments.Caller(server="a-server")
+    first = deployments.create(ctx, REQUEST, render=False, caller=caller).deployment
+    args = deployments.prepare(ctx, REQUEST, caller)
+    assert args is not None
+    waiting = RenderBatcher(ctx)  # not started yet: no round begins
+    with pytest.raises(TimeoutError):
+        asyncio.run(waiting.create_async(args, timeout=0.05))
+    waiting.start()
+    try:
+        waiting.render()  # a round, which must not store it
+    finally:
+        waiting.stop()
+    assert deployments.get(ctx, first.id).rendered_commit is not None  # the round ran
+    with pytest.raises(NotFound):
+        deployments.get(ctx, args["id"])
 
 
 def test_a_create_whose_row_was_lost_before_its_round_is_not_told_it_stands(

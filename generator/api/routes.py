@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import UserError
+from ..errors import RenderFailed, UserError
 from ..manifest import MAX_MANIFEST_BYTES
 from ..service import access
 from ..service import deployments as deployments_service
@@ -210,8 +210,13 @@ async def create_deployment(
     args = deployments_service.prepare(server.ctx, request, who)
     if args is not None:
         # A round that failed stored no row, or stored it with its chart (it died once its
-        # transaction was committed): nothing to take back, unlike below.
-        stored, commit = await server.batcher.create_async(args)
+        # transaction was committed). Only a follower replica's writer stores its rows before
+        # the round; it takes them back when the round fails, and here when it died.
+        try:
+            stored, commit = await server.batcher.create_async(args)
+        except RenderFailed:
+            await run_in_threadpool(deployments_service.discard, server.ctx, args["id"])
+            raise
         if stored is not None:
             server.worker.wake()
             return deployments_service.stored_view(stored, commit)

@@ -16,18 +16,20 @@ import struct
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger("overseer.gitops")
 
-_FACTOR = 2  # every pack kept holds at least twice the objects of all smaller ones together
+_FACTOR = 2  # the smallest pack kept holds twice the folded ones; each larger, twice the one below
 _INDEX_HEAD = 8 + 256 * 4  # a version-2 index: magic, version, then the fan-out table
 
 
 def fold_count(counts: list[int]) -> int:
     """How many of the smallest packs (object counts, ascending) to fold together; 0 for none.
 
-    The fewest that leave a geometric progression: each pack kept holds at least `_FACTOR`
-    times the objects of everything below it, the folded pack included.
+    The fewest that leave a geometric progression: the smallest pack kept holds at least
+    `_FACTOR` times the objects of the folded ones, and each larger one `_FACTOR` times the one
+    below it (git's rule).
     """
     total = 0
     for folded, count in enumerate(counts):
@@ -45,6 +47,8 @@ def _objects(index: Path) -> list[bytes]:
         raise ValueError(f"{index.name}: not a version-2 pack index")
     (count,) = struct.unpack(">I", data[_INDEX_HEAD - 4 : _INDEX_HEAD])
     table = data[_INDEX_HEAD : _INDEX_HEAD + 20 * count]
+    if len(table) != 20 * count:  # cut short: its pack must not be folded (and then deleted)
+        raise ValueError(f"{index.name}: lists fewer objects than it says")
     return [table[i : i + 20] for i in range(0, len(table), 20)]
 
 
@@ -59,10 +63,17 @@ def _count(index: Path) -> int:
 class Repack:
     """One fold, running beside the writer's next commits until `finish`."""
 
-    def __init__(self, git_dir: Path, folded: list[Path], process: subprocess.Popen[bytes]):
+    def __init__(
+        self,
+        git_dir: Path,
+        folded: list[Path],
+        process: subprocess.Popen[bytes],
+        errors: IO[bytes],
+    ) -> None:
         self.git_dir = git_dir
         self.folded = folded  # the folded packs' indexes
         self.process = process
+        self.errors = errors
 
     @classmethod
     def start(cls, git_dir: Path) -> Repack | None:
@@ -70,8 +81,8 @@ class Repack:
         pack_dir = git_dir / "objects" / "pack"
         found = []
         for index in pack_dir.glob("pack-*.idx"):
-            if index.with_suffix(".keep").exists():
-                continue  # kept by someone: git leaves those alone too
+            if any(index.with_suffix(s).exists() for s in (".keep", ".mtimes", ".promisor")):
+                continue  # kept by someone, or git's cruft: git's geometric repack skips them
             count = _count(index)
             if count >= 0:
                 found.append((count, index))
@@ -79,12 +90,15 @@ class Repack:
         folded = [index for _, index in found[: fold_count([c for c, _ in found])]]
         if not folded:
             return None
+        # Not a pipe for its errors: nobody reads one while git runs, and a full one stalls it.
+        errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by `finish`
         with tempfile.TemporaryFile() as listing:
             try:
                 for index in folded:
                     listing.write(b"".join(sha.hex().encode() + b"\n" for sha in _objects(index)))
             except (OSError, ValueError) as exc:  # a pack removed meanwhile (someone's gc)
                 log.warning("no repack this time: %s", exc)
+                errors.close()
                 return None
             listing.seek(0)
             process = subprocess.Popen(
@@ -103,9 +117,9 @@ class Repack:
                 ],
                 stdin=listing,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=errors,
             )
-        return cls(git_dir, folded, process)
+        return cls(git_dir, folded, process, errors)
 
     def done(self) -> bool:
         """Whether git has finished (`finish` then takes no time)."""
@@ -113,9 +127,12 @@ class Repack:
 
     def finish(self) -> None:
         """Wait for git; then remove the folded packs, which the new one holds."""
-        _, error = self.process.communicate()
+        self.process.wait()
+        with self.errors:
+            self.errors.seek(0)
+            said = self.errors.read().decode(errors="replace").strip()
         if self.process.returncode != 0:  # nothing lost: the folded packs stay
-            log.warning("repack failed: %s", error.decode(errors="replace").strip())
+            log.warning("repack failed: %s", said)
             return
         # The index first: a reader only finds a pack through it.
         for index in self.folded:

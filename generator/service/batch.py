@@ -103,18 +103,27 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
         `creates` are rows it inserts itself (`deployments.prepare`); `answering`, rows stored
         before it.
         """
-        result = render_service.render(
-            ctx, push=publisher is None, answering=answering, creates=creates
-        )
+        try:
+            result = render_service.render(
+                ctx, push=publisher is None, answering=answering, creates=creates
+            )
+        except (psycopg.DataError, psycopg.IntegrityError):
+            if not creates:
+                raise
+            # A row the database refused fails the whole transaction: the round goes again
+            # without the creates, which their requests then store themselves, each failing
+            # alone if it must.
+            result = render_service.render(ctx, push=publisher is None, answering=answering)
         if publisher is not None and result.head is not None:
             publisher.wake(result.head)  # committed in the database too, by now
-        marked = sorted(result.answered) if result.answered is not None else None
-        return result.commit, marked, result.created
+        # Not None, even with nothing to mark: None tells the server that a follower's round
+        # left the marks to it.
+        return result.commit, sorted(result.answered or ()), result.created
 
     def insert_own(creates: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         # As the server stores a create itself, its own to answer (`answers`): for the leading
         # replica's round, which renders what the database holds.
-        with ctx.statements() as conn:
+        with ctx.transaction() as conn:
             inserted = [
                 deployments_store.insert_with(conn, args, durable=False) for args in creates
             ]
@@ -123,8 +132,9 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
     def follow(answering: list[str], creates: list[dict[str, Any]]) -> _Answer:
         """The leader's round, which took our rows; or our own, if we lead by then."""
         assert leadership is not None  # noqa: S101 - only a replica follows
-        own = insert_own(creates)
+        own: dict[str, dict[str, Any]] = {}
         try:
+            own = insert_own(creates)
             followed = leadership.follow()
             if followed is not None:
                 # A follower marks nothing: the server marks its creates answered itself.
@@ -297,8 +307,21 @@ class RenderBatcher:
         try:
             commit = await asyncio.wait_for(future, timeout)
         except TimeoutError:
+            self._withdraw(round_, args["id"])
             raise TimeoutError("the render did not finish in time") from None
+        except asyncio.CancelledError:  # its client went away
+            self._withdraw(round_, args["id"])
+            raise
         return round_.stored.get(args["id"]), commit
+
+    def _withdraw(self, round_: _Round, dep_id: str) -> None:
+        # A create given up on before its round started is not stored: its caller was told it
+        # failed. Once the round runs, its row and chart commit together or not at all, as a
+        # create that stores its row itself and is discarded unless its chart was committed.
+        with self._lock:
+            if round_ is self._next:
+                round_.creates.pop(dep_id, None)
+                round_.futures = [f for f in round_.futures if f[2] != dep_id]
 
     def _join(
         self,

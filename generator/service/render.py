@@ -130,9 +130,10 @@ def render(
         candidates = None
         if head is not None and not repo.in_doubt and not full:
             candidates = render_rows.changed_since_recorded(head)
-        with conn.pipeline():  # the creates' inserts go in the lock's round trip
+        with conn.pipeline():  # one round trip: the lock, the reads, the creates' inserts
+            loaded = render_state.queue_lock_and_load(conn, candidates)
             stored = store.insert_rendered(conn, creates) if creates else dict
-            started, previous, fingerprint, rows = render_state.lock_and_load(conn, candidates)
+        started, previous, fingerprint, rows = loaded()
         created = stored()
         _catch_up(ctx, conn, previous)
         prefetched = None
@@ -164,6 +165,7 @@ def render(
             result = _commit(
                 ctx, conn, None, fingerprint, force=force, full=full, progress=progress
             )
+            result.created = created  # rendered again with every other row
             _publish(ctx, result, again=True)
         head = result.head = repo.head()
         with conn.pipeline():  # the writes go out together: one round trip for all

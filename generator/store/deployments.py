@@ -91,10 +91,11 @@ def insert_rendered(
 ) -> Callable[[], dict[str, dict[str, Any]]]:
     """Insert rows (their `insert_args`) that the render in this transaction renders.
 
-    The statements are only queued: sent with the render's next ones, in the pipeline `conn`
-    is in (one round trip for all). Returns what reads the stored rows, by id, once sent. Each
-    carries its plugin's name, version and manifest besides COLUMNS, as a render reads them,
-    and none is left to answer. A row is left out as `insert` leaves it out.
+    The statements are only queued in the pipeline `conn` is in, to go with the render's lock
+    (`render_state.queue_lock_and_load`, queued first: they run once it is held). Returns what
+    reads the stored rows, by id, once sent. Each carries its plugin's name, version and
+    manifest besides COLUMNS, as a render reads them, and none is left to answer. A row is left
+    out as `insert` leaves it out.
 
     Their change is stamped with no transaction, not this one: the render that records this
     transaction's state covers them, and the next render must not take them for changed since
@@ -104,18 +105,16 @@ def insert_rendered(
         SELECT {COLUMNS}, p.name AS plugin_name, p.version AS plugin_version, p.manifest,
                ({LIVE}) AS live
         FROM d JOIN plugins p ON p.id = d.plugin_id"""
-    params = [{**args, "answer_pending": None, "changed": _COVERED} for args in rows]
-    cur = conn.cursor()
-    cur.executemany(statement, params, returning=True)
+    # One statement each, not executemany: with its rows asked back, that one waits for them
+    # at once, a round trip of its own.
+    cursors = [
+        conn.execute(statement, {**args, "answer_pending": None, "changed": _COVERED})
+        for args in rows
+    ]
 
     def stored() -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        while True:
-            row = cur.fetchone()
-            if row is not None:
-                found[str(row["id"])] = row
-            if not cur.nextset():
-                return found
+        found = (cur.fetchone() for cur in cursors)
+        return {str(row["id"]): row for row in found if row is not None}
 
     return stored
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,25 +73,41 @@ def lock_writer(conn: Connection) -> datetime:
 _LOAD = "SELECT commit_sha, state, pushed FROM render_state"
 
 
-def lock_and_load(
-    conn: Connection, also: str | None = None
-) -> tuple[datetime, dict[str, Any] | None, Fingerprint, list[dict[str, Any]] | None]:
+Loaded = tuple[datetime, dict[str, Any] | None, Fingerprint, list[dict[str, Any]] | None]
+
+
+def lock_and_load(conn: Connection, also: str | None = None) -> Loaded:
     """The render lock (as `lock_writer`), the last render's state, then `fingerprint`.
 
     One round trip, not three (a pipeline); `also`, a statement without parameters, goes in it
     too, and its rows come last (None without one).
 
     The statements run one after another, each with a snapshot of its own taken when it starts:
-    the state is read once the lock is held, and `also` runs after the fingerprint. The state carries its commit under "commit", and under "pushed" whether the
-    remote has it; None when there is none. A server's round starts with this.
+    the state is read once the lock is held, and `also` runs after the fingerprint. The state
+    carries its commit under "commit", and under "pushed" whether the remote has it; None when
+    there is none. A server's round starts with this (`queue_lock_and_load`).
     """
-    statements = [_WRITER_LOCK, _LOAD, _FINGERPRINT, *([also] if also else [])]
-    with conn.pipeline():  # with what the caller queued before, if it is in a pipeline
-        cursors = [conn.execute(statement) for statement in statements]
-    started = _moment(cursors[0].fetchone(), "started")
-    state = _state(cursors[1].fetchone())
-    fingerprint = _fingerprint_of(cursors[2].fetchone())
-    return started, state, fingerprint, cursors[3].fetchall() if also else None
+    with conn.pipeline():
+        loaded = queue_lock_and_load(conn, also)
+    return loaded()
+
+
+def queue_lock_and_load(conn: Connection, also: str | None = None) -> Callable[[], Loaded]:
+    """`lock_and_load`'s statements queued in the pipeline `conn` is in; what reads them after.
+
+    Statements the caller queues next go in the same round trip, and run once the lock is held.
+    """
+    cursors = [conn.execute(statement) for statement in (_WRITER_LOCK, _LOAD, _FINGERPRINT)]
+    # Never prepared (see `render_rows.changed_since`): its text names HEAD, and repeats.
+    rows = conn.execute(also, prepare=False) if also else None
+
+    def loaded() -> Loaded:
+        started = _moment(cursors[0].fetchone(), "started")
+        state = _state(cursors[1].fetchone())
+        fingerprint = _fingerprint_of(cursors[2].fetchone())
+        return started, state, fingerprint, rows.fetchall() if rows is not None else None
+
+    return loaded
 
 
 def _state(row: dict[str, Any] | None) -> dict[str, Any] | None:
