@@ -41,6 +41,9 @@ from .publisher import Publisher
 log = logging.getLogger("overseer.render")
 # A round's answer: its commit, the creates it marked answered (None: none), the rows it stored.
 _Answer = tuple[str | None, list[str] | None, dict[str, dict[str, Any]]]
+# What a stored create's row carries for the render, not for its answer (a plugin's manifest is
+# kilobytes): left out of what goes back to the server, the sooner its answer is out.
+_RENDER_ONLY = frozenset({"manifest", "plugin_name", "plugin_version", "live"})
 
 
 @dataclass
@@ -118,7 +121,11 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
             publisher.wake(result.head)  # committed in the database too, by now
         # Not None, even with nothing to mark: None tells the server that a follower's round
         # left the marks to it.
-        return result.commit, sorted(result.answered or ()), result.created
+        stored = {
+            dep_id: {k: v for k, v in row.items() if k not in _RENDER_ONLY}
+            for dep_id, row in result.created.items()
+        }
+        return result.commit, sorted(result.answered or ()), stored
 
     def insert_own(creates: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         # As the server stores a create itself, its own to answer (`answers`): for the leading
