@@ -119,13 +119,14 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
             result = render_service.render(ctx, push=publisher is None, answering=answering)
         if publisher is not None and result.head is not None:
             publisher.wake(result.head)  # committed in the database too, by now
-        # Not None, even with nothing to mark: None tells the server that a follower's round
-        # left the marks to it.
         stored = {
             dep_id: {k: v for k, v in row.items() if k not in _RENDER_ONLY}
             for dep_id, row in result.created.items()
         }
-        return result.commit, sorted(result.answered or ()), stored
+        # None tells the server to mark `answering` itself: a round that did not (review mode
+        # proposes rather than renders). Asked none, it marked none: nothing for the server.
+        marked = sorted(result.answered) if result.answered is not None else None
+        return result.commit, marked if answering else [], stored
 
     def insert_own(creates: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         # As the server stores a create itself, its own to answer (`answers`): for the leading
