@@ -110,7 +110,8 @@ class ObjectStore:
     # one chart writes it anew. Trees this large keep their sorted, encoded entries, so the next
     # version is a few list splices and a join (about 0.5 ms) instead of a sort and an encode of
     # every entry (8 ms); and their packs are stored rather than compressed (a 540 KB tree takes
-    # 9 ms at zlib level 1, 0.3 ms as stored blocks: `pack`), which the repacks make up for.
+    # 9 ms at zlib level 1, 0.3 ms as stored blocks: `pack`); the repacks keep one whole
+    # version in a chain of deltas (its 20-byte shas would barely compress anyway).
     _SPLICE_MIN = 512
     _SPLICED_KEPT = 8
     _COMMITS_KEPT = 16

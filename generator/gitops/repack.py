@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import struct
 import subprocess
 import tempfile
@@ -64,13 +65,8 @@ class Repack:
     """One fold, running beside the writer's next commits until `finish`."""
 
     def __init__(
-        self,
-        git_dir: Path,
-        folded: list[Path],
-        process: subprocess.Popen[bytes],
-        errors: IO[bytes],
+        self, folded: list[Path], process: subprocess.Popen[bytes], errors: IO[bytes]
     ) -> None:
-        self.git_dir = git_dir
         self.folded = folded  # the folded packs' indexes
         self.process = process
         self.errors = errors
@@ -79,10 +75,15 @@ class Repack:
     def start(cls, git_dir: Path) -> Repack | None:
         """Fold the small packs, if the packs are not a geometric progression; or None."""
         pack_dir = git_dir / "objects" / "pack"
+        names = set(os.listdir(pack_dir))  # one listing, not three stats a pack
         found = []
-        for index in pack_dir.glob("pack-*.idx"):
-            if any(index.with_suffix(s).exists() for s in (".keep", ".mtimes", ".promisor")):
+        for name in names:
+            stem = name.removesuffix(".idx")
+            if not name.startswith("pack-") or stem == name:
+                continue
+            if any(f"{stem}{s}" in names for s in (".keep", ".mtimes", ".promisor")):
                 continue  # kept by someone, or git's cruft: git's geometric repack skips them
+            index = pack_dir / name
             count = _count(index)
             if count >= 0:
                 found.append((count, index))
@@ -103,8 +104,8 @@ class Repack:
             listing.seek(0)
             process = subprocess.Popen(
                 # A window of one: the nearest object of the same size finds a tree's delta,
-                # as git's default of ten does, for a third of the CPU. Stored objects are
-                # compressed here (see `pack`).
+                # as git's default of ten does, for a third of the CPU. Objects that find no
+                # delta stay as they were written (see `pack`).
                 [
                     "git",
                     f"--git-dir={git_dir}",
@@ -119,7 +120,7 @@ class Repack:
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
             )
-        return cls(git_dir, folded, process, errors)
+        return cls(folded, process, errors)
 
     def done(self) -> bool:
         """Whether git has finished (`finish` then takes no time)."""
