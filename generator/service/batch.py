@@ -132,9 +132,7 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
         # As the server stores a create itself, its own to answer (`answers`): for the leading
         # replica's round, which renders what the database holds.
         with ctx.transaction() as conn:
-            inserted = [
-                deployments_store.insert_with(conn, args, durable=False) for args in creates
-            ]
+            inserted = [deployments_store.insert(conn, args, durable=False) for args in creates]
         return {r.id: r.model_dump() for r in inserted if r is not None}
 
     def follow(answering: list[str], creates: list[dict[str, Any]]) -> _Answer:

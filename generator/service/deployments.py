@@ -128,12 +128,10 @@ def prepare(ctx: Context, request: DeploymentRequest, caller: Caller) -> dict[st
     if plugin is None:
         return None
     try:
-        row = _row(ctx, request, plugin, namespace, caller)
+        return _insert_args(ctx, request, plugin, namespace, caller)
     except UserError:
         plugins_service.forget(ctx, plugin.name)  # perhaps an old version's refusal
         return None
-    row["deployment_id"] = release_name(plugin.name)
-    return store.insert_args(row, plugin)
 
 
 def stored_view(stored: dict[str, Any], commit: str | None) -> DeploymentView:
@@ -195,14 +193,13 @@ def _insert(
         # still the one validated against, so a miss reads it again (or a new name is tried).
         plugin, remembered = plugins_service.for_create(ctx, conn, request.environment_type)
         try:
-            row = _row(ctx, request, plugin, namespace, caller)
+            args = _insert_args(ctx, request, plugin, namespace, caller)
         except UserError:
             if not remembered:
                 raise
             plugins_service.forget(ctx, plugin.name)  # refused by what may be an old version
             continue
-        row["deployment_id"] = release_name(plugin.name)
-        record = store.insert(conn, row, plugin, durable)
+        record = store.insert(conn, args, durable)
         if record is not None:
             return record
         plugins_service.forget(ctx, plugin.name)  # a name taken, or the plugin changed meanwhile
@@ -210,6 +207,15 @@ def _insert(
         "could not store the deployment: its release names were taken, or its plugin kept "
         "changing meanwhile; retry"
     )
+
+
+def _insert_args(
+    ctx: Context, request: DeploymentRequest, plugin: PluginRecord, namespace: str, caller: Caller
+) -> dict[str, Any]:
+    """The request's row under a new release name, validated against `plugin`, to insert."""
+    row = _row(ctx, request, plugin, namespace, caller)
+    row["deployment_id"] = release_name(plugin.name)
+    return store.insert_args(row, plugin)
 
 
 def _row(

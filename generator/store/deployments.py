@@ -59,10 +59,8 @@ class DeploymentRecord(BaseModel):
         return ChartPath.of(self.namespace, self.deployment_id)
 
 
-def insert(
-    conn: Connection, row: dict[str, Any], plugin: PluginRecord, durable: bool = True
-) -> DeploymentRecord | None:
-    """Insert a row validated against `plugin`; None when nothing was stored.
+def insert(conn: Connection, args: dict[str, Any], durable: bool = True) -> DeploymentRecord | None:
+    """Insert a row (its `insert_args`, validated against their plugin); None when not stored.
 
     Nothing is stored when the release name is taken, or when the plugin is no longer that one
     (changed, deactivated, removed): the caller reads it again and retries.
@@ -74,13 +72,6 @@ def insert(
     answered 503. The setting lives in the statement (set_config, local to its transaction): no
     extra round trip.
     """
-    return insert_with(conn, insert_args(row, plugin), durable)
-
-
-def insert_with(
-    conn: Connection, args: dict[str, Any], durable: bool = True
-) -> DeploymentRecord | None:
-    """`insert`, given its `insert_args`."""
     source = "" if durable else "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS s"
     result = conn.execute(_INSERT.format(source=source, returning=COLUMNS), args).fetchone()
     return DeploymentRecord.model_validate(result) if result else None
