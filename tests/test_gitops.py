@@ -144,10 +144,34 @@ def test_large_trees_are_spliced_into_the_tree_git_would_build(tmp_path: Path) -
         {"ns/c0599": {"f": b"a directory again\n"}, "ns/c0000": None, "ns/c0001": {"f": b"1\n"}},
     ]
     for number, edits in enumerate(rounds):
+        if number == 2:
+            # A commit spliced from this base whose ref update fails (another writer moved the
+            # ref): the next one, from the same base, must not build on the abandoned version.
+            with pytest.raises(GitFailed), repo.changes(expect="0" * 40) as tx:
+                tx.put("ns/abandoned", {"f": b"never lands\n"})
+                tx.remove("ns/c0002")
+                tx.commit("abandoned\n")
         assert commit(repo, edits, f"round {number}\n") is not None
         apply_to_disk(mirror, edits)
         assert git(repo.root, "rev-parse", "HEAD^{tree}") == git_tree_of(mirror)
     subprocess.run(["git", "-C", str(repo.root), "fsck", "--strict"], check=True)
+    repo.close()
+
+
+def test_only_the_last_versions_of_a_large_tree_stay_decoded(tmp_path: Path) -> None:
+    # Every round writes a new version of a large namespace tree; a long-lived writer that kept
+    # each one decoded grew by hundreds of megabytes (see ObjectStore._LARGE_ENTRIES).
+    repo = GitOpsRepo(tmp_path / "gitops", worktree=LAZY)
+    repo.objects._LARGE_ENTRIES = 2_000
+    commit(repo, {f"ns/c{i:04d}": {"f": b"%d\n" % i} for i in range(600)}, "many\n")
+    for number in range(10):
+        commit(repo, {f"ns/more{number}": {"f": b"1\n"}}, f"round {number}\n")
+        kept = [len(e) for e in repo.objects._large.values()]
+        assert sum(kept) <= 2_000 and len(kept) == min(number + 2, 3)
+        assert repo.objects._large_entries == sum(kept)
+    # What was let go is read again when asked for.
+    first = git(repo.root, "rev-parse", "HEAD~9:ns")
+    assert len(repo.objects.entries(bytes.fromhex(first))) == 601
     repo.close()
 
 
