@@ -57,11 +57,10 @@ except ImportError as exc:
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from generator.gitops.objects import (  # noqa: E402
+from generator.gitops.objects import IDENTITY, ObjectStore  # noqa: E402
+from generator.gitops.trees import (  # noqa: E402
     FILE,
-    IDENTITY,
     TREE,
-    ObjectStore,
     Plan,
     decode_tree,
     encode_tree,

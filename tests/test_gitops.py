@@ -26,9 +26,9 @@ from generator.gitops import (
     push_pending,
 )
 from generator.gitops.journal import Journal
-from generator.gitops.objects import FILE, encode_tree, object_id
 from generator.gitops.refs import RefUpdater
 from generator.gitops.repack import Repack, fold_count
+from generator.gitops.trees import FILE, encode_tree, object_id
 from generator.service.context import Context
 
 # What a changeset sets at a path: a file's bytes, a directory holding exactly these files, or

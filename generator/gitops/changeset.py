@@ -19,7 +19,7 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from .objects import FILE, TREE, Entry, Plan, place
+from .trees import FILE, TREE, Entry, Plan, place
 
 if TYPE_CHECKING:
     from .repository import GitOpsRepo

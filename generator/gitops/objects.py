@@ -10,7 +10,6 @@ memory holds one chunk at most.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import os
 import tempfile
 import threading
@@ -18,12 +17,24 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from io import BytesIO
 from pathlib import Path
-from typing import Union
 
 import git
 import pygit2
 
 from . import pack
+from .trees import (
+    FILE,
+    TREE,
+    Entries,
+    Entry,
+    Plan,
+    decode_tree,
+    encode_tree,
+    entry_bytes,
+    object_id,
+    place,
+    sort_key,
+)
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Overseer",
@@ -32,47 +43,6 @@ IDENTITY = {
     "GIT_COMMITTER_EMAIL": "overseer@localhost",
 }
 _SIGNATURE = f"{IDENTITY['GIT_COMMITTER_NAME']} <{IDENTITY['GIT_COMMITTER_EMAIL']}>"
-TREE, FILE = 0o40000, 0o100644
-EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")  # git knows it unstored
-
-Entry = tuple[int, bytes]  # (mode, binary sha)
-Entries = dict[str, Entry]
-# Nested edits: a new entry, None to remove, or a dict of edits below a directory.
-Plan = dict[str, Union["Plan", Entry, None]]
-
-
-# The tree format by hand: GitPython's codec checks every name against path rules, about 20 µs an
-# entry, which is 0.4 s per commit for a namespace of 10,000 charts. These names are our own.
-def encode_tree(entries: Entries) -> bytes:
-    """The canonical bytes of a tree object."""
-    # Git orders a tree's entries by name, comparing a subtree's name as if it ended in "/".
-    return b"".join(_part(name, e) for name, e in sorted(entries.items(), key=lambda i: _key(*i)))
-
-
-def _key(name: str, entry: Entry) -> str:
-    return name + "/" if entry[0] == TREE else name
-
-
-def _part(name: str, entry: Entry) -> bytes:
-    return b"%o %s\0%s" % (entry[0], name.encode("utf-8", "surrogateescape"), entry[1])
-
-
-def decode_tree(data: bytes) -> Entries:
-    """The entries of a tree object's bytes."""
-    entries: Entries = {}
-    at = 0
-    while at < len(data):
-        space = data.index(b" ", at)
-        nul = data.index(b"\0", space)
-        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
-        entries[name] = (int(data[at:space], 8), data[nul + 1 : nul + 21])
-        at = nul + 21
-    return entries
-
-
-def object_id(kind: bytes, data: bytes) -> bytes:
-    """The binary sha git gives an object."""
-    return hashlib.sha1(b"%s %d\0%s" % (kind, len(data), data), usedforsecurity=False).digest()
 
 
 def _create(path: Path, data: bytes) -> None:
@@ -85,18 +55,6 @@ def _create(path: Path, data: bytes) -> None:
         fd = os.open(path, flags, 0o444)
     with open(fd, "wb") as out:
         out.write(data)
-
-
-def place(plan: Plan, path: str, leaf: Entry | None) -> None:
-    """Add one edit (`path` gets `leaf`, or goes) to a nested plan."""
-    *parents, name = path.split("/")
-    node = plan
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ValueError(f"{path}: a parent directory is also edited as a file")
-        node = child
-    node[name] = leaf
 
 
 class ObjectStore:
@@ -309,8 +267,8 @@ class ObjectStore:
         # from an older base (after a discarded commit) sorts and encodes once more.
         known = self._spliced.pop(root, None)
         if known is None:
-            keys = sorted(_key(*item) for item in base.items())
-            parts = [_part(k.removesuffix("/"), base[k.removesuffix("/")]) for k in keys]
+            keys = sorted(sort_key(*item) for item in base.items())
+            parts = [entry_bytes(k.removesuffix("/"), base[k.removesuffix("/")]) for k in keys]
         else:
             keys, parts = known
         for name in names:
@@ -318,13 +276,13 @@ class ObjectStore:
             if old == new:
                 continue
             if old is not None:
-                at = bisect.bisect_left(keys, _key(name, old))
+                at = bisect.bisect_left(keys, sort_key(name, old))
                 del keys[at], parts[at]
             if new is not None:
-                key = _key(name, new)
+                key = sort_key(name, new)
                 at = bisect.bisect_left(keys, key)
                 keys.insert(at, key)
-                parts.insert(at, _part(name, new))
+                parts.insert(at, entry_bytes(name, new))
         binsha = self._queue(b"tree", b"".join(parts))
         self._remember(binsha, entries)
         if len(self._spliced) >= self._SPLICED_KEPT:

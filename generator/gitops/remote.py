@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import Conflict, GitFailed
 from .command import redact, run
-from .objects import Plan, place
+from .trees import Plan, place
 
 if TYPE_CHECKING:
     from .repository import GitOpsRepo

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .objects import TREE, ObjectStore
+from .objects import ObjectStore
+from .trees import TREE
 
 
 class Snapshot:

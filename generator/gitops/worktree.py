@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..errors import GitFailed
 from .command import run
-from .objects import TREE, ObjectStore
+from .objects import ObjectStore
+from .trees import TREE
 
 log = logging.getLogger("overseer.git")
 # Creating files is mostly kernel time here, which one process spends on one core: a large

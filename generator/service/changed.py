@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..charts import ChartSource, read_inputs
 from ..errors import UserError
-from ..gitops.objects import TREE
+from ..gitops.trees import TREE
 from .context import Context
 
 

@@ -18,7 +18,7 @@ from .. import gitops
 from ..delivery import engines
 from ..errors import UserError
 from ..gitops import Snapshot
-from ..gitops.objects import TREE
+from ..gitops.trees import TREE
 from ..render import Chart, DeploymentInput
 from .context import Context
 from .delivery import DeliveryFiles
