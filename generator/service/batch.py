@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import threading
@@ -159,6 +160,7 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
     leadership = Leadership(ctx, lambda: one_round([], [])[0]) if shared else None
     if publisher is not None:
         publisher.start()
+    frozen = False
     try:
         while True:
             try:
@@ -171,6 +173,13 @@ def _writer_main(settings: Settings, channel: Connection) -> None:
                 else:
                     answer = one_round(answering, creates)
                 channel.send(("ok", *answer))
+                if not frozen:
+                    # What start-up and a first round built (modules, templates, the plugins)
+                    # lives as long as the process: kept out of the collector's full passes,
+                    # which then walk only what came since. They paused the writer, and the
+                    # requests of its round, for 30 to 130 ms each at 10,000 charts.
+                    gc.freeze()
+                    frozen = True
             except UserError as exc:
                 channel.send(("error", type(exc), exc.message, dict(vars(exc))))
             except psycopg.OperationalError as exc:  # the database went away mid-round: a 503
