@@ -15,7 +15,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from io import BytesIO
 from pathlib import Path
 
 import git
@@ -45,6 +44,13 @@ IDENTITY = {
 _SIGNATURE = f"{IDENTITY['GIT_COMMITTER_NAME']} <{IDENTITY['GIT_COMMITTER_EMAIL']}>"
 
 
+class _Parts(list[bytes | memoryview]):
+    """A file's content as the parts it was written in, joined once when it goes to disk."""
+
+    def write(self, part: bytes | memoryview) -> None:
+        self.append(part)
+
+
 def _create(path: Path, data: bytes) -> None:
     """Write a new read-only file (as git leaves its packs), replacing one a crash left."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -54,7 +60,7 @@ def _create(path: Path, data: bytes) -> None:
         path.unlink()
         fd = os.open(path, flags, 0o444)
     with open(fd, "wb") as out:
-        out.write(data)
+        out.write(data)  # one system call: parts would be a call each, or copied into a buffer
 
 
 class ObjectStore:
@@ -372,14 +378,14 @@ class ObjectStore:
             return
         # A round's pack is built in memory and written under its own name at once: no
         # temporary name for it and one rename fewer per round (each 0.2-0.4 ms on a busy disk).
-        pack_bytes, index_bytes = BytesIO(), BytesIO()
-        name = self.pack_dir / f"pack-{pack.write(objects, pack_bytes, index_bytes).hex()}"
+        pack_parts, index_parts = _Parts(), _Parts()
+        name = self.pack_dir / f"pack-{pack.write(objects, pack_parts, index_parts).hex()}"
         if Path(f"{name}.idx").exists():
             return  # the same objects, packed before (blobs spilled again after a discard)
         staged = self.pack_dir / f"tmp_idx_{name.name}"
         try:
-            _create(Path(f"{name}.pack"), pack_bytes.getvalue())  # no index yet: unseen
-            _create(staged, index_bytes.getvalue())
+            _create(Path(f"{name}.pack"), b"".join(pack_parts))  # no index yet: unseen
+            _create(staged, b"".join(index_parts))
             os.rename(staged, f"{name}.idx")
         except BaseException:  # a full disk: nothing half-written stays behind
             for path in (Path(f"{name}.pack"), staged):
