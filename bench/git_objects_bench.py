@@ -11,7 +11,7 @@ Four measurements on synthetic charts, each run in a fresh process per variant:
 - a first render: N charts into an empty repository as one commit;
 - reading back overseer-inputs.json of 1,000 charts through a new repository object.
 
-"ours" is `generator.gitops.objects` used as a render uses it (place, edit, commit, flush: one
+"ours" is `generator.gitops.objects` (and `trees.place`) used as a render uses it (place, edit, commit, flush: one
 pack per flush). pygit2 and dulwich each write one pack per commit, or a loose file per object.
 Moving the ref (`git update-ref`, one process per commit, every variant alike) is left out of
 the timed part. Figures are CPU time, the git processes a variant runs included (ObjectStore

@@ -2,6 +2,7 @@
 
 - `repository`: where the repository lives, its writer lock, and its parts;
 - `objects`: blobs, trees and commits built in-process, written as packs;
+- `trees`: git's tree format, and the nested edits a changeset makes to a tree;
 - `changeset`: the one way to change the repository (objects, journal, ref);
 - `refs`: the one way a ref moves, compare-and-swap;
 - `journal`: changesets whose database commit is not yet confirmed;

@@ -76,12 +76,15 @@ class ObjectStore:
     # every entry (8 ms); and their packs are stored rather than compressed (a 540 KB tree takes
     # 9 ms at zlib level 1, 0.3 ms as stored blocks: `pack`); the repacks keep one whole
     # version in a chain of deltas (its 20-byte shas would barely compress anyway).
-    # Only the last versions of such trees stay decoded: kept among the small trees, every
-    # version of a server's namespace stayed until the cache filled (490 MB in a writer after
-    # 5,000 requests at 10,000 charts), and the collector walked all of them.
+    # Only the last versions of such trees stay decoded (the oldest go first): kept among the
+    # small trees, every version of a server's namespace stayed until the cache filled (490 MB
+    # in a writer after 5,000 requests at 10,000 charts), and the collector walked them all.
     _SPLICE_MIN = 512
     _SPLICED_KEPT = 8
-    _LARGE_ENTRIES = 100_000  # about 10 MB: ten versions of a namespace of 10,000 charts
+    # In all, whatever the trees: 25 namespaces of 10,000 charts read in turn (a snapshot's
+    # chart listing) still find theirs, or 25 versions of one. 10 MB in a writer, whose
+    # versions share their entries; up to 55 MB where each was decoded on its own.
+    _LARGE_ENTRIES = 250_000
     _COMMITS_KEPT = 16
     # Past this many bytes of new blobs, a changeset writes them out as a pack, not hold them.
     SPILL_BYTES = 32 << 20
@@ -100,6 +103,7 @@ class ObjectStore:
         self._cache: dict[bytes, Entries] = {}
         self._large: dict[bytes, Entries] = {}  # the last versions of large trees, oldest first
         self._large_entries = 0
+        self._large_lock = threading.Lock()
         self._stored: set[bytes] = set()  # known to be durable in the repository
         self._pending: dict[bytes, tuple[bytes, bytes]] = {}  # sha -> (kind, data)
         self._pending_bytes = 0
@@ -169,7 +173,9 @@ class ObjectStore:
 
     def entries(self, binsha: bytes) -> Entries:
         """The entries of a tree (name -> (mode, sha))."""
-        found = self._cache.get(binsha) or self._large.get(binsha)
+        found = self._cache.get(binsha)
+        if found is None:
+            found = self._large.get(binsha)
         if found is None:
             pending = self._pending.get(binsha)
             found = decode_tree(pending[1] if pending else self.read(binsha))
@@ -450,7 +456,9 @@ class ObjectStore:
             if item is not None and item[0] == b"blob":
                 self._pending_bytes -= len(item[1])
             self._stored.add(sha)
-            known = self._cache.get(sha) or self._large.get(sha) or {}
+            known = self._cache.get(sha)
+            if known is None:
+                known = self._large.get(sha, {})
             below += [child for _, child in known.values()]
 
     def _queue(self, kind: bytes, data: bytes) -> bytes:
@@ -461,11 +469,15 @@ class ObjectStore:
 
     def _remember(self, binsha: bytes, entries: Entries) -> None:
         if len(entries) >= self._SPLICE_MIN:
-            self._large_entries -= len(self._large.pop(binsha, {}))
-            while self._large and self._large_entries + len(entries) > self._LARGE_ENTRIES:
-                self._large_entries -= len(self._large.pop(next(iter(self._large))))
-            self._large[binsha] = entries
-            self._large_entries += len(entries)
+            # Readers remember what they decode too, from threads of their own: the eviction
+            # and its count are several steps, so they take a lock (only after a decode of 512
+            # entries or more, or a splice).
+            with self._large_lock:
+                self._large_entries -= len(self._large.pop(binsha, {}))
+                while self._large and self._large_entries + len(entries) > self._LARGE_ENTRIES:
+                    self._large_entries -= len(self._large.pop(next(iter(self._large))))
+                self._large[binsha] = entries
+                self._large_entries += len(entries)
             return
         if len(self._cache) >= self._CACHE_LIMIT:
             self._cache.clear()
