@@ -407,7 +407,6 @@ def test_an_index_lock_some_process_holds_open_is_left_to_it(tmp_path: Path) -> 
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from types import SimpleNamespace
 from generator.gitops import GitOpsRepo
 repo = GitOpsRepo(Path(sys.argv[1]))
 with repo.changes() as tx:
