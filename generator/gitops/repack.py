@@ -44,9 +44,9 @@ def fold_count(counts: list[int]) -> int:
 def _objects(index: Path) -> list[bytes]:
     """The binary shas an index lists."""
     data = index.read_bytes()
-    if data[:4] != b"\377tOc":  # not a version-2 index: leave that pack alone
+    count = _listed(data[:_INDEX_HEAD])
+    if count < 0:  # not a version-2 index: leave that pack alone
         raise ValueError(f"{index.name}: not a version-2 pack index")
-    (count,) = struct.unpack(">I", data[_INDEX_HEAD - 4 : _INDEX_HEAD])
     table = data[_INDEX_HEAD : _INDEX_HEAD + 20 * count]
     if len(table) != 20 * count:  # cut short: its pack must not be folded (and then deleted)
         raise ValueError(f"{index.name}: lists fewer objects than it says")
@@ -55,7 +55,11 @@ def _objects(index: Path) -> list[bytes]:
 
 def _count(index: Path) -> int:
     with index.open("rb") as fh:
-        head = fh.read(_INDEX_HEAD)
+        return _listed(fh.read(_INDEX_HEAD))
+
+
+def _listed(head: bytes) -> int:
+    """How many objects a version-2 index says it lists, from its head; -1 for another file."""
     if len(head) < _INDEX_HEAD or head[:4] != b"\377tOc":
         return -1
     return int(struct.unpack(">I", head[-4:])[0])
